@@ -1,0 +1,26 @@
+"""optical-memory: keep long LLM conversations cheap by rendering old turns onto pages that blur with age.
+
+Public names are imported lazily, so ``import optical_memory`` stays cheap (no torch) until a model is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from optical_memory.types import Fit, Mode, Page, PageView, Role, Tier, TokenReport, Turn
+
+_LAZY = {
+    "OpticalMemory": "optical_memory.memory",
+    "Context": "optical_memory.context",
+    "get_consumer": "optical_memory.consumers",
+    "compress_messages": "optical_memory.messages",
+}
+
+__all__ = ["Fit", "Mode", "Page", "PageView", "Role", "Tier", "TokenReport", "Turn", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'optical_memory' has no attribute {name!r}")
