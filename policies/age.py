@@ -1,0 +1,83 @@
+"""Forgetting by age: the seed's ladder, in turns and in wall-clock time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from optical_memory.types import Consumer, Page
+from policies.base import ForgettingPolicy, Levels, last_level
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+WEEK = 7 * DAY
+MONTH = 30 * DAY
+YEAR = 365 * DAY
+
+Steps = tuple[tuple[float, int], ...]
+
+
+def _level_for(age: float, steps: Steps) -> int | None:
+    for max_age, level in steps:
+        if age <= max_age:
+            return level
+    return None
+
+
+def _validate_steps(steps: Steps, field_name: str) -> Steps:
+    steps = tuple((float(max_age), int(level)) for max_age, level in steps)
+    if not steps:
+        raise ValueError(f"{field_name} must have at least one (max_age, level) step")
+    ages = [age for age, _ in steps]
+    levels = [level for _, level in steps]
+    if ages != sorted(ages) or len(set(ages)) != len(ages):
+        raise ValueError(f"{field_name} max ages must be strictly increasing, got {ages}")
+    if levels != sorted(levels) or min(levels) < 0:
+        raise ValueError(f"{field_name} levels must be non-negative and non-decreasing, got {levels}")
+    return steps
+
+
+@dataclass(frozen=True)
+class AgeSchedule(ForgettingPolicy):
+    """A page's level from its age: ``(max_age, level)`` steps in turns and in seconds; the blurrier one wins.
+
+    Default = the seed's ladder: sharpest (LARGE) within a day / 24 turns, BASE within a week / 64 turns, SMALL
+    within a month / 128 turns, TINY within a year / 1,024 turns, forgotten after that (``forget=False`` keeps such
+    pages at the last level). Levels past a consumer's ladder are clamped to its last tier.
+    """
+
+    turn_steps: Steps | None = ((24, 0), (64, 1), (128, 2), (1024, 3))
+    time_steps: Steps | None = ((DAY, 0), (WEEK, 1), (MONTH, 2), (YEAR, 3))
+    forget: bool = True
+
+    def __post_init__(self) -> None:
+        if self.turn_steps is None and self.time_steps is None:
+            raise ValueError("AgeSchedule needs turn_steps, time_steps or both")
+        for name in ("turn_steps", "time_steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _validate_steps(getattr(self, name), name))
+
+    def level(self, page: Page, consumer: Consumer, *, now: float, turn_count: int) -> int | None:
+        """The level of one page at this moment."""
+        ages = []
+        if self.turn_steps is not None:
+            ages.append((turn_count - 1 - max(page.turn_indices), self.turn_steps))
+        if self.time_steps is not None:
+            ages.append((max(0.0, now - page.timestamp), self.time_steps))
+        levels = [_level_for(age, steps) for age, steps in ages]
+        if any(level is None for level in levels):
+            if self.forget:
+                return None
+            levels = [steps[-1][1] if level is None else level for level, (_, steps) in zip(levels, ages)]
+        return min(max(levels), last_level(consumer))  # type: ignore[type-var]
+
+    def choose(
+        self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
+    ) -> Levels:
+        levels = [self.level(page, consumer, now=now, turn_count=turn_count) for page in pages]
+        # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper.
+        for i in range(len(levels) - 2, -1, -1):
+            newer, older = levels[i + 1], levels[i]
+            if older is not None and (newer is None or newer > older):
+                levels[i] = newer
+        return levels

@@ -1,0 +1,51 @@
+"""The forgetting-policy interface: pages (oldest first) → a fidelity level per page.
+
+A level indexes the consumer's tier ladder (0 = sharpest); ``None`` means forgotten. Policies price through the
+consumer and never render or run a model, so they stay cheap enough to run on every ``context`` call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+from optical_memory.types import Consumer, Page
+
+Levels = list[int | None]
+
+
+def view_cost(consumer: Consumer, page: Page, level: int | None) -> int:
+    """What showing ``page`` at ``level`` costs: the image, or its text when that is cheaper (fail-closed)."""
+    if level is None:
+        return 0
+    return min(consumer.page_tokens(page, level), consumer.text_tokens(page.text))
+
+
+def last_level(consumer: Consumer) -> int:
+    return len(consumer.tiers) - 1
+
+
+def is_monotone(levels: Sequence[int | None]) -> bool:
+    """Older pages (earlier in the list) are never sharper than newer ones; forgotten counts as blurriest."""
+    rank = [float("inf") if level is None else level for level in levels]
+    return all(older >= newer for older, newer in zip(rank, rank[1:]))
+
+
+class ForgettingPolicy(ABC):
+    """Chooses how sharply each sealed page is shown."""
+
+    @abstractmethod
+    def choose(
+        self,
+        pages: Sequence[Page],
+        consumer: Consumer,
+        *,
+        now: float,
+        turn_count: int,
+        budget: int | None = None,
+    ) -> Levels:
+        """Level per page, oldest first; monotone with age.
+
+        ``turn_count`` is the number of turns in the session (a page's age in turns is measured from its newest turn);
+        ``budget`` is the token allowance left for pages after the hot text, or ``None`` for no limit.
+        """
