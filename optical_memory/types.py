@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -262,7 +263,8 @@ class PageView:
 
     ``level`` indexes the consumer's ladder (``None``: forgotten). ``as_text`` means the page's turns go as text
     because the image would have cost more than the text it replaces (fail-closed). ``tokens`` is what the consumer
-    is charged for this view (0 when forgotten).
+    is charged for this view (0 when forgotten). ``image`` (the page fitted to its tier) is produced on first access,
+    so pricing a context never decodes pixels it does not send.
     """
 
     page: Page
@@ -271,7 +273,14 @@ class PageView:
     tokens: int
     text_tokens: int
     as_text: bool = False
-    image: "Image.Image | None" = None
+    load_image: "Callable[[], Image.Image] | None" = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def image(self) -> "Image.Image | None":
+        """The pixels the consumer receives, or ``None`` when the page is forgotten or sent as text."""
+        if self.load_image is None or self.level is None or self.as_text:
+            return None
+        return self.load_image()
 
     @property
     def mode(self) -> Mode | None:

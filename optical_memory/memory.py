@@ -1,0 +1,340 @@
+"""The memory middleware: turns in, optical contexts out.
+
+Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
+drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
+the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
+forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
+cheaper than its text (fail-closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Sequence
+
+from PIL import Image
+
+from optical_memory.consumers import BaseConsumer, DeepSeekOCRConsumer, get_consumer
+from optical_memory.context import Context
+from optical_memory.imaging import decode_png, encode_png, fit_to_tier
+from optical_memory.sqlite_store import SQLiteStore
+from optical_memory.store import Scope, StaleSession, Store, StoredPage
+from optical_memory.tokens import TOKENIZER_NAME
+from optical_memory.types import Page, PageView, Role, TokenReport, Turn, validate_budget, validate_text
+from policies import ForgettingPolicy, TokenBudget
+from renderers import PageRenderer, RenderStyle
+
+_COMMIT_ATTEMPTS = 20
+
+
+def open_store(target: str | os.PathLike[str] | Store) -> Store:
+    """A store from a path (``:memory:`` or a SQLite file), a ``sqlite:///`` URL, or a ready ``Store``."""
+    if isinstance(target, Store):
+        return target
+    if not isinstance(target, (str, os.PathLike)):
+        raise TypeError(f"store must be a path, a URL or a Store, got {type(target).__name__}")
+    path = os.fspath(target)
+    if path.startswith("sqlite:///"):
+        path = path[len("sqlite:///") :]
+    elif "://" in path:
+        raise ValueError(f"store URL {path!r}: unsupported scheme (use a file path or sqlite:///path.db)")
+    return SQLiteStore(path)
+
+
+class OpticalMemory:
+    """A chat history kept as text for recent turns and as shrinking page images for older ones.
+
+    Example::
+
+        mem = OpticalMemory.open("memory.db", session="user-42", hot_turns=8)
+        mem.add("user", "Book the 9:40 train to Lyon for Ada Park.")
+        ctx = mem.context(budget=4000, consumer="deepseek-ocr")
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        user: str = "default",
+        session: str = "default",
+        hot_turns: int = 8,
+        consumer: str | BaseConsumer = "deepseek-ocr",
+        policy: ForgettingPolicy | None = None,
+        style: RenderStyle | None = None,
+        forget_pixels: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
+            raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
+        if hot_turns < 0:
+            raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
+        if policy is not None and not isinstance(policy, ForgettingPolicy):
+            raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+        self.store = store
+        self.scope = Scope(user, session)
+        self.hot_turns = hot_turns
+        self.consumer = get_consumer(consumer)
+        self.policy = policy if policy is not None else TokenBudget()
+        self.style = style if style is not None else RenderStyle.preset(self.consumer.render_preset)
+        self.renderer = PageRenderer(self.style)
+        self.forget_pixels = forget_pixels
+        self.clock = clock
+        self._lock = threading.RLock()
+        stored_style = store.open_session(self.scope, self.style.key())
+        if stored_style != self.style.key():
+            raise ValueError(
+                f"session {session!r} of user {user!r} was sealed with another render style; open it with the same"
+                " consumer/style it was created with"
+            )
+        self._turns: list[Turn] = []
+        self._pages: list[StoredPage] = []
+        self._reload()
+
+    @classmethod
+    def open(cls, store: str | os.PathLike[str] | Store = ":memory:", **options: Any) -> "OpticalMemory":
+        """Open (or create) a memory in ``store``: a SQLite path, ``":memory:"``, a URL or a ``Store``."""
+        return cls(open_store(store), **options)
+
+    # -- state ---------------------------------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        turns, pages = self.store.load(self.scope)
+        self._turns, self._pages = turns, pages
+
+    @property
+    def turns(self) -> list[Turn]:
+        """Every turn of the session, verbatim, oldest first."""
+        return list(self._turns)
+
+    @property
+    def pages(self) -> list[Page]:
+        """Sealed pages, oldest first."""
+        return [stored.page for stored in self._pages]
+
+    def _cursor(self) -> tuple[int, int]:
+        """(turn index, character offset) where the not-yet-sealed text starts."""
+        if not self._pages:
+            return 0, 0
+        last = self._pages[-1].page.segments[-1]
+        if last.end >= len(self._turns[last.turn_index].content):
+            return last.turn_index + 1, 0
+        return last.turn_index, last.end
+
+    def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
+        """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
+        first, offset = self._cursor()
+        end = max(first, len(turns) - self.hot_turns)
+        return list(turns[first:end]), offset
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        role: str | Role,
+        content: str,
+        *,
+        timestamp: float | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Turn:
+        """Append a turn; pages it fills are rendered and sealed in the same transaction. Persisted on return."""
+        role = Role.parse(role)
+        content = validate_text(content)
+        if timestamp is None:
+            timestamp = self.clock()
+        elif isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
+            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+        if name is not None:
+            validate_text(name, field_name="name")
+        metadata = dict(metadata or {})
+        with self._lock:
+            for _ in range(_COMMIT_ATTEMPTS):
+                turn = Turn(len(self._turns), role, content, float(timestamp), name, metadata)
+                sealed = self._seal([*self._turns, turn], full_only=True)
+                try:
+                    self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
+                except StaleSession:
+                    self._reload()
+                    continue
+                self._apply(turn, sealed)
+                return turn
+        raise RuntimeError(f"could not append to {self.scope}: other writers kept winning ({_COMMIT_ATTEMPTS} tries)")
+
+    async def aadd(self, role: str | Role, content: str, **options: Any) -> Turn:
+        """``add`` without blocking the event loop."""
+        return await asyncio.to_thread(self.add, role, content, **options)
+
+    def flush(self) -> list[Page]:
+        """Seal every unsealed turn past the hot window, even onto a partly filled page (e.g. at session end)."""
+        with self._lock:
+            for _ in range(_COMMIT_ATTEMPTS):
+                sealed = self._seal(self._turns, full_only=False)
+                if not sealed:
+                    return []
+                try:
+                    self.store.commit(self.scope, None, sealed, expected_turns=len(self._turns))
+                except StaleSession:
+                    self._reload()
+                    continue
+                self._apply(None, sealed)
+                return [page for page, _ in sealed]
+        raise RuntimeError(f"could not flush {self.scope}: other writers kept winning")
+
+    def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
+        """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
+        pending, offset = self._pending(turns)
+        if not pending:
+            return []
+        layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
+        sealed = []
+        for layout in layouts:
+            if full_only and not layout.full:
+                break
+            page = layout.page
+            image = b"" if self.store.has_image(page.render_key) else encode_png(self.renderer.draw(layout))
+            sealed.append((page, image))
+        return sealed
+
+    def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]]) -> None:
+        if turn is not None:
+            self._turns.append(turn)
+        self._pages.extend(StoredPage(page, page.render_key) for page, _ in sealed)
+
+    def clear(self) -> None:
+        """Forget this session entirely (turns, pages, and images no other session uses)."""
+        with self._lock:
+            self.store.clear(self.scope)
+            self.store.open_session(self.scope, self.style.key())
+            self._turns, self._pages = [], []
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def _stored(self, page: int | str | Page) -> StoredPage:
+        if isinstance(page, Page):
+            page = page.index
+        if isinstance(page, str):
+            digits = page.strip().lower().removeprefix("page").strip()
+            if not digits.isdigit():
+                raise ValueError(f"page id {page!r} is not a page number like 'page 3' or '3'")
+            page = int(digits)
+        if isinstance(page, bool) or not isinstance(page, int):
+            raise TypeError(f"page must be a page number, label or Page, got {type(page).__name__}")
+        if not 0 <= page < len(self._pages):
+            raise ValueError(f"no page {page} in this session (it has {len(self._pages)} pages)")
+        return self._pages[page]
+
+    def recall(self, page: int | str | Page) -> str:
+        """The exact source text of a page (``3``, ``"page 3"`` or a ``Page``): what the agent's recall tool returns."""
+        return self._stored(page).page.text
+
+    def page_image(self, page: int | str | Page) -> Image.Image:
+        """The stored image of a page (the master, or smaller pixels when ``forget_pixels`` reduced it)."""
+        return decode_png(self.store.image(self._stored(page).image_key))
+
+    def context(
+        self,
+        budget: float | None = None,
+        consumer: str | BaseConsumer | None = None,
+        *,
+        policy: ForgettingPolicy | None = None,
+        now: float | None = None,
+    ) -> Context:
+        """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
+
+        Raises ``ValueError`` if the unsealed recent turns alone exceed the budget.
+        """
+        if budget is not None:
+            budget = validate_budget(budget)
+        consumer = self.consumer if consumer is None else get_consumer(consumer)
+        policy = self.policy if policy is None else policy
+        now = self.clock() if now is None else now
+        with self._lock:
+            turns, stored_pages = list(self._turns), list(self._pages)
+        first, offset = self._cursor()
+        recent = list(turns[first:])
+        if recent and offset:
+            recent[0] = replace(recent[0], content=recent[0].content[offset:], metadata={**recent[0].metadata, "continued": True})
+        hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
+        if budget is not None and hot_tokens > budget:
+            raise ValueError(
+                f"budget {budget} is smaller than the recent turns alone ({hot_tokens} tokens); raise the budget or"
+                " lower hot_turns"
+            )
+        pages = [stored.page for stored in stored_pages]
+        levels = policy.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
+        )
+        if self.forget_pixels and consumer == self.consumer:
+            self._forget_pixels(stored_pages, policy, now, len(turns))
+        views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
+        return Context(views, recent, self._report(views, hot_tokens, budget, consumer), consumer)
+
+    async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
+        """``context`` without blocking the event loop."""
+        return await asyncio.to_thread(self.context, budget, consumer, **options)
+
+    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
+        page = stored.page
+        text_tokens = consumer.text_tokens(page.text)
+        if level is None:
+            return PageView(page, None, None, 0, text_tokens)
+        tier = consumer.tier(level)
+        image_tokens = consumer.page_tokens(page, level)
+        if image_tokens >= text_tokens:
+            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
+        key = stored.image_key
+        return PageView(
+            page, level, tier, image_tokens, text_tokens, load_image=lambda: fit_to_tier(decode_png(self.store.image(key)), tier)
+        )
+
+    def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
+        """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
+        ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
+        tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
+        for i, (stored, level) in enumerate(zip(stored_pages, ages)):
+            current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)
+            if level is None or level <= current:
+                continue
+            tier = self.consumer.tier(level)
+            smaller = encode_png(fit_to_tier(decode_png(self.store.image(stored.image_key)), tier))
+            key = f"{stored.page.render_key}@{tier.name}"
+            self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
+            with self._lock:
+                self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
+
+    def _report(self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer) -> TokenReport:
+        images = [v for v in views if not v.forgotten and not v.as_text]
+        as_text = [v for v in views if not v.forgotten and v.as_text]
+        dropped = [v for v in views if v.forgotten]
+        positions = None
+        if isinstance(consumer, DeepSeekOCRConsumer):
+            positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
+        return TokenReport(
+            consumer=consumer.name,
+            tokenizer=TOKENIZER_NAME,
+            budget=budget,
+            hot_text_tokens=hot_tokens,
+            paged_text_tokens=sum(v.text_tokens for v in images),
+            image_tokens=sum(v.tokens for v in images),
+            fallback_text_tokens=sum(v.tokens for v in as_text),
+            decoder_positions=positions,
+            pages_total=len(views),
+            pages_as_images=len(images),
+            pages_as_text=len(as_text),
+            pages_dropped=len(dropped),
+            dropped_text_tokens=sum(v.text_tokens for v in dropped),
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "OpticalMemory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,21 @@
+"""Shared test helpers: pages built without a renderer, for tests of pricing and policies."""
+
+from __future__ import annotations
+
+import pytest
+
+from optical_memory.types import Page, Role, TurnSegment
+
+
+def make_page(index: int, *, text: str = "hello world " * 100, turns: tuple[int, ...] | None = None,
+              timestamp: float = 0.0, size: tuple[int, int] = (1280, 1280)) -> Page:
+    """A page holding ``turns`` (default: turn ``index``) with ``text``, sized like a master page."""
+    turns = (index,) if turns is None else turns
+    segments = tuple(TurnSegment(t, Role.USER, 0, 1) for t in turns)
+    return Page(index=index, text=text, segments=segments, lines=(), width=size[0], height=size[1],
+                render_key=f"key-{index}-{hash(text)}", timestamp=timestamp)
+
+
+@pytest.fixture
+def page_factory():
+    return make_page
