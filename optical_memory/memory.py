@@ -129,6 +129,9 @@ class OpticalMemory:
         """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
         first, offset = self._cursor()
         end = max(first, len(turns) - self.hot_turns)
+        # A tool result stays on the same side of the page/text boundary as the call it answers.
+        while first < end < len(turns) and turns[end].role is Role.TOOL:
+            end -= 1
         return list(turns[first:end]), offset
 
     # -- writing -------------------------------------------------------------------------------------------------
