@@ -1,0 +1,45 @@
+"""Input checks and the optional upscale shared by the CPU OCR readers."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+
+def as_rgb(image: object) -> Image.Image:
+    """The image as RGB; a ``TypeError`` naming ``image`` for anything that is not a PIL image."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+    if image.width <= 0 or image.height <= 0:
+        raise ValueError(f"image must not be empty, got {image.width}x{image.height}")
+    return image.convert("RGB")
+
+
+def upscale_longest_side(image: Image.Image, target: int | None) -> Image.Image:
+    """Enlarge (bicubic, aspect kept) so the longest side is ``target``; never shrinks, ``None`` leaves it as is.
+
+    Upscaling adds no information; it only brings small glyphs to the size the OCR engine was trained on.
+    """
+    if target is None or max(image.size) >= target:
+        return image
+    scale = target / max(image.size)
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+
+
+def validate_upscale(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"upscale_to must be an int or None, got {type(value).__name__}")
+    if value < 32:
+        raise ValueError(f"upscale_to must be at least 32 pixels, got {value}")
+    return value
+
+
+def validate_threads(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"threads must be an int or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"threads must be at least 1, got {value}")
+    return value
