@@ -46,6 +46,28 @@ def open_store(target: str | os.PathLike[str] | Store) -> Store:
     return SQLiteStore(path)
 
 
+def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
+    """(turn index, character offset) of the first character after ``page``."""
+    last = page.segments[-1]
+    if last.end >= len(turns[last.turn_index].content):
+        return last.turn_index + 1, 0
+    return last.turn_index, last.end
+
+
+def _in_tool_exchange(turn: Turn) -> bool:
+    return turn.role is Role.TOOL or (turn.role is Role.ASSISTANT and bool(turn.metadata.get("tool_calls")))
+
+
+def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
+    """Whether sealing up to ``position`` keeps every tool call and its results on one side of the boundary."""
+    index, offset = position
+    if index >= len(turns):
+        return True
+    if offset:
+        return not _in_tool_exchange(turns[index])
+    return turns[index].role is not Role.TOOL
+
+
 class OpticalMemory:
     """A chat history kept as text for recent turns and as shrinking page images for older ones.
 
@@ -118,12 +140,7 @@ class OpticalMemory:
 
     def _cursor(self) -> tuple[int, int]:
         """(turn index, character offset) where the not-yet-sealed text starts."""
-        if not self._pages:
-            return 0, 0
-        last = self._pages[-1].page.segments[-1]
-        if last.end >= len(self._turns[last.turn_index].content):
-            return last.turn_index + 1, 0
-        return last.turn_index, last.end
+        return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
 
     def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
         """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
@@ -194,10 +211,13 @@ class OpticalMemory:
         if not pending:
             return []
         layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
+        if full_only:
+            layouts = [layout for layout in layouts if layout.full]
+            # Seal no page whose end would leave a tool exchange straddling the page/text boundary.
+            while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
+                layouts.pop()
         sealed = []
         for layout in layouts:
-            if full_only and not layout.full:
-                break
             page = layout.page
             image = b"" if self.store.has_image(page.render_key) else encode_png(self.renderer.draw(layout))
             sealed.append((page, image))

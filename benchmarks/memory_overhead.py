@@ -1,0 +1,86 @@
+"""Memory-middleware overhead per turn, with rendering taken out: is ``add`` + ``context`` negligible next to drawing?
+
+Run: ``python -m benchmarks.memory_overhead [--turns 10000]``. The renderer's ``paginate`` and ``draw`` are wrapped
+with timers, so the figure reported as overhead is store writes, sealing bookkeeping, pricing and policy work only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from optical_memory.memory import OpticalMemory
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, function):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+def _turn_text(rng: random.Random) -> str:
+    words = "the agent booked a table for four at nine and sent the confirmation code to the user".split()
+    return " ".join(rng.choice(words) for _ in range(rng.randint(20, 120)))
+
+
+def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | Path = ":memory:", seed: int = 0) -> dict[str, Any]:
+    """Median ``add`` and ``context`` cost (ms) at ``turns`` turns, with rendering time subtracted from ``add``."""
+    rng = random.Random(seed)
+    memory = OpticalMemory.open(db, hot_turns=8)
+    render = _Stopwatch()
+    memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
+    memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
+    for i in tqdm(range(turns - probe), desc="filling memory", unit="turn"):
+        memory.add("user" if i % 2 == 0 else "assistant", _turn_text(rng), timestamp=float(i))
+    add_ms, context_ms = [], []
+    for i in range(turns - probe, turns):
+        before = render.seconds
+        start = time.perf_counter()
+        memory.add("user" if i % 2 == 0 else "assistant", _turn_text(rng), timestamp=float(i))
+        add_ms.append((time.perf_counter() - start - (render.seconds - before)) * 1000)
+        start = time.perf_counter()
+        memory.context(budget=8000, now=float(i))
+        context_ms.append((time.perf_counter() - start) * 1000)
+    result = {
+        "turns": turns,
+        "pages": len(memory.pages),
+        "store": str(db),
+        "add_ms_median_excluding_rendering": statistics.median(add_ms),
+        "context_ms_median": statistics.median(context_ms),
+        "add_plus_context_ms_median": statistics.median(a + c for a, c in zip(add_ms, context_ms)),
+    }
+    memory.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--turns", type=int, default=10_000)
+    args = parser.parse_args()
+    result = measure_memory_overhead(args.turns)
+    for key, value in result.items():
+        print(f"{key:>36}: {value:.3f}" if isinstance(value, float) else f"{key:>36}: {value}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "memory_overhead.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
