@@ -19,10 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image
 
+from optical_memory.backends import open_store
 from optical_memory.consumers import BaseConsumer, DeepSeekOCRConsumer, get_consumer
 from optical_memory.context import Context
 from optical_memory.imaging import decode_png, encode_png, fit_to_tier
-from optical_memory.sqlite_store import SQLiteStore
 from optical_memory.store import Scope, StaleSession, Store, StoredPage
 from optical_memory.tokens import TOKENIZER_NAME
 from optical_memory.types import Page, PageView, Role, TokenReport, Turn, validate_budget, validate_text
@@ -30,20 +30,6 @@ from policies import ForgettingPolicy, TokenBudget
 from renderers import PageRenderer, RenderStyle
 
 _COMMIT_ATTEMPTS = 20
-
-
-def open_store(target: str | os.PathLike[str] | Store) -> Store:
-    """A store from a path (``:memory:`` or a SQLite file), a ``sqlite:///`` URL, or a ready ``Store``."""
-    if isinstance(target, Store):
-        return target
-    if not isinstance(target, (str, os.PathLike)):
-        raise TypeError(f"store must be a path, a URL or a Store, got {type(target).__name__}")
-    path = os.fspath(target)
-    if path.startswith("sqlite:///"):
-        path = path[len("sqlite:///") :]
-    elif "://" in path:
-        raise ValueError(f"store URL {path!r}: unsupported scheme (use a file path or sqlite:///path.db)")
-    return SQLiteStore(path)
 
 
 def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
