@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -29,7 +30,27 @@ from optical_memory.types import Page, PageView, Role, TokenReport, Turn, valida
 from policies import ForgettingPolicy, TokenBudget
 from renderers import PageRenderer, RenderStyle
 
-_COMMIT_ATTEMPTS = 20
+if TYPE_CHECKING:
+    import torch
+
+    from optical_memory.deepencoder import VisionEmbedding
+
+# Optimistic commits that lose to other writers retry, with jittered, growing pauses, for this long: a writer that
+# keeps losing to a faster one of the same session waits its turn instead of failing.
+_COMMIT_PATIENCE_SECONDS = 30.0
+
+
+def _commit_attempts() -> Iterator[int]:
+    """Attempt numbers until the patience runs out."""
+    deadline = time.monotonic() + _COMMIT_PATIENCE_SECONDS
+    attempt = 0
+    while attempt == 0 or time.monotonic() < deadline:
+        yield attempt
+        attempt += 1
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
 def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
@@ -159,17 +180,18 @@ class OpticalMemory:
             validate_text(name, field_name="name")
         metadata = dict(metadata or {})
         with self._lock:
-            for _ in range(_COMMIT_ATTEMPTS):
+            for attempt in _commit_attempts():
                 turn = Turn(len(self._turns), role, content, float(timestamp), name, metadata)
                 sealed = self._seal([*self._turns, turn], full_only=True)
                 try:
                     self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
                 except StaleSession:
+                    _back_off(attempt)
                     self._reload()
                     continue
                 self._apply(turn, sealed)
                 return turn
-        raise RuntimeError(f"could not append to {self.scope}: other writers kept winning ({_COMMIT_ATTEMPTS} tries)")
+        raise RuntimeError(f"could not append to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
 
     async def aadd(self, role: str | Role, content: str, **options: Any) -> Turn:
         """``add`` without blocking the event loop."""
@@ -178,18 +200,19 @@ class OpticalMemory:
     def flush(self) -> list[Page]:
         """Seal every unsealed turn past the hot window, even onto a partly filled page (e.g. at session end)."""
         with self._lock:
-            for _ in range(_COMMIT_ATTEMPTS):
+            for attempt in _commit_attempts():
                 sealed = self._seal(self._turns, full_only=False)
                 if not sealed:
                     return []
                 try:
                     self.store.commit(self.scope, None, sealed, expected_turns=len(self._turns))
                 except StaleSession:
+                    _back_off(attempt)
                     self._reload()
                     continue
                 self._apply(None, sealed)
                 return [page for page, _ in sealed]
-        raise RuntimeError(f"could not flush {self.scope}: other writers kept winning")
+        raise RuntimeError(f"could not flush {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
@@ -286,6 +309,19 @@ class OpticalMemory:
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
+
+    def encode(self, ctx: Context, model: "torch.nn.Module", *, batch_size: int = 4) -> list["VisionEmbedding"]:
+        """Vision embeddings of ``ctx``'s image pages at their modes, oldest first, in the decoder's layout.
+
+        ``model`` is a ``DeepSeekOCR`` or a bare ``DeepEncoder``; each result's ``positions`` equals the page's
+        ``Mode.decoder_positions`` and together they fill the context's ``report.decoder_positions``.
+        """
+        from optical_memory.deepencoder import encode_views
+
+        if not isinstance(ctx.consumer, DeepSeekOCRConsumer):
+            raise ValueError(f"encode needs a deepseek-ocr context, got one priced for {ctx.consumer.name!r}")
+        views = [view for view in ctx.pages if view.mode is not None]
+        return encode_views(model, [view.image for view in views], [view.mode for view in views], batch_size=batch_size)
 
     def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
         page = stored.page
