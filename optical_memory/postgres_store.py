@@ -20,7 +20,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from optical_memory.sql_store import LOCK_RETRY_SECONDS, SQLStore, retry_transient
+from optical_memory.sql_store import SQLStore, retry_transient
 from optical_memory.store import StoreError
 from optical_memory.store_schema import ColumnTypes, Query
 
@@ -66,7 +66,10 @@ class PostgresStore(SQLStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)))
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)))
+            # A lock held by a stuck client must not hang a writer forever: waiting ends as a (retried) conflict.
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{round(self.lock_retry_seconds * 1000)}ms",))
+            return conn
         except psycopg.Error as error:
             raise StoreError(f"store {self.where}: cannot connect ({error})") from None
 
@@ -93,9 +96,9 @@ class PostgresStore(SQLStore):
                 return result
 
         try:
-            return retry_transient(attempt, lambda error: isinstance(error, _TRANSIENT), seconds=LOCK_RETRY_SECONDS)
+            return retry_transient(attempt, lambda error: isinstance(error, _TRANSIENT), seconds=self.lock_retry_seconds)
         except psycopg.Error as error:
-            raise _translate(error, self.where) from None
+            raise _translate(error, self.where, self.lock_retry_seconds) from None
 
     def _table_exists(self, query: Query, name: str) -> bool:
         return query("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
@@ -121,7 +124,7 @@ class PostgresStore(SQLStore):
             self._conn.close()
 
 
-def _translate(error: psycopg.Error, where: str) -> Exception:
+def _translate(error: psycopg.Error, where: str, lock_retry_seconds: float) -> Exception:
     """What a PostgreSQL failure means for the user, by its SQLSTATE class."""
     prefix = f"store {where}"
     if isinstance(error, pg_errors.ReadOnlySqlTransaction):
@@ -129,7 +132,7 @@ def _translate(error: psycopg.Error, where: str) -> Exception:
     if isinstance(error, (pg_errors.DiskFull, pg_errors.InsufficientResources)):
         return StoreError(f"{prefix}: the server is out of disk or resources; nothing was written ({error})")
     if isinstance(error, _TRANSIENT):
-        return StoreError(f"{prefix}: writers kept conflicting for more than {LOCK_RETRY_SECONDS:.0f} s ({error})")
+        return StoreError(f"{prefix}: writers kept conflicting for more than {lock_retry_seconds:g} s ({error})")
     if isinstance(error, psycopg.OperationalError):
-        return StoreError(f"{prefix}: lost the connection; the transaction did not complete ({error})")
+        return StoreError(f"{prefix}: lost the connection; the transaction may not have completed ({error})")
     return StoreError(f"{prefix}: {error}")

@@ -62,6 +62,9 @@ class SQLStore(Store):
     where = ""
     """How error messages name this store (a path or a URL without its password)."""
 
+    lock_retry_seconds = LOCK_RETRY_SECONDS
+    """How long lock conflicts are retried before they surface as ``StoreError``."""
+
     @abstractmethod
     def _run(self, work: Callable[[Query], T], *, write: bool) -> T:
         """Run ``work`` in one transaction (a consistent snapshot when not ``write``), committed on return.

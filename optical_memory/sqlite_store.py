@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from optical_memory.sql_store import LOCK_RETRY_SECONDS, SQLStore, retry_transient
+from optical_memory.sql_store import SQLStore, retry_transient
 from optical_memory.store import StoreError
 from optical_memory.store_schema import ColumnTypes, Query
 
@@ -26,7 +26,7 @@ class SQLiteStore(SQLStore):
 
     Safe for several threads (one connection, a lock) and several processes: WAL lets readers run beside the one
     writer, writers take the lock up front (``BEGIN IMMEDIATE``), and lock contention is retried with jittered
-    backoff for up to 30 s before it surfaces as ``StoreError``. ``synchronous = FULL``: a commit that returned
+    backoff for up to ``lock_retry_seconds`` (30 s) before it surfaces as ``StoreError``. ``synchronous = FULL``: a commit that returned
     survives a process kill and a power cut.
 
     ``read_only`` opens an existing store for reading (writes raise ``StoreError``). ``max_bytes`` caps the file:
@@ -61,9 +61,9 @@ class SQLiteStore(SQLStore):
         try:
             if read_only:
                 uri = f"{Path(self.path).expanduser().resolve().as_uri()}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None, check_same_thread=False)
+                self._db = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None, check_same_thread=False)
             else:
-                self._db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+                self._db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
             raise ValueError(f"store path {self.path!r} cannot be opened: {error}") from None
         try:
@@ -74,7 +74,8 @@ class SQLiteStore(SQLStore):
             raise
 
     def _configure(self, *, in_memory: bool, read_only: bool, max_bytes: int | None) -> None:
-        self._db.execute("PRAGMA busy_timeout = 5000")
+        # SQLite's own wait for a lock; past it, _retrying backs off and tries again until lock_retry_seconds.
+        self._db.execute("PRAGMA busy_timeout = 1000")
         if not in_memory and not read_only:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
@@ -88,9 +89,9 @@ class SQLiteStore(SQLStore):
                 return attempt()
 
         try:
-            return retry_transient(locked_attempt, _is_busy, seconds=LOCK_RETRY_SECONDS)
+            return retry_transient(locked_attempt, _is_busy, seconds=self.lock_retry_seconds)
         except sqlite3.Error as error:
-            raise _translate(error, self.path) from None
+            raise _translate(error, self.path, self.lock_retry_seconds) from None
 
     def _run(self, work: Callable[[Query], T], *, write: bool) -> T:
         def attempt() -> T:
@@ -128,7 +129,7 @@ def _code(error: sqlite3.Error) -> int | None:
     return None if code is None else code & 0xFF
 
 
-def _translate(error: sqlite3.Error, path: str) -> Exception:
+def _translate(error: sqlite3.Error, path: str, lock_retry_seconds: float) -> Exception:
     """What a SQLite failure means for the user, by its result code (``ValueError``: the path is not a store)."""
     code = _code(error)
     where = f"store {path!r}"
@@ -141,9 +142,9 @@ def _translate(error: sqlite3.Error, path: str) -> Exception:
     if code == _SQLITE_FULL:
         return StoreError(f"{where}: disk full (or the store's max_bytes reached); nothing was written ({error})")
     if code == _SQLITE_IOERR:
-        return StoreError(f"{where}: the disk refused a write or read (full, over quota, or failing); nothing was written ({error})")
+        return StoreError(f"{where}: the disk refused a write or read (full, over quota or failing); the transaction was rolled back ({error})")
     if code in _BUSY:
-        return StoreError(f"{where} stayed locked by another writer for more than {LOCK_RETRY_SECONDS:.0f} s ({error})")
+        return StoreError(f"{where} stayed locked by another writer for more than {lock_retry_seconds:g} s ({error})")
     if code == _SQLITE_CANTOPEN:
         return StoreError(f"{where} cannot be opened ({error})")
     return StoreError(f"{where}: {error}")

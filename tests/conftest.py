@@ -19,3 +19,8 @@ def make_page(index: int, *, text: str = "hello world " * 100, turns: tuple[int,
 @pytest.fixture
 def page_factory():
     return make_page
+
+
+# Store tests: a real PostgreSQL server per session, and the fixture that runs a test on each backend.
+from postgres import postgres_schema, postgres_server  # noqa: E402,F401
+from store_backends import store_backend  # noqa: E402,F401
