@@ -1,0 +1,208 @@
+"""``OpticalMemoryMiddleware``: the model of a ``create_agent`` loop reads old turns as pages.
+
+Before every model call (``wrap_model_call``) the middleware mirrors the conversation into an ``OpticalMemory`` kept
+per thread (the ``thread_id`` of the run's config), then hands the model the optical context instead of the raw
+history: the system prompt untouched, one message of pages, the recent turns verbatim, all within ``budget`` tokens
+as the model's provider prices them. The agent's state is never rewritten, so the full history stays in the
+checkpointer; the memory keeps it verbatim too (``history``), and the ``recall_page`` tool it registers gives the
+model any page's exact text back.
+
+Mirroring is append-only and by message id: a message is stored the first time the middleware sees it (in a model
+request, or in the final state after the run), so resuming a thread from a checkpointer, or invoking without one,
+both add each message once. Edits or removals of already-stored messages do not rewrite sealed pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.messages import BaseMessage
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from optical_memory.consumers import BaseConsumer, consumer_names, get_consumer
+from optical_memory.context import PAGES_PREAMBLE
+from optical_memory.dialect import OpticalMessages, TurnDraft, add_drafts, build_messages
+from optical_memory.langchain.convert import LANGCHAIN
+from optical_memory.langchain.provider import detect_consumer
+from optical_memory.langchain.recall import recall_page
+from optical_memory.langchain.tokens import DEFAULT_CONSUMER
+from optical_memory.backends import open_store
+from optical_memory.memory import OpticalMemory
+from optical_memory.store import Scope, Store
+from optical_memory.types import validate_budget
+from policies import ForgettingPolicy
+from renderers import RenderStyle
+
+
+@dataclass
+class _Thread:
+    memory: OpticalMemory
+    known: set[str]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last: OpticalMessages | None = None
+
+
+class OpticalMemoryMiddleware(AgentMiddleware):
+    """Agent middleware that shows the model older turns as page images.
+
+    ``store``: a SQLite path, ``sqlite:///`` URL or ``Store`` (one session per thread id; the default keeps memories
+    for this process only). ``budget``: tokens the model may be sent per call (system prompt, pages and recent turns;
+    ``None``: only the age policy). ``hot_turns``: recent turns kept verbatim. ``policy``: a ``ForgettingPolicy``.
+    ``consumer``: whose image pricing applies; by default told from the chat model (``ls_provider``/model name).
+    ``recall_tool``: register the ``recall_page`` tool. Example::
+
+        agent = create_agent(model, tools, middleware=[OpticalMemoryMiddleware("memory.db", budget=8000)],
+                             checkpointer=checkpointer)
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Store = ":memory:",
+        *,
+        budget: float | None = None,
+        hot_turns: int = 8,
+        policy: ForgettingPolicy | None = None,
+        consumer: str | BaseConsumer | None = None,
+        user: str = "default",
+        recall_tool: bool = True,
+        preamble: str = PAGES_PREAMBLE,
+    ) -> None:
+        super().__init__()
+        if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
+            raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
+        if hot_turns < 0:
+            raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
+        if policy is not None and not isinstance(policy, ForgettingPolicy):
+            raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+        if not isinstance(user, str) or not user.strip():
+            raise TypeError(f"user must be a non-empty string, got {user!r}")
+        self.store = open_store(store)
+        self.budget = None if budget is None else validate_budget(budget)
+        self.hot_turns = hot_turns
+        self.policy = policy
+        self.consumer = None if consumer is None else get_consumer(consumer)
+        self.user = user
+        self.preamble = preamble
+        self.tools = [recall_page(self)] if recall_tool else []
+        self._threads: dict[str, _Thread] = {}
+        self._lock = threading.Lock()
+
+    per_thread = True  # the recall_page tool reads the thread of the run it is called in
+
+    # -- threads -------------------------------------------------------------------------------------------------
+
+    def _open(self, thread_id: str, consumer: BaseConsumer) -> OpticalMemory:
+        """The thread's memory; a thread first rendered for another provider keeps that provider's page style."""
+        preferred = RenderStyle.preset(consumer.render_preset)
+        stored = self.store.open_session(Scope(self.user, thread_id), preferred.key())
+        style = preferred
+        if stored != preferred.key():
+            presets = {get_consumer(name).render_preset for name in consumer_names()}
+            matches = [s for s in map(RenderStyle.preset, sorted(presets)) if s.key() == stored]
+            if not matches:
+                raise ValueError(f"thread {thread_id!r} was rendered with a custom style; open it with OpticalMemory")
+            style = matches[0]
+        return OpticalMemory(
+            self.store, user=self.user, session=thread_id, hot_turns=self.hot_turns, consumer=consumer,
+            policy=self.policy, style=style,
+        )
+
+    def _thread(self, thread_id: str, consumer: BaseConsumer | None = None) -> _Thread:
+        with self._lock:
+            thread = self._threads.get(thread_id)
+            if thread is None:
+                memory = self._open(thread_id, consumer or self.consumer or get_consumer(DEFAULT_CONSUMER))
+                known = {turn.metadata["identity"] for turn in memory.turns if "identity" in turn.metadata}
+                thread = self._threads[thread_id] = _Thread(memory, known)
+            return thread
+
+    def memory_for(self, thread_id: str | None) -> OpticalMemory:
+        """The memory of a thread (opened from the store if this process has not seen it yet)."""
+        if thread_id is None:
+            raise ValueError("thread_id is required: the middleware keeps one memory per thread")
+        return self._thread(str(thread_id)).memory
+
+    def memory(self, thread_id: str) -> OpticalMemory:
+        """The ``OpticalMemory`` of ``thread_id``."""
+        return self.memory_for(thread_id)
+
+    def history(self, thread_id: str) -> list[BaseMessage]:
+        """Every message of the thread the middleware has seen, verbatim, in order."""
+        return [LANGCHAIN.restore(turn) for turn in self.memory_for(thread_id).turns]
+
+    def last_context(self, thread_id: str) -> OpticalMessages | None:
+        """What the model of ``thread_id`` was last sent from this process, with its token report."""
+        thread = self._threads.get(str(thread_id))
+        return None if thread is None else thread.last
+
+    # -- mirroring and the model call ------------------------------------------------------------------------------
+
+    def _mirror(self, thread: _Thread, messages: Sequence[BaseMessage]) -> None:
+        with thread.lock:
+            drafts: list[TurnDraft] = []
+            for i, message in enumerate(messages):
+                if isinstance(message, BaseMessage) and message.id and message.id in thread.known:
+                    continue
+                draft = LANGCHAIN.to_turn(message, where=f"messages[{i}]")
+                identity = draft.metadata["identity"]
+                if identity not in thread.known:
+                    drafts.append(draft)
+                    thread.known.add(identity)
+            if drafts:
+                add_drafts(thread.memory, drafts)
+
+    @staticmethod
+    def _thread_id(runtime: Runtime[Any] | None) -> str:
+        try:
+            thread_id = get_config().get("configurable", {}).get("thread_id")
+        except RuntimeError:
+            thread_id = None
+        if thread_id is None:
+            thread_id = getattr(getattr(runtime, "execution_info", None), "thread_id", None)
+        if thread_id is None:
+            raise ValueError(
+                "OpticalMemoryMiddleware needs a thread id: invoke the agent with"
+                " config={'configurable': {'thread_id': '…'}}"
+            )
+        return str(thread_id)
+
+    def optical_request(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
+        """``request`` with its messages replaced by the optical context of its thread."""
+        thread_id = self._thread_id(request.runtime)
+        consumer = self.consumer or detect_consumer(request.model)
+        thread = self._thread(thread_id, consumer)
+        self._mirror(thread, request.messages)
+        system = [request.system_message] if request.system_message is not None else []
+        with thread.lock:
+            result = build_messages(
+                thread.memory, LANGCHAIN, system=system, budget=self.budget, consumer=consumer, preamble=self.preamble
+            )
+            thread.last = result
+        return request.override(messages=result.messages[len(system):])
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any]:
+        return handler(self.optical_request(request))
+
+    async def awrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+    ) -> ModelResponse[Any]:
+        return await handler(await asyncio.to_thread(self.optical_request, request))
+
+    def after_agent(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Store what the run added after its last model call (the final answer, a ``return_direct`` result)."""
+        thread = self._thread(self._thread_id(runtime))
+        self._mirror(thread, state["messages"])
+        return None
+
+    async def aafter_agent(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        thread_id = self._thread_id(runtime)
+        await asyncio.to_thread(lambda: self._mirror(self._thread(thread_id), state["messages"]))
+        return None
