@@ -18,6 +18,7 @@ import copy
 from typing import Any, Mapping
 
 from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 from transformers import CLIPVisionConfig, PreTrainedConfig
 from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import (
     DeepseekOcr2SamVisionConfig,
@@ -193,7 +194,9 @@ class DeepSeekOCRConfig(PreTrainedConfig):
                 f"{text.num_hidden_layers} layers"
             )
         if not 0 <= self.image_token_id < text.vocab_size:
-            raise ValueError(f"image_token_id {self.image_token_id} is outside the vocabulary (0..{text.vocab_size - 1})")
+            raise ValueError(
+                f"image_token_id {self.image_token_id} is outside the vocabulary (0..{text.vocab_size - 1})"
+            )
 
     @property
     def vision_feature_size(self) -> int:
@@ -255,7 +258,9 @@ class DeepSeekOCRConfig(PreTrainedConfig):
         if topk_method not in ("greedy", "group_limited_greedy"):
             raise ValueError(f"language_config.topk_method {topk_method!r} is not supported")
         projector = data.get("projector_config", {})
-        _require(projector, "projector_type", "linear", "the projector is one Linear layer", section_name="projector_config")
+        _require(
+            projector, "projector_type", "linear", "the projector is one Linear layer", section_name="projector_config"
+        )
 
         num_layers = int(language.get("num_hidden_layers", FULL_TEXT["num_hidden_layers"]))
         dense_layers = int(language.get("first_k_dense_replace", 1))
@@ -286,13 +291,16 @@ class DeepSeekOCRConfig(PreTrainedConfig):
             clip["intermediate_size"] = 4 * int(clip_width["width"])
         if "mlp_dim" not in sam_width and "width" in sam_width:
             sam["mlp_dim"] = 4 * int(sam_width["width"])
-        config = cls(
-            sam_config=sam,
-            clip_config=clip,
-            text_config=text,
-            image_token_id=int(data.get("image_token_id", FULL_IMAGE_TOKEN_ID)),
-            tie_word_embeddings=text["tie_word_embeddings"],
-        )
+        try:
+            config = cls(
+                sam_config=sam,
+                clip_config=clip,
+                text_config=text,
+                image_token_id=int(data.get("image_token_id", FULL_IMAGE_TOKEN_ID)),
+                tie_word_embeddings=text["tie_word_embeddings"],
+            )
+        except StrictDataclassError as error:
+            raise ValueError(f"config.json describes an invalid architecture: {error}") from error
         expected_input = config.vision_feature_size
         if int(projector.get("input_dim", expected_input)) != expected_input:
             raise ValueError(

@@ -245,7 +245,9 @@ def encode_views(
     """
     encoder = getattr(model_or_encoder, "vision", model_or_encoder)
     if not isinstance(encoder, DeepEncoder):
-        raise TypeError(f"model_or_encoder must be a DeepEncoder or hold one as .vision, got {type(model_or_encoder).__name__}")
+        raise TypeError(
+            f"model_or_encoder must be a DeepEncoder or hold one as .vision, got {type(model_or_encoder).__name__}"
+        )
     if isinstance(images, Image.Image) or len(images) != len(modes):
         raise ValueError("images and modes must be sequences of the same length")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

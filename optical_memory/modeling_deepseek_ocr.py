@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 IMAGE_MARKER = "<image>"
 FREE_OCR_PROMPT = "<image>\nFree OCR."
-MARKDOWN_PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 REFERENCE_NO_REPEAT_NGRAM = 20
 
 
@@ -119,7 +118,9 @@ class DeepSeekOCR(PreTrainedModel, GenerationMixin):
         ``vision_embeddings`` has one entry per sequence: that sequence's pages in decoder layout, concatenated.
         """
         if len(vision_embeddings) != input_ids.shape[0]:
-            raise ValueError(f"vision_embeddings has {len(vision_embeddings)} entries for {input_ids.shape[0]} sequences")
+            raise ValueError(
+                f"vision_embeddings has {len(vision_embeddings)} entries for {input_ids.shape[0]} sequences"
+            )
         rows = []
         for row, (ids, embeds, vision) in enumerate(zip(input_ids, inputs_embeds, vision_embeddings)):
             vision = vision.embeddings if isinstance(vision, VisionEmbedding) else vision

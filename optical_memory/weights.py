@@ -220,11 +220,10 @@ def _decoder_pieces(config: DeepSeekOCRConfig) -> list[Piece]:
             for expert in range(text.n_routed_experts):
                 experts = f"{theirs}mlp.experts.{expert}."
                 fused = f"{ours}mlp.experts."
+                gate_rows, up_rows = slice(0, width), slice(width, 2 * width)
                 pieces += [
-                    Piece(experts + "gate_proj.weight", fused + "gate_up_proj", target_index=(expert, slice(0, width))),
-                    Piece(
-                        experts + "up_proj.weight", fused + "gate_up_proj", target_index=(expert, slice(width, 2 * width))
-                    ),
+                    Piece(experts + "gate_proj.weight", fused + "gate_up_proj", target_index=(expert, gate_rows)),
+                    Piece(experts + "up_proj.weight", fused + "gate_up_proj", target_index=(expert, up_rows)),
                     Piece(experts + "down_proj.weight", fused + "down_proj", target_index=(expert,)),
                 ]
     return pieces
@@ -234,7 +233,9 @@ def _region_shape(shape: tuple[int, ...], index: tuple[Any, ...]) -> tuple[int, 
     return tuple(torch.empty(shape, device="meta")[index].shape)
 
 
-def released_shapes(pieces: Iterable[Piece], parameter_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def released_shapes(
+    pieces: Iterable[Piece], parameter_shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple[int, ...]]:
     """Shape of every released tensor, from the shapes of the parameters its pieces land in."""
     by_name: dict[str, list[Piece]] = defaultdict(list)
     for piece in pieces:
@@ -254,7 +255,7 @@ def _parameter_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.bfloat16``/``"bf16"``/``"float16"``/``"fp32"``… → a supported torch dtype (``None`` passes through)."""
+    """``torch.bfloat16``, ``"bf16"``, ``"float16"``, ``"fp32"``… → a supported torch dtype; ``None`` passes."""
     if dtype is None or dtype in DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in DTYPES:
@@ -319,15 +320,16 @@ def read_headers(files: Iterable[Path]) -> dict[str, tuple[Path, tuple[int, ...]
     for path in files:
         try:
             with safe_open(path, framework="pt") as handle:
-                for name in handle.keys():
-                    if name in header:
-                        raise CheckpointError(f"tensor {name} appears in both {header[name][0].name} and {path.name}")
-                    view = handle.get_slice(name)
-                    header[name] = (path, tuple(view.get_shape()), view.get_dtype())
-        except (SafetensorError, OSError, ValueError) as error:
-            if isinstance(error, CheckpointError):
-                raise
-            raise CheckpointError(f"{path.name} is not a readable safetensors file (truncated or corrupt?): {error}") from None
+                views = {name: handle.get_slice(name) for name in handle.keys()}
+                entries = {name: (tuple(view.get_shape()), view.get_dtype()) for name, view in views.items()}
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(
+                f"{path.name} is not a readable safetensors file (truncated or corrupt?): {error}"
+            ) from None
+        for name, (shape, dtype) in entries.items():
+            if name in header:
+                raise CheckpointError(f"tensor {name} appears in both {header[name][0].name} and {path.name}")
+            header[name] = (path, shape, dtype)
     return header
 
 
@@ -379,7 +381,7 @@ def _materialise_buffers(model: DeepSeekOCR, device: torch.device) -> None:
 
 
 def load_tokenizer(local_dir: str | Path, config: DeepSeekOCRConfig) -> "PreTrainedTokenizerFast | None":
-    """The directory's ``tokenizer.json`` as a fast tokenizer with BOS/EOS/pad set from ``config``; ``None`` if absent."""
+    """The directory's ``tokenizer.json`` with BOS/EOS/pad set from ``config``; ``None`` when there is none."""
     from transformers import PreTrainedTokenizerFast
 
     path = Path(local_dir) / TOKENIZER_FILE

@@ -207,4 +207,7 @@ def test_full_model_sam_attention_kinds_agree_on_gpu(full_on_gpu):
         vision.set_sam_attention("eager")
         eager = vision.token_grid(pixels).float()
         vision.set_sam_attention("sdpa")
-    assert torch.allclose(sdpa, eager, atol=5e-2, rtol=5e-2)
+    # bf16 rounding differs between the fused and the explicit softmax and grows through 36 random layers (about
+    # 1.7% measured on an H100); a semantic mismatch would be of order one.
+    relative_error = float((sdpa - eager).norm() / eager.norm())
+    assert relative_error < 0.05, relative_error

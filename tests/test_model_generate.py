@@ -72,6 +72,16 @@ def test_cached_greedy_generation_matches_recomputing_every_step(model):
     assert torch.equal(cached, recomputed)
 
 
+def test_generation_from_pre_encoded_vision_matches_generation_from_pixels(model):
+    image = text_page(700, 500)
+    input_ids, pixels = _prompt(model, Mode.SMALL, image)
+    settings = {"do_sample": False, "max_new_tokens": 8, "eos_token_id": 1, "pad_token_id": 2}
+    [embedding] = encode_views(model, [image], [Mode.SMALL])
+    from_pixels = model.generate(input_ids=input_ids, **pixels, **settings)
+    from_embeddings = model.generate(input_ids=input_ids, vision_embeddings=[embedding], **settings)
+    assert torch.equal(from_pixels, from_embeddings)
+
+
 def test_generation_is_deterministic_under_a_seed():
     image = text_page(900, 1300)
     first = tiny_model(seed=11).ocr(image, Mode.SMALL, max_new_tokens=16)

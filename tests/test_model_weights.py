@@ -175,7 +175,8 @@ def test_released_experts_compute_the_moe_layer(saved):
 
     def swiglu(x, name):
         gate = F.linear(x, tensors[f"{name}gate_proj.weight"])
-        return F.linear(F.silu(gate) * F.linear(x, tensors[f"{name}up_proj.weight"]), tensors[f"{name}down_proj.weight"])
+        up = F.linear(x, tensors[f"{name}up_proj.weight"])
+        return F.linear(F.silu(gate) * up, tensors[f"{name}down_proj.weight"])
 
     expected = swiglu(hidden, prefix + "shared_experts.")
     for token in range(3):
@@ -302,6 +303,7 @@ def test_tiny_config_round_trips_through_the_released_layout():
         (lambda c: c["projector_config"].update(input_dim=1024), "input_dim"),
         (lambda c: c["vision_config"].update(model_name="deepencoderv2"), "model_name"),
         (lambda c: c.update(model_type="llama"), "model_type"),
+        (lambda c: c["vision_config"]["width"]["clip-l-14-224"].update(width=768), "hidden_size"),
     ],
 )
 def test_unsupported_released_configs_name_the_field(edit, field):

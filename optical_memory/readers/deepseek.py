@@ -57,10 +57,11 @@ class DeepSeekOCRReader(Reader):
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if not isinstance(prompt, str) or prompt.count(IMAGE_MARKER) != 1:
             raise ValueError(f"prompt must be a string with exactly one {IMAGE_MARKER} marker, got {prompt!r}")
-        if isinstance(no_repeat_ngram_size, bool) or not isinstance(no_repeat_ngram_size, int) or no_repeat_ngram_size < 0:
+        ngram = no_repeat_ngram_size
+        if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 0:
             raise ValueError(f"no_repeat_ngram_size must be a non-negative integer, got {no_repeat_ngram_size!r}")
         if tokenizer is not None and not isinstance(model, DeepSeekOCR):
-            raise TypeError("tokenizer applies to DeepSeekOCR only; DeepSeek-OCR-2 reads with its processor's tokenizer")
+            raise TypeError("tokenizer applies to DeepSeekOCR only; DeepSeek-OCR-2 reads with its processor's")
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
