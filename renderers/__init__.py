@@ -1,0 +1,27 @@
+"""Renderers: chat turns → page images that a vision encoder or a host vision LLM reads.
+
+``PageRenderer(style).paginate(turns)`` lays turns out (cheap, gives each page's text and ``render_key``);
+``draw(layout)`` makes the greyscale image; ``render(turns)`` does both; ``encode_page_png`` stores a page image
+about 2.5× faster than Pillow's PNG writer.
+"""
+
+from renderers.fonts import FontChain, FontFace, system_fallback_fonts
+from renderers.layout import Face, GlyphRun, LayoutLine, PageLayout, render_key
+from renderers.png import encode_page_png
+from renderers.renderer import PageRenderer, RenderedPage
+from renderers.style import RenderStyle
+
+__all__ = [
+    "Face",
+    "FontChain",
+    "FontFace",
+    "GlyphRun",
+    "LayoutLine",
+    "PageLayout",
+    "PageRenderer",
+    "RenderStyle",
+    "RenderedPage",
+    "encode_page_png",
+    "render_key",
+    "system_fallback_fonts",
+]

@@ -1,0 +1,111 @@
+"""The page renderer: turns → page layouts → greyscale page images.
+
+Drawing composites cached word images instead of asking FreeType for every glyph of every page: chat text repeats
+its words, so most of a page is a few hundred pastes of bitmaps rasterised once per process. A word is rasterised
+with Pillow's basic layout at whole-pixel positions, so a cached word is pixel-identical to drawing it afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+from PIL import Image, ImageDraw
+
+from optical_memory.types import Page, Turn
+from renderers.fonts import FontChain, FontFace
+from renderers.layout import Face, PageLayout, Paginator
+from renderers.style import RenderStyle
+
+WORD_IMAGE_CACHE_SIZE = 1 << 15
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """A page record with its master image (mode "L", the style's canvas size) and whether the page is full."""
+
+    page: Page
+    image: Image.Image
+    full: bool
+
+
+class PageRenderer:
+    """Lays out and draws chat turns as pages for one ``RenderStyle``.
+
+    ``paginate`` is cheap (measures, never draws) and already gives each page's ``render_key``, so a caller can skip
+    ``draw`` for pages it has cached. Same turns and style give identical pixels in any process.
+    """
+
+    def __init__(self, style: RenderStyle | None = None) -> None:
+        if style is None:
+            style = RenderStyle.preset("deepseek-ocr")
+        if not isinstance(style, RenderStyle):
+            raise TypeError(f"style must be a RenderStyle, got {type(style).__name__}")
+        self.style = style
+        self.chains = {
+            Face.TEXT: FontChain(style.font_files),
+            Face.MONO: FontChain(style.mono_font_files),
+            Face.HEADER: FontChain(style.header_font_files),
+        }
+        self.faces = {
+            Face.TEXT: FontFace(self.chains[Face.TEXT], style.font_px),
+            Face.MONO: FontFace(self.chains[Face.MONO], style.mono_font_px),
+            Face.HEADER: FontFace(self.chains[Face.HEADER], style.font_px),
+        }
+        self._paginator = Paginator(style, self.faces)
+        self._word_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise)
+
+    def paginate(
+        self, turns: Sequence[Turn], *, first_page_index: int = 0, first_turn_offset: int = 0
+    ) -> list[PageLayout]:
+        """Lay ``turns`` out on consecutive pages numbered from ``first_page_index``.
+
+        ``first_turn_offset`` is how many characters of the first turn an earlier page already showed; its segment
+        here is then a continuation. The last layout may be partial (``full`` False). See ``renderers.layout`` for
+        the exact rules, including how ``Page.text`` is joined.
+        """
+        return self._paginator.paginate(turns, first_page_index, first_turn_offset)
+
+    def draw(self, layout: PageLayout) -> Image.Image:
+        """The page image: mode "L" (pages are greyscale), ``style.width`` × ``style.height``."""
+        if not isinstance(layout, PageLayout):
+            raise TypeError(f"layout must be a PageLayout, got {type(layout).__name__}")
+        if layout.style_key != self.style.key():
+            raise ValueError("layout was made with another RenderStyle; draw it with a renderer of that style")
+        style = self.style
+        canvas = Image.new("L", (style.width, style.height), style.background)
+        boxes = []
+        for line in layout.lines:
+            for run in line.runs:
+                if run.font_index is None:
+                    boxes.append((run, line.baseline, self.faces[line.face].px))
+                    continue
+                word = self._word_image(line.face, run.font_index, run.text)
+                if word is not None:
+                    image, left, top = word
+                    canvas.paste(style.ink, (run.x + left, line.baseline + top), image)
+        if boxes:
+            pen = ImageDraw.Draw(canvas)
+            for run, baseline, px in boxes:
+                # A hollow box the height of a capital: visibly "a character is here that no font has".
+                top = baseline - round(px * 0.7)
+                pen.rectangle((run.x + 1, top, run.x + max(2, run.width - 2), baseline - 1), outline=style.ink)
+        return canvas
+
+    def render(
+        self, turns: Sequence[Turn], *, first_page_index: int = 0, first_turn_offset: int = 0
+    ) -> list[RenderedPage]:
+        """``paginate`` then ``draw`` every page."""
+        layouts = self.paginate(turns, first_page_index=first_page_index, first_turn_offset=first_turn_offset)
+        return [RenderedPage(layout.page, self.draw(layout), layout.full) for layout in layouts]
+
+    def _rasterise(self, face: Face, font_index: int, text: str) -> tuple[Image.Image, int, int] | None:
+        """Coverage image of ``text`` in one font and its offset from the pen position on the baseline."""
+        font = self.faces[face].font(font_index)
+        left, top, right, bottom = font.getbbox(text, anchor="ls")
+        if right <= left or bottom <= top:
+            return None
+        image = Image.new("L", (right - left, bottom - top), 0)
+        ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255, anchor="ls")
+        return image, left, top

@@ -1,0 +1,174 @@
+"""How a page looks: canvas, type sizes, spacing, colours and font chains, with presets per consumer.
+
+Density is the one choice that matters: the glyph size a consumer finally sees is ``font_px`` times the scale at
+which it receives the page, and OCR-grade readers need roughly 6-7 px glyphs or more (see /work/shared/OFFLINE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
+
+from renderers.fonts import MONO, SANS, SANS_BOLD, FontChain, bundled_chain
+
+# Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
+LAYOUT_VERSION = 1
+
+
+def _text_chain() -> tuple[str, ...]:
+    return bundled_chain(SANS)
+
+
+def _mono_chain() -> tuple[str, ...]:
+    return (str(MONO), *_text_chain())
+
+
+def _header_chain() -> tuple[str, ...]:
+    return (str(SANS_BOLD), *_text_chain())
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"RenderStyle.{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"RenderStyle.{name} must be between {low} and {high}, got {value}")
+
+
+def _check_float(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"RenderStyle.{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"RenderStyle.{name} must be between {low} and {high}, got {value}")
+
+
+@dataclass(frozen=True)
+class RenderStyle:
+    """Every setting that affects a page's pixels. Frozen; ``key()`` hashes it (font file contents, not paths).
+
+    Pages are greyscale: ``background`` and ``ink`` are grey levels (0 black … 255 white), so a page is a
+    one-channel "L" image. Sizes are pixels of the master canvas. ``line_spacing`` is a multiple of the larger of
+    the two type sizes; ``turn_gap`` is the blank space before each turn header, in line heights. Headers (page
+    label, turn headers) use ``header_font_files`` at ``font_px``; fenced code blocks use ``mono_font_files`` at
+    ``mono_font_px``.
+    """
+
+    width: int = 1280
+    height: int = 1280
+    font_px: int = 20
+    mono_font_px: int = 18
+    line_spacing: float = 1.2
+    margin_x: int = 24
+    margin_y: int = 24
+    turn_gap: float = 0.4
+    tab_size: int = 4
+    background: int = 255
+    ink: int = 0
+    font_files: tuple[str, ...] = field(default_factory=_text_chain)
+    mono_font_files: tuple[str, ...] = field(default_factory=_mono_chain)
+    header_font_files: tuple[str, ...] = field(default_factory=_header_chain)
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({
+        # Measured on real chat text (benchmarks/render_speed.py workload, cl100k tokens per full page; "short turns"
+        # are raw chitchat one-liners, where headers fill much of the page):
+        # DeepSeek-OCR masters: ~1,070 tokens per 1280 px page (short turns ~420). At TINY (512 px) the 20 px type
+        # becomes 8 px, above the ~6.5 px where OCR readers start dropping characters (rapidocr reads such a page
+        # back at 0.999 char recall).
+        "deepseek-ocr": dict(width=1280, height=1280, font_px=20, mono_font_px=18, margin_x=24, margin_y=24),
+        # OpenAI high detail scales the short side to 768 and charges 85 + 170 per 512 px tile: a 768 px square is
+        # 4 tiles (765 tokens) for ~1,100 text tokens at 12 px, about the smallest type GPT-4o-class models read
+        # reliably. Only ~1.4x fewer tokens than the text: hosts gain little.
+        "openai": dict(width=768, height=768, font_px=12, mono_font_px=11, margin_x=12, margin_y=12),
+        # Anthropic charges ~width*height/750 up to ~1.15 megapixels: a 1092 px square is the largest sent as is
+        # (~1,590 tokens) and holds ~2,100 text tokens at 12 px (~1.3x).
+        "anthropic": dict(width=1092, height=1092, font_px=12, mono_font_px=11, margin_x=16, margin_y=16),
+        # Gemini charges 258 tokens per tile, and any image over 384 px is at least four tiles (1,032 tokens). A page
+        # that still reads at <= 384 px (one tile) would need ~24 px type on a 768 canvas and hold almost nothing,
+        # so this is a dense 768 px page at 10 px type: ~1,500 text tokens, ~1.4x at best.
+        "gemini": dict(width=768, height=768, font_px=10, mono_font_px=9, margin_x=12, margin_y=12),
+        # Qwen2.5-VL spends one token per 28x28 px: an 896 px square is 32x32 = 1,024 tokens for ~1,470 text tokens
+        # at 12 px (~1.4x).
+        "qwen-vl": dict(width=896, height=896, font_px=12, mono_font_px=11, margin_x=14, margin_y=14),
+    })
+
+    def __post_init__(self) -> None:
+        _check_int("width", self.width, 64, 8192)
+        _check_int("height", self.height, 64, 8192)
+        _check_int("font_px", self.font_px, 4, 256)
+        _check_int("mono_font_px", self.mono_font_px, 4, 256)
+        _check_float("line_spacing", self.line_spacing, 1.0, 4.0)
+        _check_int("margin_x", self.margin_x, 0, self.width // 3)
+        _check_int("margin_y", self.margin_y, 0, self.height // 3)
+        _check_float("turn_gap", self.turn_gap, 0.0, 4.0)
+        _check_int("tab_size", self.tab_size, 1, 16)
+        _check_int("background", self.background, 0, 255)
+        _check_int("ink", self.ink, 0, 255)
+        if self.ink == self.background:
+            raise ValueError(f"RenderStyle.ink must differ from background ({self.background}), or nothing shows")
+        for name in ("font_files", "mono_font_files", "header_font_files"):
+            chain = FontChain(getattr(self, name), field_name=f"RenderStyle.{name}")
+            object.__setattr__(self, name, chain.files)
+        # A page must hold its label and at least one turn header with one line of content.
+        needed = 3 * self.line_height + self.turn_gap_px
+        if needed > self.height - 2 * self.margin_y:
+            raise ValueError(
+                f"RenderStyle.height {self.height} (margins {self.margin_y}) cannot hold the page label, a turn "
+                f"header and one line at line height {self.line_height} px: lower font_px or line_spacing"
+            )
+
+    @property
+    def line_height(self) -> int:
+        """Pixels from one line's top to the next line's top."""
+        return round(max(self.font_px, self.mono_font_px) * self.line_spacing)
+
+    @property
+    def turn_gap_px(self) -> int:
+        return round(self.turn_gap * self.line_height)
+
+    @property
+    def text_width(self) -> int:
+        """Width available to a line between the side margins."""
+        return self.width - 2 * self.margin_x
+
+    def key(self) -> str:
+        """A stable hash of every setting that affects pixels; font files enter by content, not by path."""
+        return self._key
+
+    @cached_property
+    def _key(self) -> str:
+        settings: dict[str, Any] = {"layout_version": LAYOUT_VERSION}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name.endswith("font_files"):
+                value = list(FontChain(value).digests())
+            settings[item.name] = value
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "RenderStyle":
+        """A named preset (see ``PRESETS``), optionally with some fields overridden."""
+        if not isinstance(name, str):
+            raise TypeError(f"preset name must be a string, got {type(name).__name__}")
+        if name not in cls.PRESETS:
+            raise ValueError(f"preset {name!r} is not one of: {', '.join(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def with_density(self, font_px: int) -> "RenderStyle":
+        """The same canvas with another body type size; the code font scales in proportion."""
+        _check_int("font_px", font_px, 4, 256)
+        mono_font_px = max(4, round(font_px * self.mono_font_px / self.font_px))
+        return dataclasses.replace(self, font_px=font_px, mono_font_px=mono_font_px)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values, font files by file name (for benchmark records)."""
+        data = dataclasses.asdict(self)
+        for name in ("font_files", "mono_font_files", "header_font_files"):
+            data[name] = [os.path.basename(path) for path in data[name]]
+        data["key"] = self.key()
+        return data
