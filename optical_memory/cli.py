@@ -17,6 +17,7 @@ from optical_memory.consumers import consumer_names, get_consumer
 from optical_memory.context import Context
 from optical_memory.imaging import fit_to_tier
 from optical_memory.memory import OpticalMemory
+from optical_memory.store import StoreError
 from optical_memory.transcripts import TranscriptTurn, load_transcript
 from optical_memory.types import TokenReport
 
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OSError, StoreError) as error:  # bad input, unwritable output, unusable store
         parser.exit(2, f"optical-memory {args.command}: error: {error}\n")
     return 1
 

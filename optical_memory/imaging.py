@@ -90,11 +90,17 @@ def decode_png(data: bytes) -> Image.Image:
     """Decode image bytes from a store or a file; raises ``ValueError`` for anything that is not a sane image."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            # Pillow refuses only beyond twice MAX_IMAGE_PIXELS and merely warns below that: refuse it all.
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"refusing to decode an oversized image ({image.width}x{image.height} pixels, limit"
+                    f" {Image.MAX_IMAGE_PIXELS})"
+                )
             image.load()
             return image.convert("RGB")
     except Image.DecompressionBombError as error:
         raise ValueError(f"refusing to decode an oversized image: {error}") from None
-    except OSError as error:
+    except (OSError, SyntaxError, EOFError) as error:  # Pillow reports some broken PNG chunks as SyntaxError
         raise ValueError(f"not a readable image: {error}") from None
 
 
