@@ -30,6 +30,9 @@ SUPPORTED_BLOCK_TYPES = (
     "tool_call",
     "tool_use",
     "tool_result",
+    "server_tool_call",
+    "server_tool_use",
+    "server_tool_result",
 )
 
 
@@ -143,6 +146,11 @@ def _arguments(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _optional_id(block: Mapping[str, Any]) -> str | None:
+    value = block.get("id")
+    return None if value is None else str(value)
+
+
 def parse_block(block: object, *, where: str = "content[0]") -> Part:
     """One content block (a dict, or a bare string inside a content list) as a typed part."""
     if isinstance(block, str):
@@ -161,9 +169,14 @@ def parse_block(block: object, *, where: str = "content[0]") -> Part:
     if kind in ("image", "image_url"):
         return _image_part(block, where)
     if kind == "tool_call":
-        return ToolUsePart(block.get("id"), str(block.get("name")), _arguments(block.get("args", {})))
+        return ToolUsePart(_optional_id(block), str(block.get("name")), _arguments(block.get("args", {})))
     if kind == "tool_use":
-        return ToolUsePart(block.get("id"), str(block.get("name")), _arguments(block.get("input", {})))
+        return ToolUsePart(_optional_id(block), str(block.get("name")), _arguments(block.get("input", {})))
+    if kind in ("server_tool_call", "server_tool_use"):
+        arguments = block.get("args", block.get("input", {}))
+        return ToolUsePart(_optional_id(block), str(block.get("name")), _arguments(arguments))
+    if kind == "server_tool_result":
+        return TextPart(_arguments(block.get("output", "")))
     if kind == "tool_result":
         inner = block.get("content", "")
         return ToolResultPart(str(block.get("tool_use_id")), tuple(parse_content(inner, where=f"{where}.content")))

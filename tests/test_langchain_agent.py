@@ -212,6 +212,24 @@ def test_consumer_is_told_from_the_model():
     assert middleware.last_context("a").report.consumer == "anthropic"
 
 
+def test_a_thread_keeps_its_page_style_when_the_provider_changes(tmp_path):
+    """Pages first drawn for Claude stay as drawn when the thread moves to GPT-4o; they are priced for GPT-4o."""
+    config = {"configurable": {"thread_id": "switch"}}
+    first = OpticalMemoryMiddleware(tmp_path / "s.db", hot_turns=2, consumer="anthropic")
+    agent = create_agent(ScriptedChatModel(script=travel_script), [weather], middleware=[first])
+    for i in range(30):
+        agent.invoke({"messages": [user_turn(i)]}, config)
+    pages = first.memory("switch").pages
+    assert pages
+    second = OpticalMemoryMiddleware(tmp_path / "s.db", hot_turns=2, consumer=CONSUMER)
+    model = ScriptedChatModel(script=travel_script)
+    create_agent(model, [weather], middleware=[second]).invoke({"messages": [user_turn(30)]}, config)
+    memory = second.memory("switch")
+    assert memory.pages[: len(pages)] == pages and memory.style == first.memory("switch").style
+    assert second.last_context("switch").report.consumer == CONSUMER
+    assert model.requests[0][0].id == PAGES_MESSAGE_ID
+
+
 def test_unknown_model_without_consumer_fails_clearly():
     agent = create_agent(ScriptedChatModel(), [], middleware=[OpticalMemoryMiddleware()])
     with pytest.raises(ValueError, match="pass consumer="):

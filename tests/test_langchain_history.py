@@ -199,6 +199,28 @@ def test_tool_exchanges_never_straddle_the_page_text_boundary(tmp_path):
     assert next(t for t in history.memory.turns if t.metadata["identity"] == "t0").metadata["tool_call_id"] == "k0"
 
 
+def test_a_memory_filled_without_langchain_reads_as_plain_messages():
+    memory = OpticalMemory.open(":memory:", session="plain", hot_turns=2, consumer="anthropic")
+    memory.add("user", "Where is my cabin?", name="ada")
+    memory.add("assistant", "Looking it up.", metadata={"tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "cabin", "arguments": '{"deck": 3}'}}]})
+    memory.add("tool", "Cabin 312", metadata={"tool_call_id": "c1"})
+    history = OpticalChatMessageHistory("plain", memory)
+    assert history.messages == [
+        HumanMessage("Where is my cabin?", name="ada"),
+        AIMessage("Looking it up.", tool_calls=[{"name": "cabin", "args": {"deck": 3}, "id": "c1"}]),
+        ToolMessage("Cabin 312", tool_call_id="c1"),
+    ]
+
+
+def test_a_tool_artifact_that_is_not_json_is_left_out(history):
+    result = ToolMessage("3 rows", tool_call_id="c", id="t", artifact={"frame": object()})
+    history.add_messages([AIMessage("", id="a", tool_calls=[{"name": "q", "args": {}, "id": "c"}]), result])
+    assert history.messages[1] == result.model_copy(update={"artifact": None})
+    with pytest.raises(TypeError, match="JSON"):
+        history.add_messages([AIMessage("x", additional_kwargs={"raw": object()})])
+
+
 # -- integration ------------------------------------------------------------------------------------------------------
 
 

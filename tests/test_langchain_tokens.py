@@ -73,6 +73,14 @@ def test_openai_detail_low_is_flat_and_langchain_default_is_not_our_price():
     assert count_tokens_approximately([high]) < 200  # LangChain's flat guess for the same image
 
 
+def test_server_side_tool_blocks_are_priced_as_their_json():
+    call = {"type": "server_tool_call", "id": "s1", "name": "web_search", "args": {"q": "ferry"}}
+    result = {"type": "server_tool_result", "tool_call_id": "s1", "status": "success", "output": "two ferries"}
+    message = AIMessage([call, result, {"type": "text", "text": "Found it."}])
+    expected = text_tokens("web_search") + text_tokens('{"q": "ferry"}') + text_tokens("two ferries") + text_tokens("Found it.")
+    assert count_tokens([message]) == 3 + expected
+
+
 def test_consumer_objects_and_tool_messages():
     consumer = get_consumer("anthropic")
     message = ToolMessage([{"type": "text", "text": "chart"}, shapes(solid_png(300, 150))["standard"]], tool_call_id="c")

@@ -163,7 +163,7 @@ def test_live_openai_reads_a_planted_fact_from_a_page():
     from openai import OpenAI
 
     chat = openai_chat(30)
-    chat[4] = {"role": "user", "content": PLANTED}
+    chat[1] = {"role": "user", "content": PLANTED}
     chat.append({"role": "user", "content": "What is the locker code for Ada Park's bicycle? Answer with the number."})
     out = compress_messages(chat, consumer="openai:gpt-4o", hot_turns=4)
     assert all(PLANTED not in json.dumps(m) for m in out)  # the fact only exists on a page image
@@ -176,7 +176,7 @@ def test_live_anthropic_reads_a_planted_fact_from_a_page():
     import anthropic
 
     chat = anthropic_chat(30)
-    chat[4] = {"role": "user", "content": PLANTED}
+    chat[0] = {"role": "user", "content": PLANTED}
     chat.append({"role": "user", "content": "What is the locker code for Ada Park's bicycle? Answer with the number."})
     out = compress_messages(chat, consumer="anthropic", format="anthropic", system=SYSTEM, hot_turns=4)
     assert all(PLANTED not in json.dumps(m) for m in out)

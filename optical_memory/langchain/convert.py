@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, message_to_dict, messages_from_dict
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+    messages_from_dict,
+)
 
 from optical_memory.consumers import BaseConsumer
 from optical_memory.content_blocks import ToolUsePart, iter_images, page_text, parse_content
@@ -34,6 +42,40 @@ def message_identity(message: BaseMessage, serialized: dict[str, Any] | None = N
     return "sha256:" + hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _json_message(message: BaseMessage, where: str) -> dict[str, Any]:
+    """``message_to_dict`` checked to survive the store's JSON round trip unchanged.
+
+    A tool's ``artifact`` never reaches the model; one that is not JSON is left out rather than refusing the message.
+    """
+    serialized = message_to_dict(message)
+    try:
+        return json.loads(json.dumps(serialized, ensure_ascii=False))
+    except (TypeError, ValueError) as error:
+        if isinstance(message, ToolMessage) and message.artifact is not None:
+            return _json_message(message.model_copy(update={"artifact": None}), where)
+        raise TypeError(f"{where} must hold only JSON values to be stored: {error}") from None
+
+
+def _plain_message(turn: Turn) -> BaseMessage:
+    name = turn.name
+    if turn.role is Role.SYSTEM:
+        return SystemMessage(turn.content, name=name)
+    if turn.role is Role.TOOL and turn.metadata.get("tool_call_id"):
+        return ToolMessage(turn.content, tool_call_id=str(turn.metadata["tool_call_id"]), name=name)
+    if turn.role is Role.ASSISTANT:
+        calls = []
+        for call in turn.metadata.get("tool_calls") or []:
+            function = call.get("function", {}) if isinstance(call, Mapping) else {}
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except (TypeError, ValueError):
+                continue
+            if isinstance(function.get("name"), str) and isinstance(args, dict):
+                calls.append({"id": call.get("id"), "name": function["name"], "args": args})
+        return AIMessage(turn.content, name=name, tool_calls=calls)
+    return HumanMessage(turn.content, name=name)
+
+
 class LangChainDialect(Dialect):
     """``BaseMessage`` in and out; costs counted by ``optical_memory.langchain.count_tokens``."""
 
@@ -52,11 +94,7 @@ class LangChainDialect(Dialect):
         if isinstance(message, AIMessage) and not any(isinstance(part, ToolUsePart) for part in parts):
             for call in message.tool_calls:
                 pieces.append(f"[calls {call['name']}({json.dumps(call['args'], sort_keys=True, ensure_ascii=False)})]")
-        serialized = message_to_dict(message)
-        try:
-            serialized = json.loads(json.dumps(serialized, ensure_ascii=False))
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{where} must hold only JSON values to be stored: {error}") from None
+        serialized = _json_message(message, where)
         metadata = {"format": self.format, "message": serialized, "identity": message_identity(message, serialized)}
         calls = message.tool_calls if isinstance(message, AIMessage) else []
         metadata.update(
@@ -69,7 +107,12 @@ class LangChainDialect(Dialect):
         return TurnDraft(role, "\n".join(piece for piece in pieces if piece) or NO_TEXT, name, metadata)
 
     def restore(self, turn: Turn) -> BaseMessage:
-        return messages_from_dict([turn.metadata["message"]])[0]
+        """The stored message verbatim; a turn added without one (e.g. by ``OpticalMemory.add``) as a plain message
+        of its role, with the tool plumbing its metadata names."""
+        stored = turn.metadata.get("message")
+        if turn.metadata.get("format") == self.format and isinstance(stored, Mapping):
+            return messages_from_dict([stored])[0]
+        return _plain_message(turn)
 
     def continued(self, turn: Turn, tail: str, page_label: str) -> BaseMessage:
         text = continued_text(tail, page_label)
@@ -81,6 +124,8 @@ class LangChainDialect(Dialect):
         return self.restore(turn).model_copy(update={"content": content})
 
     def image_blocks(self, turn: Turn) -> list[Any]:
+        if turn.metadata.get("format") != self.format:
+            return []
         content = turn.metadata["message"]["data"].get("content")
         return [dict(image.block) for image in iter_images(parse_content(content))]
 
