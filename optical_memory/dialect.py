@@ -193,9 +193,9 @@ def build_messages(
         budget = validate_budget(budget)
     consumer = memory.consumer if consumer is None else get_consumer(consumer)
     now = memory.clock() if now is None else now  # one instant for every pricing below
-    turns = memory.turns
     probe = memory.context(None, consumer, policy=policy, now=now)
     recent = probe.recent
+    turns = memory.turns
     last_pages = _last_pages(memory)
 
     hot: list[Any] = []
@@ -240,9 +240,8 @@ def build_messages(
         return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot]
 
     if budget is None:
-        ctx = memory.context(None, consumer, policy=policy, now=now)
-        messages = assemble(ctx)
-        return OpticalMessages(messages, ctx.report, dialect.cost(messages, consumer), None, ctx)
+        messages = assemble(probe)
+        return OpticalMessages(messages, probe.report, dialect.cost(messages, consumer), None, probe)
 
     reserve_blocks = [dialect.text_block(preamble)]
     for turn_index, images in paged_images.items():

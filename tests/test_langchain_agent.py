@@ -230,6 +230,16 @@ def test_a_thread_keeps_its_page_style_when_the_provider_changes(tmp_path):
     assert model.requests[0][0].id == PAGES_MESSAGE_ID
 
 
+def test_threads_past_the_open_limit_are_reopened_from_the_store():
+    middleware = OpticalMemoryMiddleware(consumer=CONSUMER)
+    middleware.OPEN_THREADS = 2
+    agent = create_agent(ScriptedChatModel(), [], middleware=[middleware])
+    for name in ("a", "b", "c"):
+        agent.invoke({"messages": [HumanMessage(f"hi {name}", id=f"m-{name}")]}, {"configurable": {"thread_id": name}})
+    assert middleware.last_context("a") is None and middleware.last_context("c") is not None
+    assert [m.id for m in middleware.history("a")] == ["m-a", "ai-1"]
+
+
 def test_unknown_model_without_consumer_fails_clearly():
     agent = create_agent(ScriptedChatModel(), [], middleware=[OpticalMemoryMiddleware()])
     with pytest.raises(ValueError, match="pass consumer="):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -90,10 +91,11 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         self.user = user
         self.preamble = preamble
         self.tools = [recall_page(self)] if recall_tool else []
-        self._threads: dict[str, _Thread] = {}
+        self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._lock = threading.Lock()
 
     per_thread = True  # the recall_page tool reads the thread of the run it is called in
+    OPEN_THREADS = 128  # memories kept loaded; a thread used less recently is reopened from the store when needed
 
     # -- threads -------------------------------------------------------------------------------------------------
 
@@ -120,6 +122,9 @@ class OpticalMemoryMiddleware(AgentMiddleware):
                 memory = self._open(thread_id, consumer or self.consumer or get_consumer(DEFAULT_CONSUMER))
                 known = {turn.metadata["identity"] for turn in memory.turns if "identity" in turn.metadata}
                 thread = self._threads[thread_id] = _Thread(memory, known)
+                while len(self._threads) > self.OPEN_THREADS:
+                    self._threads.popitem(last=False)
+            self._threads.move_to_end(thread_id)
             return thread
 
     def memory_for(self, thread_id: str | None) -> OpticalMemory:
