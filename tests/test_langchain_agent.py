@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from langchain_fakes import ScriptedChatModel
-from optical_memory.langchain import OpticalMemoryMiddleware, count_tokens, detect_consumer
+from optical_memory.langchain import OpticalMemoryMiddleware, count_tokens, detect_consumer, recall_page, recall_page_text
 from optical_memory.dialect import build_messages
 from optical_memory.langchain.convert import LANGCHAIN, PAGES_MESSAGE_ID
 
@@ -167,6 +167,15 @@ def test_recall_tool_returns_the_page_text(tmp_path):
     assert tool_message.content == middleware.memory("r").recall(0)
     assert "recall_page" in {t.name for t in middleware.tools}
     conn.close()
+
+
+def test_recall_errors_are_named():
+    with pytest.raises(TypeError, match="source must be"):
+        recall_page(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="thread_id is required"):
+        recall_page_text(OpticalMemoryMiddleware(), 0)
+    with pytest.raises(ValueError, match="no page 0"):
+        recall_page_text(OpticalMemoryMiddleware(), 0, thread_id="empty")
 
 
 def test_without_a_checkpointer_the_memory_carries_the_thread():

@@ -104,6 +104,15 @@ def test_persists_across_instances_on_the_same_file(tmp_path):
     assert second.all_messages == chatter(40)
 
 
+def test_a_session_keeps_its_page_style_when_the_consumer_changes(tmp_path):
+    first = OpticalChatMessageHistory("s", tmp_path / "s.db", consumer="openai:gpt-4o", hot_turns=3)
+    first.add_messages(chatter(40))
+    pages = first.memory.pages
+    second = OpticalChatMessageHistory("s", tmp_path / "s.db", consumer="anthropic", hot_turns=3)
+    assert second.memory.pages == pages and second.memory.style == first.memory.style
+    assert second.context().report.consumer == "anthropic"
+
+
 # -- pages ------------------------------------------------------------------------------------------------------------
 
 
@@ -287,3 +296,7 @@ def test_bad_construction(tmp_path):
         OpticalChatMessageHistory("s", tmp_path / "x.db", consumer="nobody")
     with pytest.raises(TypeError, match="store"):
         OpticalChatMessageHistory("s", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="hot_turns"):
+        OpticalChatMessageHistory("s", tmp_path / "x.db", hot_turns=2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="session"):
+        OpticalChatMessageHistory(7, tmp_path / "x.db")  # type: ignore[arg-type]

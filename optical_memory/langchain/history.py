@@ -25,6 +25,7 @@ from optical_memory.consumers import BaseConsumer, get_consumer
 from optical_memory.context import PAGES_PREAMBLE
 from optical_memory.dialect import OpticalMessages, add_drafts, build_messages
 from optical_memory.langchain.convert import LANGCHAIN
+from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
 from optical_memory.backends import open_store
 from optical_memory.memory import OpticalMemory
@@ -86,12 +87,12 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
                 )
             self.memory = store
         else:
-            self.memory = OpticalMemory(
+            self.memory = open_memory(
                 shared_store(store),
                 user=user,
                 session=session_id,
+                consumer=get_consumer(DEFAULT_CONSUMER if consumer is None else consumer),
                 hot_turns=hot_turns,
-                consumer=DEFAULT_CONSUMER if consumer is None else consumer,
                 policy=policy,
             )
         self.session_id = session_id

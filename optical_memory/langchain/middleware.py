@@ -26,19 +26,19 @@ from langchain_core.messages import BaseMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from optical_memory.consumers import BaseConsumer, consumer_names, get_consumer
+from optical_memory.consumers import BaseConsumer, get_consumer
 from optical_memory.context import PAGES_PREAMBLE
 from optical_memory.dialect import OpticalMessages, TurnDraft, add_drafts, build_messages
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page
+from optical_memory.langchain.sessions import check_options, open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
 from optical_memory.backends import open_store
 from optical_memory.memory import OpticalMemory
-from optical_memory.store import Scope, Store
+from optical_memory.store import Store
 from optical_memory.types import validate_budget
 from policies import ForgettingPolicy
-from renderers import RenderStyle
 
 
 @dataclass
@@ -75,12 +75,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         preamble: str = PAGES_PREAMBLE,
     ) -> None:
         super().__init__()
-        if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
-            raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
-        if hot_turns < 0:
-            raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
-        if policy is not None and not isinstance(policy, ForgettingPolicy):
-            raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+        check_options(hot_turns, policy)
         if not isinstance(user, str) or not user.strip():
             raise TypeError(f"user must be a non-empty string, got {user!r}")
         self.store = open_store(store)
@@ -99,27 +94,18 @@ class OpticalMemoryMiddleware(AgentMiddleware):
 
     # -- threads -------------------------------------------------------------------------------------------------
 
-    def _open(self, thread_id: str, consumer: BaseConsumer) -> OpticalMemory:
-        """The thread's memory; a thread first rendered for another provider keeps that provider's page style."""
-        preferred = RenderStyle.preset(consumer.render_preset)
-        stored = self.store.open_session(Scope(self.user, thread_id), preferred.key())
-        style = preferred
-        if stored != preferred.key():
-            presets = {get_consumer(name).render_preset for name in consumer_names()}
-            matches = [s for s in map(RenderStyle.preset, sorted(presets)) if s.key() == stored]
-            if not matches:
-                raise ValueError(f"thread {thread_id!r} was rendered with a custom style; open it with OpticalMemory")
-            style = matches[0]
-        return OpticalMemory(
-            self.store, user=self.user, session=thread_id, hot_turns=self.hot_turns, consumer=consumer,
-            policy=self.policy, style=style,
-        )
-
     def _thread(self, thread_id: str, consumer: BaseConsumer | None = None) -> _Thread:
         with self._lock:
             thread = self._threads.get(thread_id)
             if thread is None:
-                memory = self._open(thread_id, consumer or self.consumer or get_consumer(DEFAULT_CONSUMER))
+                memory = open_memory(
+                    self.store,
+                    user=self.user,
+                    session=thread_id,
+                    consumer=consumer or self.consumer or get_consumer(DEFAULT_CONSUMER),
+                    hot_turns=self.hot_turns,
+                    policy=self.policy,
+                )
                 known = {turn.metadata["identity"] for turn in memory.turns if "identity" in turn.metadata}
                 thread = self._threads[thread_id] = _Thread(memory, known)
                 while len(self._threads) > self.OPEN_THREADS:

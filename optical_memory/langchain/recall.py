@@ -34,15 +34,17 @@ class RecallPageInput(BaseModel):
     page: Union[int, str] = Field(description="The page id printed on the page, e.g. 'page 3' or 3.")
 
 
+def _check_source(source: object) -> None:
+    if not isinstance(source, (OpticalMemory, PageSource)):
+        raise TypeError(
+            "source must be an OpticalMemory, OpticalChatMessageHistory or OpticalMemoryMiddleware, got"
+            f" {type(source).__name__}"
+        )
+
+
 def _memory_of(source: OpticalMemory | PageSource, thread_id: str | None) -> OpticalMemory:
-    if isinstance(source, OpticalMemory):
-        return source
-    if isinstance(source, PageSource):
-        return source.memory_for(thread_id)
-    raise TypeError(
-        "source must be an OpticalMemory, OpticalChatMessageHistory or OpticalMemoryMiddleware, got"
-        f" {type(source).__name__}"
-    )
+    _check_source(source)
+    return source if isinstance(source, OpticalMemory) else source.memory_for(thread_id)
 
 
 def recall_page_text(source: OpticalMemory | PageSource, page: int | str, *, thread_id: str | None = None) -> str:
@@ -55,8 +57,7 @@ def recall_page(source: OpticalMemory | PageSource, *, name: str = TOOL_NAME) ->
     """A LangChain tool returning a page's verbatim text. Bound to a memory or a history it reads that one; bound to
     the middleware it reads the thread of the run it is called in. A page that does not exist comes back to the
     model as an error message (not an exception), so it can try another id."""
-    if not isinstance(source, (OpticalMemory, PageSource)):
-        _memory_of(source, None)
+    _check_source(source)
 
     def recall(page: Union[int, str]) -> str:
         try:
