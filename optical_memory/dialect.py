@@ -31,6 +31,8 @@ from optical_memory.types import PageView, Role, Tier, TokenReport, Turn, valida
 from policies import ForgettingPolicy
 
 NO_TEXT = "(no text)"
+# The preamble when the model has no recall tool (``context.PAGES_PREAMBLE`` names the tool).
+PLAIN_PREAMBLE = "Earlier turns of this conversation, rendered as pages (oldest first); each page prints its id ('page N')."
 # Chat formats wrap every message in a few framing tokens beyond its content (OpenAI documents 3 per message).
 TOKENS_PER_MESSAGE = 3
 _FIT_ATTEMPTS = 8

@@ -20,6 +20,7 @@ from optical_memory.consumers import BaseConsumer, get_consumer
 from optical_memory.content_blocks import ToolResultPart, ToolUsePart, iter_images, page_text, parse_content, parts_tokens
 from optical_memory.dialect import (
     NO_TEXT,
+    PLAIN_PREAMBLE,
     TOKENS_PER_MESSAGE,
     Dialect,
     TurnDraft,
@@ -33,8 +34,6 @@ from optical_memory.memory import OpticalMemory
 from optical_memory.sqlite_store import SQLiteStore
 from optical_memory.types import Role, Tier, Turn
 from policies import ForgettingPolicy
-
-COMPRESS_PREAMBLE = "Earlier turns of this conversation, rendered as pages (oldest first); each page prints its id ('page N')."
 
 Format = Literal["openai", "anthropic"]
 
@@ -217,7 +216,7 @@ def compress_messages(
     system: str | Sequence[Mapping[str, Any]] | None = None,
     hot_turns: int = 8,
     policy: ForgettingPolicy | None = None,
-    preamble: str = COMPRESS_PREAMBLE,
+    preamble: str = PLAIN_PREAMBLE,
 ) -> list[dict[str, Any]]:
     """The same conversation within ``budget`` tokens: recent turns verbatim, older ones as page images.
 
@@ -247,4 +246,4 @@ def compress_messages(
     return out[1:] if format == "anthropic" and system is not None else out
 
 
-__all__ = ["AnthropicDialect", "COMPRESS_PREAMBLE", "OpenAIDialect", "compress_messages", "count_message_tokens"]
+__all__ = ["AnthropicDialect", "OpenAIDialect", "compress_messages", "count_message_tokens"]

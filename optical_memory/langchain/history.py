@@ -22,8 +22,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from optical_memory.consumers import BaseConsumer, get_consumer
-from optical_memory.context import PAGES_PREAMBLE
-from optical_memory.dialect import OpticalMessages, add_drafts, build_messages
+from optical_memory.dialect import PLAIN_PREAMBLE, OpticalMessages, add_drafts, build_messages
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
@@ -77,7 +76,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         budget: float | None = None,
         hot_turns: int = 8,
         policy: ForgettingPolicy | None = None,
-        preamble: str = PAGES_PREAMBLE,
+        preamble: str = PLAIN_PREAMBLE,
     ) -> None:
         super().__init__()
         if isinstance(store, OpticalMemory):

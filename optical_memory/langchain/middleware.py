@@ -28,7 +28,7 @@ from langgraph.runtime import Runtime
 
 from optical_memory.consumers import BaseConsumer, get_consumer
 from optical_memory.context import PAGES_PREAMBLE
-from optical_memory.dialect import OpticalMessages, TurnDraft, add_drafts, build_messages
+from optical_memory.dialect import PLAIN_PREAMBLE, OpticalMessages, TurnDraft, add_drafts, build_messages
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page
@@ -56,7 +56,8 @@ class OpticalMemoryMiddleware(AgentMiddleware):
     for this process only). ``budget``: tokens the model may be sent per call (system prompt, pages and recent turns;
     ``None``: only the age policy). ``hot_turns``: recent turns kept verbatim. ``policy``: a ``ForgettingPolicy``.
     ``consumer``: whose image pricing applies; by default told from the chat model (``ls_provider``/model name).
-    ``recall_tool``: register the ``recall_page`` tool. Example::
+    ``recall_tool``: register the ``recall_page`` tool (the preamble before the pages mentions it only then).
+    Example::
 
         agent = create_agent(model, tools, middleware=[OpticalMemoryMiddleware("memory.db", budget=8000)],
                              checkpointer=checkpointer)
@@ -72,7 +73,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         consumer: str | BaseConsumer | None = None,
         user: str = "default",
         recall_tool: bool = True,
-        preamble: str = PAGES_PREAMBLE,
+        preamble: str | None = None,
     ) -> None:
         super().__init__()
         check_options(hot_turns, policy)
@@ -84,7 +85,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         self.policy = policy
         self.consumer = None if consumer is None else get_consumer(consumer)
         self.user = user
-        self.preamble = preamble
+        self.preamble = preamble if preamble is not None else PAGES_PREAMBLE if recall_tool else PLAIN_PREAMBLE
         self.tools = [recall_page(self)] if recall_tool else []
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._lock = threading.Lock()
