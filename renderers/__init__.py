@@ -1,8 +1,8 @@
 """Renderers: chat turns → page images that a vision encoder or a host vision LLM reads.
 
 ``PageRenderer(style).paginate(turns)`` lays turns out (cheap, gives each page's text and ``render_key``);
-``draw(layout)`` makes the greyscale image; ``render(turns)`` does both; ``encode_page_png`` stores a page image
-about 2.5× faster than Pillow's PNG writer.
+``draw(layout)`` makes the greyscale image; ``render(turns)`` does both; ``encode_page_png`` encodes a page image
+several times faster than Pillow's PNG writer.
 """
 
 from renderers.fonts import FontChain, FontFace, system_fallback_fonts

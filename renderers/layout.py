@@ -3,16 +3,20 @@
 Rules (they define ``Page.text`` and where pages break, so the memory can seal full pages and resume exactly):
 
 * Every page starts with its label line (``page N``). Each turn part on a page (a *segment*) gets a header line,
-  ``[12] user`` (``· name`` when the turn has one, `` (continued)`` when it began on an earlier page), then its content.
-  A blank gap of ``turn_gap`` line heights precedes every header.
-* ``Page.text`` is ``"\\n".join([label, header₁ + "\\n" + content₁[start₁:end₁], header₂ + "\\n" + …])``: the
-  content slices are verbatim, word-wrap breaks add nothing.
+  ``[12] user`` (``· name`` when the turn has one, `` (continued)`` when it began on an earlier page), then its
+  content. A blank gap of ``turn_gap`` line heights precedes every header.
+* ``Page.text`` is ``"\\n".join([label, header₁ + "\\n" + content₁[start₁:end₁], header₂ + "\\n" + …])``:
+  the content slices are verbatim, word-wrap breaks add nothing.
 * A newline ends the line it follows, so a turn's final newline opens no extra empty line. At a page break inside a
   turn the segment ends after the last character shown, including the newline that ended its last line; the next
   segment starts there.
-* Lines wrap at spaces and tabs, by measured advance; a word wider than the line is broken between characters.
-  Spaces before a wrap point stay on the earlier line (they hang past the margin if need be; the line box ends at
-  the last visible character). Tabs advance to the next multiple of ``tab_size`` space advances.
+* Lines wrap at spaces and tabs, by measured advance; a word wider than the line (or longer than 1,024 characters)
+  is broken between characters. Spaces before a wrap point stay on the earlier line (they hang past the margin if
+  need be; the line box ends at the last visible character). Tabs advance to the next multiple of ``tab_size``
+  space advances.
+* A character no font of the chain covers, and a control character other than newline and tab, is drawn as a mark
+  (the Unicode control picture for C0 controls and DEL, else U+FFFD, else a hollow box) and counted;
+  ``Page.text`` keeps the original character.
 * A line whose text, stripped of leading spaces and tabs, starts with three backticks or tildes opens or closes a
   fenced code block; fence lines and the lines between them use the mono font.
 * A turn starts on a page only if its gap, header and first content line fit; otherwise the page is *full*. A page
