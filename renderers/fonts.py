@@ -205,7 +205,7 @@ class Measured:
 class FontFace:
     """A font chain at one pixel size: Pillow fonts, per-character glyph choice and cached word measurements."""
 
-    def __init__(self, chain: FontChain, px: int, *, word_cache_size: int = 1 << 16) -> None:
+    def __init__(self, chain: FontChain, px: int, *, word_cache_size: int = 1 << 14) -> None:
         self.chain = chain
         self.px = px
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}

@@ -18,7 +18,7 @@ from renderers.fonts import FontChain, FontFace
 from renderers.layout import Face, PageLayout, Paginator
 from renderers.style import RenderStyle
 
-WORD_IMAGE_CACHE_SIZE = 1 << 15
+WORD_IMAGE_CACHE_SIZE = 1 << 14  # a few hundred bytes to a few KiB each: at most ~25 MiB
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class PageRenderer:
         """Lay ``turns`` out on consecutive pages numbered from ``first_page_index``.
 
         ``first_turn_offset`` is how many characters of the first turn an earlier page already showed; its segment
-        here is then a continuation. The last layout may be partial (``full`` False). See ``renderers.layout`` for
-        the exact rules, including how ``Page.text`` is joined.
+        here is then a continuation. The last layout may be partial (``full`` False); full layouts never change
+        when more turns are appended. ``Page.text`` is
+        ``"\\n".join([label, header₁ + "\\n" + content₁[start₁:end₁], header₂ + "\\n" + …])``, with content slices
+        verbatim and no characters added at wrap points; ``renderers.layout`` states every rule.
         """
         return self._paginator.paginate(turns, first_page_index, first_turn_offset)
 
