@@ -5,12 +5,13 @@
 """
 
 from optical_memory.readers.base import Reader
-from optical_memory.readers.batch import read_many
-from optical_memory.readers.cache import ReadCache, default_cache_dir, read_key, reader_fingerprint
+from optical_memory.readers.batch import ReadStats, read_many
+from optical_memory.readers.cache import ReadCache, default_cache_dir, read_key, reader_fingerprint, reading_key
 from optical_memory.readers.registry import get_reader, reader_names
 
 __all__ = [
     "ReadCache",
+    "ReadStats",
     "Reader",
     "default_cache_dir",
     "get_reader",
@@ -18,4 +19,5 @@ __all__ = [
     "read_many",
     "reader_fingerprint",
     "reader_names",
+    "reading_key",
 ]

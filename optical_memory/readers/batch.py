@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from PIL import Image
 from tqdm import tqdm
 
 from optical_memory.readers.base import Reader
-from optical_memory.readers.cache import ReadCache, read_key, reader_fingerprint
+from optical_memory.readers.cache import ReadCache, reading_key
 from optical_memory.readers.registry import SINGLE_PROCESS_READERS, THREADED_READERS, get_reader
 from optical_memory.types import Mode
 
@@ -23,9 +25,34 @@ def _start_worker(reader_name: str, options: Mapping[str, Any]) -> None:
     _worker_reader = get_reader(reader_name, **options)
 
 
-def _read_in_worker(image: Image.Image, mode: Mode | None) -> str:
+def _timed_read(reader: Reader, image: Image.Image, mode: Mode | None) -> tuple[str, float]:
+    """The reading and the CPU seconds this process spent on it (robust to other load on the machine)."""
+    started = time.process_time()
+    text = reader.read(image, mode)
+    return text, time.process_time() - started
+
+
+def _read_in_worker(image: Image.Image, mode: Mode | None) -> tuple[str, float]:
     assert _worker_reader is not None, "worker started without a reader"
-    return _worker_reader.read(image, mode)
+    return _timed_read(_worker_reader, image, mode)
+
+
+@dataclass
+class ReadStats:
+    """What ``read_many`` calls cost: fresh reads, cache hits, CPU seconds of the reads, wall seconds in all.
+
+    CPU seconds are the reading processes' own (``time.process_time``), so per-page cost stays meaningful when
+    other work shares the machine; a GPU reader's CPU time understates its cost, use wall time there.
+    """
+
+    fresh_reads: int = 0
+    cached_reads: int = 0
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def cpu_seconds_per_page(self) -> float | None:
+        return self.cpu_seconds / self.fresh_reads if self.fresh_reads else None
 
 
 def _check_inputs(images: Sequence[Image.Image], modes: Sequence[Mode | None]) -> None:
@@ -40,7 +67,7 @@ def _check_inputs(images: Sequence[Image.Image], modes: Sequence[Mode | None]) -
 
 
 def read_many(
-    reader_name: str,
+    reader: str | Reader,
     images: Sequence[Image.Image],
     modes: Sequence[Mode | None],
     *,
@@ -50,27 +77,37 @@ def read_many(
     use_cache: bool = True,
     progress: bool = True,
     description: str = "reading pages",
+    stats: ReadStats | None = None,
 ) -> list[str]:
-    """Read ``images[i]`` (as the consumer receives it at ``modes[i]``) with the reader ``reader_name``.
+    """Read ``images[i]`` (as the consumer receives it at ``modes[i]``) with ``reader`` (a name or an instance).
 
-    Cached readings are returned without running the engine; the rest are read by ``workers`` processes (default: one
-    per core; 1 reads in this process; ``deepseek-ocr`` always reads in this process). A threaded engine (rapidocr)
-    gets ``cores // workers`` threads per worker unless ``reader_options`` says otherwise. Workers are spawned, not
-    forked (ONNX Runtime and torch thread pools do not survive a fork), so call this from an importable module or a
-    ``if __name__ == "__main__"`` block. Results come back in input order.
+    Cached readings are returned without running the engine. A reader given by name reads the rest over ``workers``
+    processes (default: one per core; 1 reads in this process), each built with ``reader_options``; a threaded
+    engine (rapidocr) gets ``cores // workers`` threads per worker unless the options say otherwise. A ``Reader``
+    instance (e.g. a loaded DeepSeek-OCR model), and ``deepseek-ocr`` by name, read in this process. Workers are
+    spawned, not forked (ONNX Runtime and torch thread pools do not survive a fork), so call this from an importable
+    module or under ``if __name__ == "__main__"``. Results come back in input order; ``stats``, if given,
+    accumulates what the call cost.
     """
+    wall_started = time.perf_counter()
     _check_inputs(images, modes)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     cores = os.cpu_count() or 1
-    single_process = reader_name in SINGLE_PROCESS_READERS
-    workers = 1 if single_process else (workers or cores)
     options = dict(reader_options or {})
+    if isinstance(reader, Reader):
+        if options:
+            raise ValueError("reader_options apply to a reader given by name, not to a Reader instance")
+        reader_name, instance = reader.name, reader
+        workers = 1
+    elif isinstance(reader, str):
+        reader_name, instance = reader, get_reader(reader, **options)
+        workers = 1 if reader_name in SINGLE_PROCESS_READERS else (workers or cores)
+    else:
+        raise TypeError(f"reader must be a reader name or a Reader, got {type(reader).__name__}")
     store = (cache or ReadCache()) if use_cache else None
 
-    reader = get_reader(reader_name, **options)
-    fingerprint = reader_fingerprint(reader)
-    keys = [read_key(fingerprint, image, mode) for image, mode in zip(images, modes)]
+    keys = [reading_key(instance, image, mode) for image, mode in zip(images, modes)]
     texts: dict[str, str] = {}
     if store:
         for key in dict.fromkeys(keys):
@@ -83,15 +120,19 @@ def read_many(
         if key not in texts:
             pending.setdefault(key, position)
 
-    def finish(key: str, text: str) -> None:
-        texts[key] = text
+    cpu_seconds = 0.0
+
+    def finish(key: str, reading: tuple[str, float]) -> None:
+        nonlocal cpu_seconds
+        texts[key], spent = reading
+        cpu_seconds += spent
         if store:
-            store.put(key, text)
+            store.put(key, texts[key])
 
     with tqdm(total=len(pending), desc=description, unit="page", disable=not progress or not pending) as bar:
         if workers == 1 or len(pending) <= 1:
             for key, position in pending.items():
-                finish(key, reader.read(images[position], modes[position]))
+                finish(key, _timed_read(instance, images[position], modes[position]))
                 bar.update()
         else:
             if reader_name in THREADED_READERS:
@@ -109,4 +150,9 @@ def read_many(
                 for future in as_completed(futures):
                     finish(futures[future], future.result())
                     bar.update()
+    if stats is not None:
+        stats.fresh_reads += len(pending)
+        stats.cached_reads += len(keys) - len(pending)
+        stats.cpu_seconds += cpu_seconds
+        stats.wall_seconds += time.perf_counter() - wall_started
     return [texts[key] for key in keys]

@@ -33,9 +33,17 @@ def reader_fingerprint(reader: Reader) -> str:
 
 
 def read_key(fingerprint: str, image: Image.Image, mode: Mode | None) -> str:
-    """Cache key of reading ``image`` (as the consumer receives it) at ``mode`` with the reader ``fingerprint``."""
+    """Cache key of reading ``image`` (as the consumer receives it) at ``mode`` with the reader ``fingerprint``.
+
+    Pass ``mode=None`` for a reader that ignores the mode (``reader.ignores_mode``), so equal pixels share an entry.
+    """
     mode_name = mode.value if mode is not None else "none"
     return hashlib.sha256(f"{fingerprint}|{mode_name}|{pixel_hash(image)}".encode()).hexdigest()
+
+
+def reading_key(reader: Reader, image: Image.Image, mode: Mode | None) -> str:
+    """The cache key of ``reader`` reading ``image`` at ``mode`` (the mode left out when the reader ignores it)."""
+    return read_key(reader_fingerprint(reader), image, None if getattr(reader, "ignores_mode", False) else mode)
 
 
 class ReadCache:

@@ -66,6 +66,8 @@ class RapidOCRReader(Reader):
     """
 
     name = "rapidocr"
+    # It reads pixels only: the same image read for two modes is one cache entry.
+    ignores_mode = True
 
     def __init__(self, *, upscale_to: int | None = 1280, threads: int | None = None) -> None:
         self.upscale_to = validate_upscale(upscale_to)
@@ -83,7 +85,13 @@ class RapidOCRReader(Reader):
         if self._engine is None:
             from rapidocr import RapidOCR
 
-            params: dict[str, Any] = {"Global.use_cls": False, "Global.log_level": "warning"}
+            params: dict[str, Any] = {
+                "Global.use_cls": False,
+                "Global.log_level": "warning",
+                # rapidocr turns ONNX Runtime's arena off; with it on, a page spends ~0.2 s instead of ~1.4 s of
+                # system time on allocations (measured on a 1,300-token page).
+                "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
+            }
             if self.threads is not None:
                 params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
                 params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1

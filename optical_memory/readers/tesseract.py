@@ -22,6 +22,8 @@ class TesseractReader(Reader):
     """
 
     name = "tesseract"
+    # It reads pixels only: the same image read for two modes is one cache entry.
+    ignores_mode = True
 
     def __init__(self, *, upscale_to: int | None = 1280, lang: str = "eng", tessdata: str | None = None) -> None:
         self.upscale_to = validate_upscale(upscale_to)
