@@ -1,16 +1,17 @@
 """The page renderer: turns → page layouts → greyscale page images.
 
-Drawing composites cached word images instead of asking FreeType for every glyph of every page: chat text repeats
-its words, so most of a page is a few hundred pastes of bitmaps rasterised once per process. A word is rasterised
-with Pillow's basic layout at whole-pixel positions, so a cached word is pixel-identical to drawing it afresh.
+Drawing composites cached bitmaps instead of asking FreeType for every glyph of every page: each glyph is rasterised
+once per process (Pillow, basic layout), a word is composed from its glyphs at the whole-pixel advances layout
+measured, and words are cached too because chat text repeats them, so most of a page is a few hundred pastes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from optical_memory.types import Page, Turn
@@ -19,6 +20,18 @@ from renderers.layout import Face, PageLayout, Paginator
 from renderers.style import RenderStyle
 
 WORD_IMAGE_CACHE_SIZE = 1 << 14  # a few hundred bytes to a few KiB each: at most ~25 MiB
+GLYPH_IMAGE_CACHE_SIZE = 1 << 13
+
+
+class _Glyph(NamedTuple):
+    """A rasterised glyph: coverage image (None when nothing is inked), box around the pen position, advance."""
+
+    image: np.ndarray | None
+    left: int
+    top: int
+    right: int
+    bottom: int
+    advance: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class PageRenderer:
         }
         self._paginator = Paginator(style, self.faces)
         self._word_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise)
+        self._glyph_image = lru_cache(maxsize=GLYPH_IMAGE_CACHE_SIZE)(self._rasterise_glyph)
 
     def paginate(
         self, turns: Sequence[Turn], *, first_page_index: int = 0, first_turn_offset: int = 0
@@ -102,12 +116,39 @@ class PageRenderer:
         layouts = self.paginate(turns, first_page_index=first_page_index, first_turn_offset=first_turn_offset)
         return [RenderedPage(layout.page, self.draw(layout), layout.full) for layout in layouts]
 
-    def _rasterise(self, face: Face, font_index: int, text: str) -> tuple[Image.Image, int, int] | None:
-        """Coverage image of ``text`` in one font and its offset from the pen position on the baseline."""
+    def _rasterise_glyph(self, face: Face, font_index: int, char: str) -> _Glyph:
         font = self.faces[face].font(font_index)
-        left, top, right, bottom = font.getbbox(text, anchor="ls")
+        advance = round(font.getlength(char))
+        left, top, right, bottom = font.getbbox(char, anchor="ls")
         if right <= left or bottom <= top:
-            return None
+            return _Glyph(None, 0, 0, 0, 0, advance)
         image = Image.new("L", (right - left, bottom - top), 0)
-        ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255, anchor="ls")
-        return image, left, top
+        ImageDraw.Draw(image).text((-left, -top), char, font=font, fill=255, anchor="ls")
+        return _Glyph(np.asarray(image), left, top, right, bottom, advance)
+
+    def _rasterise(self, face: Face, font_index: int, text: str) -> tuple[Image.Image, int, int] | None:
+        """Coverage image of ``text`` in one font and its offset from the pen position on the baseline.
+
+        Glyphs are placed at the same whole-pixel advances that layout measured, so the word is exactly as wide as
+        its line box says.
+        """
+        placed = []
+        pen = 0
+        for char in text:
+            glyph = self._glyph_image(face, font_index, char)
+            if glyph.image is not None:
+                placed.append((pen, glyph))
+            pen += glyph.advance
+        if not placed:
+            return None
+        left = min(pen + glyph.left for pen, glyph in placed)
+        top = min(glyph.top for _, glyph in placed)
+        right = max(pen + glyph.right for pen, glyph in placed)
+        bottom = max(glyph.bottom for _, glyph in placed)
+        coverage = np.zeros((bottom - top, right - left), dtype=np.uint8)
+        for pen, glyph in placed:
+            x, y = pen + glyph.left - left, glyph.top - top
+            area = coverage[y:y + glyph.image.shape[0], x:x + glyph.image.shape[1]]
+            np.maximum(area, glyph.image, out=area)  # overlapping edges (kerned pairs, marks) keep the darker ink
+        word = Image.fromarray(coverage)
+        return word, left, top
