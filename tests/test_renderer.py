@@ -406,3 +406,23 @@ def test_drawing_a_layout_of_another_style_is_refused(small):
     layout = PageRenderer(RenderStyle(**{**SMALL, "font_px": 11})).paginate([Turn(0, Role.USER, "x", 0.0)])[0]
     with pytest.raises(ValueError, match="RenderStyle"):
         small.draw(layout)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(
+    st.text(st.one_of(st.sampled_from(list(" \t\n`ab e\u0301\u200b")), st.characters(exclude_categories=["Cs"])),
+            max_size=600),
+    min_size=1, max_size=4,
+))
+def test_random_unicode_resumes_exactly_and_full_pages_are_final(small, contents):
+    turns = [Turn(i, Role.USER, content, float(i)) for i, content in enumerate(contents)]
+    everything = small.paginate(turns)
+    for position, layout in enumerate(everything):
+        first = layout.page.segments[0]
+        resumed = small.paginate(
+            turns[first.turn_index:], first_page_index=layout.page.index, first_turn_offset=first.start
+        )
+        assert [r.page for r in resumed] == [l.page for l in everything[position:]]
+    for count in range(1, len(turns)):
+        for layout in small.paginate(turns[:count]):
+            assert layout.full == (layout.page == everything[layout.page.index].page)
