@@ -134,6 +134,7 @@ class CrashResult:
     lost: int = 0
     pages: int = 0
     images_decoded: int = 0
+    contexts_completed: int = 0
     replaced_images: int = 0
     integrity_failures: int = 0
     problems: list[str] = field(default_factory=list)
@@ -145,12 +146,13 @@ def _crash_writer(target: str, session: str, results: Connection) -> None:
     while True:
         index = len(memory.turns)
         memory.add("user" if index % 2 == 0 else "assistant", turn_text(index), timestamp=index * DAY)
-        results.send(index)
+        results.send(("turn", index))
         if index % 4 == 3:
             memory.context(now=index * DAY)  # ages pages: forget_pixels replaces their images
+            results.send(("context", index))
 
 
-def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0.25, progress: bool = False) -> CrashResult:
+def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0.3, progress: bool = False) -> CrashResult:
     """Kill a writer ``trials`` times; after each kill check that every confirmed turn survived, intact."""
     rng = random.Random(seed)
     context = _processes()
@@ -164,6 +166,10 @@ def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0
         process = context.Process(target=_crash_writer, args=(str(path), scope.session, writer), daemon=True)
         process.start()
         writer.close()
+        # Half the kills may land anywhere from start-up on (opening the store, creating the schema); the other
+        # half once the writer is adding turns, so each trial also does real work however slow start-up is.
+        if rng.random() < 0.5:
+            reader.poll(30.0)
         time.sleep(rng.uniform(0.0, max_delay))
         process.kill()
         process.join()
@@ -173,9 +179,13 @@ def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0
             result.problems.append(f"trial {result.trials}: the writer exited by itself (code {process.exitcode})")
         while True:
             try:
-                confirmed.add(reader.recv())
+                kind, index = reader.recv()
             except EOFError:
                 break
+            if kind == "turn":
+                confirmed.add(index)
+            else:
+                result.contexts_completed += 1
         reader.close()
         result.trials += 1
         if not path.exists():
@@ -357,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'disk full (sqlite, capped file)':<34} {disk_full.trials:>15} {'-':>16} {disk_full.turns_stored:>8}"
           f" {disk_full.diverged:>5} {disk_full.integrity_failures:>9}")
     print(f"\ncrash: {crash.kills_mid_run} kills mid-run, {crash.pages} pages sealed, {crash.images_decoded} page images"
-          f" decoded after kills, {crash.replaced_images} images replaced by pixel forgetting, {crash.seconds:.0f} s")
+          f" decoded after kills, {crash.contexts_completed} contexts completed,"
+          f" {crash.replaced_images} images replaced by pixel forgetting, {crash.seconds:.0f} s")
     for run in concurrency:
         print(f"{run.backend}: {run.turns_written} turns from {run.processes} processes in {run.seconds:.1f} s,"
               f" {run.pages} pages sealed under contention")

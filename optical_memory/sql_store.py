@@ -93,18 +93,14 @@ class SQLStore(Store):
 
     def _ensure_schema(self) -> None:
         """Create the tables of an empty database, migrate an older layout, refuse a newer one."""
-
-        def current(query: Query) -> int | None:
-            return read_version(query, lambda name: self._table_exists(query, name), self.where)
-
-        version = self._run(current, write=False)
+        version = self._run(self._read_version, write=False)
         check_supported(version, self.where)
         if version == SCHEMA_VERSION:
             return
 
         def upgrade(query: Query) -> None:
             self._lock_schema(query)
-            version = current(query)  # again under the lock: another process may have done it meanwhile
+            version = self._read_version(query)  # again under the lock: another process may have done it meanwhile
             check_supported(version, self.where)
             if version is None:
                 for statement in create_statements(self.types):
@@ -115,10 +111,12 @@ class SQLStore(Store):
 
         self._run(upgrade, write=True)
 
-    def schema_version(self) -> int:
-        """The layout version this store is at (``SCHEMA_VERSION`` once opened)."""
-        version = self._run(lambda query: read_version(query, lambda name: self._table_exists(query, name), self.where), write=False)
-        return -1 if version is None else version
+    def _read_version(self, query: Query) -> int | None:
+        return read_version(query, lambda name: self._table_exists(query, name), self.where)
+
+    def schema_version(self) -> int | None:
+        """The layout version of the database (``SCHEMA_VERSION`` once opened; ``None`` for an empty database)."""
+        return self._run(self._read_version, write=False)
 
     # -- operations ------------------------------------------------------------------------------------------------
 

@@ -55,7 +55,8 @@ class PostgresServer:
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
     def _run(self, *args: str) -> None:
-        done = subprocess.run([*self._as_user, *args], capture_output=True, text=True, timeout=120)
+        # cwd: the server's own directory, which the postgres user can always enter (the checkout may not be).
+        done = subprocess.run([*self._as_user, *args], capture_output=True, text=True, timeout=120, cwd=self.root)
         if done.returncode != 0:
             log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()}\n{log}")
