@@ -78,8 +78,8 @@ class RenderStyle:
         # Measured on real chat text (benchmarks/render_speed.py workload, cl100k tokens per full page; "short turns"
         # are raw chitchat one-liners, where headers fill much of the page):
         # DeepSeek-OCR masters: ~1,070 tokens per 1280 px page (short turns ~420). At TINY (512 px) the 20 px type
-        # becomes 8 px, above the ~6.5 px where OCR readers start dropping characters (rapidocr reads such a page
-        # back at 0.999 char recall).
+        # becomes 8 px, above the ~6.5 px where OCR readers start dropping characters (rapidocr read a benchmark
+        # page back from TINY at 0.9998 char precision, 0.999 recall).
         "deepseek-ocr": dict(width=1280, height=1280, font_px=20, mono_font_px=18, margin_x=24, margin_y=24),
         # OpenAI high detail scales the short side to 768 and charges 85 + 170 per 512 px tile: a 768 px square is
         # 4 tiles (765 tokens) for ~1,100 text tokens at 12 px, about the smallest type GPT-4o-class models read
@@ -137,7 +137,11 @@ class RenderStyle:
         return self.width - 2 * self.margin_x
 
     def key(self) -> str:
-        """A stable hash of every setting that affects pixels; font files enter by content, not by path."""
+        """A stable hash of every setting that affects pixels, and of the layout rules' version.
+
+        Font files enter by content, not by path, so the bundled fonts give the same key on every machine; the
+        system fallbacks in the default chains are part of it, so installing or removing Noto fonts changes it.
+        """
         return self._key
 
     @cached_property
