@@ -28,7 +28,7 @@ from optical_memory.store import Scope, StaleSession, Store, StoredPage
 from optical_memory.tokens import TOKENIZER_NAME
 from optical_memory.types import Page, PageView, Role, TokenReport, Turn, validate_budget, validate_text
 from policies import ForgettingPolicy, TokenBudget
-from renderers import PageRenderer, RenderStyle
+from renderers import PageRenderer, RenderStyle, encode_page_png
 
 if TYPE_CHECKING:
     import torch
@@ -114,8 +114,8 @@ class OpticalMemory:
         self.forget_pixels = forget_pixels
         self.clock = clock
         self._lock = threading.RLock()
-        stored_style = store.open_session(self.scope, self.style.key())
-        if stored_style != self.style.key():
+        stored_style = store.open_session(self.scope, self.style.session_key())
+        if stored_style != self.style.session_key():
             raise ValueError(
                 f"session {session!r} of user {user!r} was sealed with another render style; open it with the same"
                 " consumer/style it was created with"
@@ -228,7 +228,7 @@ class OpticalMemory:
         sealed = []
         for layout in layouts:
             page = layout.page
-            image = b"" if self.store.has_image(page.render_key) else encode_png(self.renderer.draw(layout))
+            image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
             sealed.append((page, image))
         return sealed
 
@@ -241,7 +241,7 @@ class OpticalMemory:
         """Forget this session entirely (turns, pages, and images no other session uses)."""
         with self._lock:
             self.store.clear(self.scope)
-            self.store.open_session(self.scope, self.style.key())
+            self.store.open_session(self.scope, self.style.session_key())
             self._turns, self._pages = [], []
 
     # -- reading -------------------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
-from renderers.fonts import MONO, SANS, SANS_BOLD, FontChain, bundled_chain
+from renderers.fonts import FONT_DIR, MONO, SANS, SANS_BOLD, FontChain, bundled_chain
 
 # Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
 LAYOUT_VERSION = 1
@@ -144,13 +145,29 @@ class RenderStyle:
         """
         return self._key
 
+    def session_key(self) -> str:
+        """What a memory session pins: every setting and the fonts shipped with this package, not system fallbacks.
+
+        A memory therefore reopens on a machine with other Noto fonts installed (pages already sealed keep their
+        pixels; only characters the bundled DejaVu fonts lack may look different on pages sealed from then on).
+        """
+        return self._session_key
+
     @cached_property
     def _key(self) -> str:
+        return self._hash(bundled_only=False)
+
+    @cached_property
+    def _session_key(self) -> str:
+        return self._hash(bundled_only=True)
+
+    def _hash(self, *, bundled_only: bool) -> str:
         settings: dict[str, Any] = {"layout_version": LAYOUT_VERSION}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if item.name.endswith("font_files"):
-                value = list(FontChain(value).digests())
+                files = [f for f in value if Path(f).resolve().parent == FONT_DIR] if bundled_only else value
+                value = list(FontChain(files).digests())
             settings[item.name] = value
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 

@@ -238,3 +238,19 @@ def test_host_consumer_prices_with_its_own_rule(mem):
     assert view.tokens == 765 and view.mode is None
     assert max(view.image.size) == 768
     assert ctx.report.decoder_positions is None
+
+
+def test_a_session_reopens_when_only_system_fallback_fonts_differ(tmp_path):
+    from renderers import RenderStyle
+    from renderers.fonts import SANS, system_fallback_fonts
+
+    fallbacks = system_fallback_fonts()
+    if not fallbacks:
+        pytest.skip("no system fallback fonts installed")
+    db = tmp_path / "fonts.db"
+    with OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS), *fallbacks))) as first:
+        first.add("user", "hello")
+    with OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS),))) as second:
+        assert [t.content for t in second.turns] == ["hello"]
+    with pytest.raises(ValueError, match="another render style"):
+        OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS),), font_px=14))

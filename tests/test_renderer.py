@@ -426,3 +426,16 @@ def test_random_unicode_resumes_exactly_and_full_pages_are_final(small, contents
     for count in range(1, len(turns)):
         for layout in small.paginate(turns[:count]):
             assert layout.full == (layout.page == everything[layout.page.index].page)
+
+
+def test_session_key_ignores_system_fallback_fonts_but_the_pixel_key_does_not():
+    from renderers.fonts import SANS, system_fallback_fonts
+
+    fallbacks = system_fallback_fonts()
+    if not fallbacks:
+        pytest.skip("no system fallback fonts installed")
+    bare = RenderStyle(font_files=(str(SANS),))
+    with_fallback = RenderStyle(font_files=(str(SANS), fallbacks[0]))
+    assert bare.session_key() == with_fallback.session_key()
+    assert bare.key() != with_fallback.key()
+    assert bare.session_key() != RenderStyle(font_files=(str(SANS),), font_px=19).session_key()

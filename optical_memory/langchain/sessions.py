@@ -36,11 +36,11 @@ def open_memory(
     sealed with (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
     check_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
-    stored = store.open_session(Scope(user, session), preferred.key())
+    stored = store.open_session(Scope(user, session), preferred.session_key())
     style = preferred
-    if stored != preferred.key():
+    if stored != preferred.session_key():
         presets = sorted({get_consumer(name).render_preset for name in consumer_names()})
-        matches = [candidate for candidate in map(RenderStyle.preset, presets) if candidate.key() == stored]
+        matches = [candidate for candidate in map(RenderStyle.preset, presets) if candidate.session_key() == stored]
         if not matches:
             raise ValueError(
                 f"session {session!r} was rendered with a custom style; open it with OpticalMemory and that style"
