@@ -48,7 +48,7 @@ def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | 
     render = _Stopwatch()
     memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
     memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
-    for i in tqdm(range(turns - probe), desc="filling memory", unit="turn"):
+    for i in tqdm(range(turns - probe), desc="filling memory", unit="turn", mininterval=2):
         memory.add("user" if i % 2 == 0 else "assistant", _turn_text(rng), timestamp=float(i))
     add_ms, context_ms = [], []
     for i in range(turns - probe, turns):

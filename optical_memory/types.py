@@ -104,18 +104,16 @@ class Mode(Enum):
     @property
     def size(self) -> int:
         """Side of the square input in pixels (the global view for GUNDAM)."""
-        return {"tiny": 512, "small": 640, "base": 1024, "large": 1280, "gundam": GUNDAM_GLOBAL}[self.value]
+        return _MODE_SIZE[self.value]
 
     @property
     def fit(self) -> Fit:
-        return {"tiny": Fit.RESIZE, "small": Fit.RESIZE, "base": Fit.PAD, "large": Fit.PAD, "gundam": Fit.TILE}[
-            self.value
-        ]
+        return _MODE_FIT[self.value]
 
     @property
     def grid(self) -> int:
         """Tokens per side of the (global) view: input side / 16 (SAM patches) / 4 (16x compressor)."""
-        return self.size // 64
+        return _MODE_SIZE[self.value] // 64
 
     def valid_tokens(self, tiles: tuple[int, int] = (1, 1)) -> int:
         """Vision tokens the encoder emits; ``tiles`` = (columns, rows) of GUNDAM's local grid."""
@@ -135,6 +133,10 @@ class Mode(Enum):
                 tile_grid = GUNDAM_TILE // 64
                 positions += tile_grid * rows * (tile_grid * cols + 1)
         return positions
+
+
+_MODE_SIZE = {"tiny": 512, "small": 640, "base": 1024, "large": 1280, "gundam": GUNDAM_GLOBAL}
+_MODE_FIT = {"tiny": Fit.RESIZE, "small": Fit.RESIZE, "base": Fit.PAD, "large": Fit.PAD, "gundam": Fit.TILE}
 
 
 def gundam_grid(width: int, height: int, *, max_tiles: int = GUNDAM_MAX_TILES) -> tuple[int, int]:
@@ -231,8 +233,9 @@ class Page:
         """The page id as printed on the page, which ``recall_page`` accepts."""
         return f"page {self.index}"
 
-    @property
+    @cached_property
     def turn_indices(self) -> tuple[int, ...]:
+        """Indices of the turns this page shows, in order (cached: policies ask on every context)."""
         return tuple(dict.fromkeys(segment.turn_index for segment in self.segments))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from optical_memory.types import Consumer, Page
-from policies.base import ForgettingPolicy, Levels, last_level
+from policies.base import ForgettingPolicy, Levels
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -17,11 +19,9 @@ YEAR = 365 * DAY
 Steps = tuple[tuple[float, int], ...]
 
 
-def _level_for(age: float, steps: Steps) -> int | None:
-    for max_age, level in steps:
-        if age <= max_age:
-            return level
-    return None
+@lru_cache(maxsize=64)
+def _max_ages(steps: Steps) -> tuple[float, ...]:
+    return tuple(age for age, _ in steps)
 
 
 def _validate_steps(steps: Steps, field_name: str) -> Steps:
@@ -59,17 +59,21 @@ class AgeSchedule(ForgettingPolicy):
 
     def level(self, page: Page, consumer: Consumer, *, now: float, turn_count: int) -> int | None:
         """The level of one page at this moment."""
-        ages = []
+        levels = []
         if self.turn_steps is not None:
-            ages.append((turn_count - 1 - max(page.turn_indices), self.turn_steps))
+            levels.append(self._step(turn_count - 1 - page.turn_indices[-1], self.turn_steps))
         if self.time_steps is not None:
-            ages.append((max(0.0, now - page.timestamp), self.time_steps))
-        levels = [_level_for(age, steps) for age, steps in ages]
-        if any(level is None for level in levels):
-            if self.forget:
-                return None
-            levels = [steps[-1][1] if level is None else level for level, (_, steps) in zip(levels, ages)]
-        return min(max(levels), last_level(consumer))  # type: ignore[type-var]
+            levels.append(self._step(now - page.timestamp, self.time_steps))
+        if None in levels:
+            return None
+        return min(max(levels), len(consumer.tiers) - 1)  # type: ignore[type-var]
+
+    def _step(self, age: float, steps: Steps) -> int | None:
+        """The level of ``age`` on one ladder (``None`` past its end, unless ``forget`` is off)."""
+        index = bisect.bisect_left(_max_ages(steps), age)
+        if index < len(steps):
+            return steps[index][1]
+        return None if self.forget else steps[-1][1]
 
     def choose(
         self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
