@@ -159,14 +159,13 @@ def test_a_session_of_100k_turns_loads_adds_prices_and_recalls():
     """The 100k turns go in through the store's own commit, one per turn as the memory writes them (in memory:
     100k fsyncs of a file store would measure the disk, not the code)."""
     store = SQLiteStore(":memory:")
-    scope = Scope("default", "long")
-    store.open_session(scope, TINY_PAGE.key())
+    # A hot window of all but the first 40 turns: those get sealed onto a handful of pages, the rest stays text.
+    options = dict(session="long", hot_turns=100_000 - 40, style=TINY_PAGE, consumer="gemini")
+    scope = OpticalMemory(store, **options).scope  # opens the session with the memory's style
     started = time.perf_counter()
     for index in range(100_000):
         role = Role.USER if index % 2 == 0 else Role.ASSISTANT
         store.commit(scope, Turn(index, role, f"turn {index}", float(index)), [], expected_turns=index)
-    # A hot window of all but the first 40 turns: those get sealed onto a handful of pages, the rest stays text.
-    options = dict(session="long", hot_turns=100_000 - 40, style=TINY_PAGE, consumer="gemini")
     memory = OpticalMemory(store, **options)
     assert len(memory.turns) == 100_000
     memory.add("user", "the 100,001st turn")
