@@ -194,3 +194,9 @@ def test_a_dropped_postgres_connection_fails_one_call_then_reconnects(postgres_s
     memory.add("user", "after the drop")
     assert [t.content for t in open_store(url).load(memory.scope)[0]] == ["before the drop", "after the drop"]
     memory.close()
+
+
+def test_an_unreachable_postgres_server_is_a_clear_error_that_keeps_the_password_secret():
+    with pytest.raises(StoreError, match="cannot connect") as refused:
+        open_store("postgresql://ada:hunter2@127.0.0.1:1/memories")
+    assert "127.0.0.1" in str(refused.value) and "hunter2" not in str(refused.value)
