@@ -5,12 +5,15 @@ Composed from transformers' parts (ARCHITECTURE.md, "DeepEncoder"):
 - ``DeepseekOcr2SamVisionEncoder`` is SAM-B with its neck and the two stride-2 convs (``downsample_channels`` =
   [512, 1024] is v1's compressor). Its absolute position embedding is resized in fp32, bicubic with antialias, as
   v1 does; its relative-position tables are resized in the storage dtype, so the attention here swaps in subclasses
-  that resize them in fp32 like the reference. The attention class is chosen by name (:data:`SAM_ATTENTION`), which
-  is where a fused kernel can later be registered without touching the weights.
+  that resize them in fp32 like the reference. The attention class is chosen by name (:data:`SAM_ATTENTION`, in
+  ``optical_memory.sam_attention``), which is where the fused kernels are registered without touching the weights.
 - ``CLIPVisionEmbeddings`` / ``CLIPEncoderLayer`` / a ``LayerNorm`` are CLIP-L's parts. The glue written here feeds
   them the compressor grid instead of the patch conv (which stays in the checkpoint unused), prepends the class
   embedding and adds the 257 position embeddings with the 16×16 grid part resized to the token grid.
 - Each token is [CLIP output without the class token ‖ compressor features] → ``Linear`` to the decoder width.
+
+:meth:`DeepEncoder.optimize` switches to the fast path (``optical_memory.deepencoder_fast``: fused SAM attention,
+compiled blocks) and :meth:`DeepEncoder.use_reference` back; both compute the same function within bf16 rounding.
 
 The decoder layout (newline after every grid row, GUNDAM tiles stitched into one big grid first, then the global
 grid, then one view separator) is built here too, because ``image_newline`` and ``view_seperator`` are vision-side
@@ -29,43 +32,33 @@ from torch import nn
 from transformers import CLIPVisionConfig
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPVisionEmbeddings
 from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2SamVisionConfig
-from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
-    DeepseekOcr2SamVisionAttention,
-    DeepseekOcr2SamVisionEncoder,
-    DeepseekOcr2SamVisionSdpaAttention,
-)
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2SamVisionEncoder
 
 from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
+from optical_memory.deepencoder_fast import EncoderFastPath
 from optical_memory.preprocessing import VisionInputs, preprocess
+from optical_memory.sam_attention import (
+    FUSED_SAM_ATTENTION,
+    SAM_ATTENTION,
+    SamEagerAttention,
+    SamFlexAttention,
+    SamFoldedAttention,
+    SamSdpaAttention,
+)
 from optical_memory.types import GUNDAM_MAX_TILES, Mode
 
-
-class _Fp32RelativePositions:
-    """SAM's decomposed relative-position lookup with the table resized in fp32 (the reference's precision)."""
-
-    def get_rel_pos(self, q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-        if q_size != k_size:
-            raise ValueError(f"SAM self-attention has equal query and key extents, got {q_size} and {k_size}")
-        span = 2 * q_size - 1
-        if rel_pos.shape[0] != span:
-            resized = F.interpolate(rel_pos.float().t().unsqueeze(0), size=span, mode="linear")
-            rel_pos = resized.squeeze(0).t().to(rel_pos.dtype)
-        positions = torch.arange(q_size, device=rel_pos.device)
-        return rel_pos[positions[:, None] - positions[None, :] + (q_size - 1)]
-
-
-class SamEagerAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
-    """SAM attention with an explicit softmax (returns attention weights)."""
-
-
-class SamSdpaAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionSdpaAttention):
-    """SAM attention through ``scaled_dot_product_attention`` with the relative-position bias as the mask."""
-
-
-SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
-    "eager": SamEagerAttention,
-    "sdpa": SamSdpaAttention,
-}
+# The SAM attention kinds live in optical_memory.sam_attention; re-exported here, where encoders choose them.
+__all__ = [
+    "SAM_ATTENTION",
+    "ClipOverCompressor",
+    "DeepEncoder",
+    "SamEagerAttention",
+    "SamFlexAttention",
+    "SamFoldedAttention",
+    "SamSdpaAttention",
+    "VisionEmbedding",
+    "encode_views",
+]
 
 
 class ClipOverCompressor(nn.Module):
@@ -91,15 +84,19 @@ class ClipOverCompressor(nn.Module):
         resized = resized.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(table.dtype)
         return torch.cat([table[:1], resized])
 
-    def forward(self, compressed: torch.Tensor) -> torch.Tensor:
-        """[batch, channels, g, g] compressor grid → [batch, g², hidden] CLIP features without the class token."""
+    def embed(self, compressed: torch.Tensor) -> torch.Tensor:
+        """[batch, channels, g, g] compressor grid → [batch, 1 + g², hidden] normalised input of the first layer."""
         batch, _, height, width = compressed.shape
         if height != width:
             raise ValueError(f"the compressor grid must be square, got {height}x{width}")
         patches = compressed.flatten(2).transpose(1, 2)
         class_token = self.embeddings.class_embedding.to(patches.dtype).expand(batch, 1, -1)
         hidden = torch.cat([class_token, patches], dim=1) + self.position_embeddings(height).to(patches.dtype)
-        hidden = self.pre_layrnorm(hidden)
+        return self.pre_layrnorm(hidden)
+
+    def forward(self, compressed: torch.Tensor) -> torch.Tensor:
+        """[batch, channels, g, g] compressor grid → [batch, g², hidden] CLIP features without the class token."""
+        hidden = self.embed(compressed)
         for layer in self.layers:
             hidden = layer(hidden, None)
         return hidden[:, 1:]
@@ -140,6 +137,7 @@ class DeepEncoder(nn.Module):
         self.view_separator = nn.Parameter(torch.empty(config.text_config.hidden_size))
         self.reset_layout_embeddings()
         self.sam_attention = ""
+        self.fast_path: EncoderFastPath | None = None
         self.set_sam_attention(sam_attention)
 
     def reset_layout_embeddings(self) -> None:
@@ -150,9 +148,14 @@ class DeepEncoder(nn.Module):
             nn.init.normal_(self.view_separator, std=std)
 
     def set_sam_attention(self, kind: str) -> None:
-        """Swap every SAM block's attention for ``SAM_ATTENTION[kind]``, keeping the same parameter tensors."""
+        """Swap every SAM block's attention for ``SAM_ATTENTION[kind]``, keeping the same parameter tensors.
+
+        The fast path needs a fused kind; choosing another one returns the encoder to the reference path.
+        """
         if kind not in SAM_ATTENTION:
             raise ValueError(f"sam_attention {kind!r} is not one of: {', '.join(SAM_ATTENTION)}")
+        if kind not in FUSED_SAM_ATTENTION:
+            self.fast_path = None
         sam_config: DeepseekOcr2SamVisionConfig = self.config.sam_config
         for layer in self.sam.layers:
             current = layer.attn
@@ -162,6 +165,30 @@ class DeepEncoder(nn.Module):
             replacement.train(current.training)
             layer.attn = replacement
         self.sam_attention = kind
+
+    def optimize(self, *, sam_attention: str = "flex", compile: bool = True) -> "DeepEncoder":
+        """Switch to the fast path (``optical_memory.deepencoder_fast``); returns ``self``.
+
+        Same weights and outputs within bf16 rounding. ``sam_attention`` names a fused kind (``flex`` or ``folded``);
+        ``compile`` runs the blocks through ``torch.compile`` (the first batch of each mode pays the compilation).
+        """
+        if sam_attention not in FUSED_SAM_ATTENTION:
+            raise ValueError(
+                f"sam_attention {sam_attention!r} is not a fused kind; the fast path takes one of: "
+                f"{', '.join(FUSED_SAM_ATTENTION)}"
+            )
+        self.set_sam_attention(sam_attention)
+        self.fast_path = EncoderFastPath(compile=compile)
+        return self
+
+    def use_reference(self) -> "DeepEncoder":
+        """Back to the reference path (transformers' modules as composed, SDPA with the bias mask); returns ``self``."""
+        self.set_sam_attention("sdpa")
+        return self
+
+    @property
+    def is_optimized(self) -> bool:
+        return self.fast_path is not None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -176,8 +203,13 @@ class DeepEncoder(nn.Module):
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or pixel_values.shape[2] != pixel_values.shape[3]:
             raise ValueError(f"pixel_values must be [batch, 3, side, side], got {tuple(pixel_values.shape)}")
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
-        compressed = self.sam(pixel_values).last_hidden_state
-        features = torch.cat([self.clip(compressed), compressed.flatten(2).transpose(1, 2)], dim=-1)
+        if self.fast_path is None:
+            compressed = self.sam(pixel_values).last_hidden_state
+            clip_features = self.clip(compressed)
+        else:
+            compressed = self.fast_path.sam(self.sam, pixel_values)
+            clip_features = self.fast_path.clip(self.clip.layers, self.clip.embed(compressed))[:, 1:]
+        features = torch.cat([clip_features, compressed.flatten(2).transpose(1, 2)], dim=-1)
         tokens = self.projector(features)
         batch, _, rows, cols = compressed.shape
         return tokens.reshape(batch, rows, cols, -1)

@@ -1,0 +1,111 @@
+"""The DeepEncoder's fast path: the same weights and function as the reference path, less work and fewer passes.
+
+What it changes, each within bf16 rounding of the reference (``tests/test_model_fast_path.py``):
+
+- SAM attention is a fused kind (:data:`optical_memory.sam_attention.FUSED_SAM_ATTENTION`): the relative-position
+  bias is applied inside the attention kernel instead of as a materialised [heads, N, N] mask.
+- Window padding stays out of the GEMMs. The reference zero-pads the normalised map to a multiple of the window and
+  runs ``qkv`` and ``proj`` over the padding too (a 32×32 TINY map becomes 42×42: 72% more rows). A zero row projects
+  to the ``qkv`` bias, so the fast path projects the real rows only and fills the padding with the bias; ``proj``
+  runs after un-partitioning, on the real rows only. Padded keys still take part in attention, as in the reference.
+- Pixels enter the patch convolution channels-last, so the conv, its NHWC output and the neck need no layout copies.
+- With ``compile=True`` every SAM block, CLIP layer and the neck + compressor go through ``torch.compile``
+  (regional compilation: one graph per block kind and input shape, reused by all blocks of that kind) with the batch
+  dimension marked dynamic, so a new batch size does not recompile but a new mode (spatial size) does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
+    DeepseekOcr2SamVisionEncoder,
+    DeepseekOcr2SamVisionLayer,
+)
+
+from optical_memory.sam_attention import FusedSamAttention
+
+# Graphs per compiled function: 2 SAM block kinds × 5 modes × (batch 1, batch > 1) plus views of other sizes.
+RECOMPILE_LIMIT = 64
+
+
+def sam_block(layer: DeepseekOcr2SamVisionLayer, hidden: torch.Tensor) -> torch.Tensor:
+    """One SAM block [batch, height, width, hidden] with ``qkv``/``proj`` over real rows only."""
+    attention = layer.attn
+    if not isinstance(attention, FusedSamAttention):
+        raise TypeError(f"the fast path needs a fused SAM attention kind, got {type(attention).__name__}")
+    batch, height, width, _ = hidden.shape
+    qkv = attention.qkv(layer.layer_norm1(hidden))
+    window = layer.window_size
+    if window > 0:
+        padded = _pad_with_bias(qkv, attention.qkv.bias, window)
+        windows, padded_shape = layer.window_partition(padded, window)
+        mixed = layer.window_unpartition(attention.attend(windows), window, padded_shape, (height, width))
+    else:
+        mixed = attention.attend(qkv)
+    hidden = hidden + attention.proj(mixed)
+    return hidden + layer.mlp(layer.layer_norm2(hidden))
+
+
+def _pad_with_bias(qkv: torch.Tensor, bias: torch.Tensor | None, window: int) -> torch.Tensor:
+    """Extend [batch, height, width, channels] to multiples of ``window`` with what a zero row projects to."""
+    batch, height, width, channels = qkv.shape
+    padded_height = height + (-height) % window
+    padded_width = width + (-width) % window
+    if (padded_height, padded_width) == (height, width):
+        return qkv
+    fill = bias if bias is not None else qkv.new_zeros(channels)
+    padded = fill.to(qkv.dtype).expand(batch, padded_height, padded_width, channels).clone()
+    padded[:, :height, :width] = qkv
+    return padded
+
+
+def sam_neck_and_compressor(sam: DeepseekOcr2SamVisionEncoder, hidden: torch.Tensor) -> torch.Tensor:
+    """[batch, height, width, hidden] → [batch, channels, height/4, width/4] compressor grid."""
+    return sam.proj(sam.neck(hidden))
+
+
+def clip_layer(layer: CLIPEncoderLayer, hidden: torch.Tensor) -> torch.Tensor:
+    """One CLIP encoder layer without a mask (every token attends to every token)."""
+    return layer(hidden, None)
+
+
+class EncoderFastPath:
+    """Runs the DeepEncoder's SAM and CLIP stacks the fast way; holds the compiled block functions."""
+
+    def __init__(self, *, compile: bool = True) -> None:
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
+        self.compiled = compile
+        if compile:
+            # Regional compilation keys graphs on the block function, so all modes and kinds share one cache.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        self._sam_block = self._maybe_compile(sam_block)
+        self._neck = self._maybe_compile(sam_neck_and_compressor)
+        self._clip_layer = self._maybe_compile(clip_layer)
+
+    def _maybe_compile(self, function: Callable) -> Callable:
+        # dynamic=False keeps spatial sizes static (one specialised graph per mode); the batch is marked dynamic.
+        return torch.compile(function, dynamic=False) if self.compiled else function
+
+    @staticmethod
+    def _batch_dynamic(tensor: torch.Tensor) -> torch.Tensor:
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        return tensor
+
+    def sam(self, sam: DeepseekOcr2SamVisionEncoder, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[batch, 3, side, side] → compressor grid [batch, channels, side/64, side/64] (channels-last memory)."""
+        hidden = sam.patch_embed(pixel_values.contiguous(memory_format=torch.channels_last))
+        if sam.pos_embed is not None:
+            hidden = hidden + sam.interpolate_pos_encoding(hidden.shape[1], hidden.shape[2])
+        for layer in sam.layers:
+            hidden = self._sam_block(layer, self._batch_dynamic(hidden))
+        return self._neck(sam, self._batch_dynamic(hidden))
+
+    def clip(self, layers: torch.nn.ModuleList, hidden: torch.Tensor) -> torch.Tensor:
+        """CLIP encoder layers over [batch, tokens, hidden]."""
+        for layer in layers:
+            hidden = self._clip_layer(layer, self._batch_dynamic(hidden))
+        return hidden
