@@ -15,6 +15,7 @@ _LAZY = {
     "Context": "optical_memory.context",
     "get_consumer": "optical_memory.consumers",
     "compress_messages": "optical_memory.messages",
+    "open_store": "optical_memory.backends",
 }
 
 __all__ = ["Fit", "Mode", "Page", "PageView", "Role", "Tier", "TokenReport", "Turn", *_LAZY]

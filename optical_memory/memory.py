@@ -10,6 +10,7 @@ cheaper than its text (fail-closed).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import random
@@ -179,10 +180,18 @@ class OpticalMemory:
         if name is not None:
             validate_text(name, field_name="name")
         metadata = dict(metadata or {})
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"metadata must be JSON-serialisable: {error}") from None
         with self._lock:
             for attempt in _commit_attempts():
                 turn = Turn(len(self._turns), role, content, float(timestamp), name, metadata)
-                sealed = self._seal([*self._turns, turn], full_only=True)
+                self._turns.append(turn)  # tentatively, so sealing sees it without copying a long session
+                try:
+                    sealed = self._seal(self._turns, full_only=True)
+                finally:
+                    self._turns.pop()
                 try:
                     self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
                 except StaleSession:
@@ -266,7 +275,16 @@ class OpticalMemory:
 
     def page_image(self, page: int | str | Page) -> Image.Image:
         """The stored image of a page (the master, or smaller pixels when ``forget_pixels`` reduced it)."""
-        return decode_png(self.store.image(self._stored(page).image_key))
+        return decode_png(self._image_bytes(self._stored(page).page.index))
+
+    def _image_bytes(self, page_index: int) -> bytes:
+        try:
+            return self.store.image(self._pages[page_index].image_key)
+        except KeyError:
+            # Another process replaced this page's pixels (forget_pixels) since we loaded it.
+            with self._lock:
+                self._reload()
+            return self.store.image(self._pages[page_index].image_key)
 
     def context(
         self,
@@ -332,21 +350,25 @@ class OpticalMemory:
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
             return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
-        key = stored.image_key
         return PageView(
-            page, level, tier, image_tokens, text_tokens, load_image=lambda: fit_to_tier(decode_png(self.store.image(key)), tier)
+            page,
+            level,
+            tier,
+            image_tokens,
+            text_tokens,
+            load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
         )
 
     def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
         ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
         tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
-        for i, (stored, level) in enumerate(zip(stored_pages, ages)):
+        for stored, level in zip(stored_pages, ages):
             current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)
             if level is None or level <= current:
                 continue
             tier = self.consumer.tier(level)
-            smaller = encode_png(fit_to_tier(decode_png(self.store.image(stored.image_key)), tier))
+            smaller = encode_png(fit_to_tier(decode_png(self._image_bytes(stored.page.index)), tier))
             key = f"{stored.page.render_key}@{tier.name}"
             self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
             with self._lock:

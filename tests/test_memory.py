@@ -254,3 +254,21 @@ def test_a_session_reopens_when_only_system_fallback_fonts_differ(tmp_path):
         assert [t.content for t in second.turns] == ["hello"]
     with pytest.raises(ValueError, match="another render style"):
         OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS),), font_px=14))
+
+
+def test_another_process_forgetting_pixels_does_not_break_this_one(tmp_path):
+    db = tmp_path / "shared.db"
+    with OpticalMemory.open(db, hot_turns=2) as reader, OpticalMemory.open(db, hot_turns=2, forget_pixels=True) as writer:
+        fill(writer, 300)
+        reader._reload()
+        stale_key = reader._pages[0].image_key
+        writer.context()
+        assert writer._pages[0].image_key != stale_key
+        assert reader.page_image(0).size == writer.page_image(0).size
+        assert all(view.image is not None for view in reader.context().pages if view.tier and not view.as_text)
+
+
+def test_metadata_must_be_json(mem):
+    with pytest.raises(TypeError, match="metadata"):
+        mem.add("user", "hi", metadata={"when": object()})
+    assert mem.turns == []
