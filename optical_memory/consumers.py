@@ -168,28 +168,21 @@ def _scaled_tiers(*sizes: int) -> tuple[Tier, ...]:
     return tuple(Tier(f"{size}px", size, Fit.SCALE) for size in sizes)
 
 
+# A 640-px page costs GPT-4o as much as a 1280-px one (4 tiles), so the ladder is 768 short side, one tile, low.
+_OPENAI_TILE_TIERS = (
+    Tier("high-768", 768, Fit.SCALE, detail="high"),
+    Tier("high-512", 512, Fit.SCALE, detail="high"),
+    Tier("low", 512, Fit.SCALE, detail="low"),
+)
+
 _REGISTRY: dict[str, BaseConsumer] = {
     consumer.name: consumer
     for consumer in (
         DeepSeekOCRConsumer(
             "deepseek-ocr", "deepseek", "deepseek-ocr", _mode_tiers(Mode.LARGE, Mode.BASE, Mode.SMALL, Mode.TINY)
         ),
-        OpenAITileConsumer(
-            "openai:gpt-4o",
-            "openai",
-            "openai",
-            (Tier("high-768", 768, Fit.SCALE, detail="high"), Tier("high-512", 512, Fit.SCALE, detail="high"),
-             Tier("low", 512, Fit.SCALE, detail="low")),
-        ),
-        OpenAITileConsumer(
-            "openai:gpt-4o-mini",
-            "openai",
-            "openai",
-            (Tier("high-768", 768, Fit.SCALE, detail="high"), Tier("high-512", 512, Fit.SCALE, detail="high"),
-             Tier("low", 512, Fit.SCALE, detail="low")),
-            base=2833,
-            per_tile=5667,
-        ),
+        OpenAITileConsumer("openai:gpt-4o", "openai", "openai", _OPENAI_TILE_TIERS),
+        OpenAITileConsumer("openai:gpt-4o-mini", "openai", "openai", _OPENAI_TILE_TIERS, base=2833, per_tile=5667),
         OpenAIPatchConsumer("openai:gpt-4.1-mini", "openai", "openai", _scaled_tiers(1024, 768, 512, 384)),
         AnthropicConsumer("anthropic", "anthropic", "anthropic", _scaled_tiers(1092, 768, 512, 384)),
         GeminiConsumer("gemini", "google", "gemini", _scaled_tiers(768, 384)),

@@ -54,6 +54,16 @@ def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
 
 
+def validate_options(hot_turns: object, policy: object) -> None:
+    """Reject a bad hot window or policy before anything touches the store."""
+    if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
+        raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
+    if hot_turns < 0:
+        raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
+    if policy is not None and not isinstance(policy, ForgettingPolicy):
+        raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+
+
 def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
     """(turn index, character offset) of the first character after ``page``."""
     last = page.segments[-1]
@@ -99,12 +109,7 @@ class OpticalMemory:
         forget_pixels: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
-            raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
-        if hot_turns < 0:
-            raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
-        if policy is not None and not isinstance(policy, ForgettingPolicy):
-            raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+        validate_options(hot_turns, policy)
         self.store = store
         self.scope = Scope(user, session)
         self.hot_turns = hot_turns
@@ -184,23 +189,9 @@ class OpticalMemory:
             json.dumps(metadata)
         except (TypeError, ValueError) as error:
             raise TypeError(f"metadata must be JSON-serialisable: {error}") from None
-        with self._lock:
-            for attempt in _commit_attempts():
-                turn = Turn(len(self._turns), role, content, float(timestamp), name, metadata)
-                self._turns.append(turn)  # tentatively, so sealing sees it without copying a long session
-                try:
-                    sealed = self._seal(self._turns, full_only=True)
-                finally:
-                    self._turns.pop()
-                try:
-                    self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
-                except StaleSession:
-                    _back_off(attempt)
-                    self._reload()
-                    continue
-                self._apply(turn, sealed)
-                return turn
-        raise RuntimeError(f"could not append to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
+        turn, _ = self._commit(lambda: Turn(len(self._turns), role, content, float(timestamp), name, metadata))
+        assert turn is not None
+        return turn
 
     async def aadd(self, role: str | Role, content: str, **options: Any) -> Turn:
         """``add`` without blocking the event loop."""
@@ -208,20 +199,34 @@ class OpticalMemory:
 
     def flush(self) -> list[Page]:
         """Seal every unsealed turn past the hot window, even onto a partly filled page (e.g. at session end)."""
+        return self._commit(None)[1]
+
+    def _commit(self, make_turn: Callable[[], Turn] | None) -> tuple[Turn | None, list[Page]]:
+        """Append a turn (``make_turn``) and/or seal pages in one transaction, retrying when another writer won.
+
+        Without a turn, every unsealed turn past the hot window is sealed, even onto a partly filled page.
+        """
         with self._lock:
             for attempt in _commit_attempts():
-                sealed = self._seal(self._turns, full_only=False)
-                if not sealed:
-                    return []
+                turn = None if make_turn is None else make_turn()
+                if turn is not None:
+                    self._turns.append(turn)  # tentatively, so sealing sees it without copying a long session
                 try:
-                    self.store.commit(self.scope, None, sealed, expected_turns=len(self._turns))
+                    sealed = self._seal(self._turns, full_only=turn is not None)
+                finally:
+                    if turn is not None:
+                        self._turns.pop()
+                if turn is None and not sealed:
+                    return None, []
+                try:
+                    self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
                 except StaleSession:
                     _back_off(attempt)
                     self._reload()
                     continue
-                self._apply(None, sealed)
-                return [page for page, _ in sealed]
-        raise RuntimeError(f"could not flush {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
+                self._apply(turn, sealed)
+                return turn, [page for page, _ in sealed]
+        raise RuntimeError(f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""

@@ -32,8 +32,9 @@ from optical_memory.dialect import PLAIN_PREAMBLE, OpticalMessages, TurnDraft, a
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page
-from optical_memory.langchain.sessions import check_options, open_memory
+from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
+from optical_memory.memory import validate_options
 from optical_memory.backends import open_store
 from optical_memory.memory import OpticalMemory
 from optical_memory.store import Store
@@ -76,7 +77,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         preamble: str | None = None,
     ) -> None:
         super().__init__()
-        check_options(hot_turns, policy)
+        validate_options(hot_turns, policy)
         if not isinstance(user, str) or not user.strip():
             raise TypeError(f"user must be a non-empty string, got {user!r}")
         self.store = open_store(store)

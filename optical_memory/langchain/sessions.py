@@ -7,20 +7,10 @@ agent thread later serves another provider, the session keeps its style and its 
 from __future__ import annotations
 
 from optical_memory.consumers import BaseConsumer, consumer_names, get_consumer
-from optical_memory.memory import OpticalMemory
+from optical_memory.memory import OpticalMemory, validate_options
 from optical_memory.store import Scope, Store
 from policies import ForgettingPolicy
 from renderers import RenderStyle
-
-
-def check_options(hot_turns: object, policy: object) -> None:
-    """Reject a bad hot window or policy before anything touches the store."""
-    if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
-        raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
-    if hot_turns < 0:
-        raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
-    if policy is not None and not isinstance(policy, ForgettingPolicy):
-        raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
 
 
 def open_memory(
@@ -34,7 +24,7 @@ def open_memory(
 ) -> OpticalMemory:
     """The memory of ``session``: new ones in ``consumer``'s preset style, existing ones in the preset they were
     sealed with (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
-    check_options(hot_turns, policy)
+    validate_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
     stored = store.open_session(Scope(user, session), preferred.session_key())
     style = preferred
