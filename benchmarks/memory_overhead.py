@@ -1,13 +1,11 @@
 """Memory-middleware overhead per turn, with rendering taken out: is ``add`` + ``context`` negligible next to drawing?
 
-Run: ``python -m benchmarks.memory_overhead [--turns 10000]``. The renderer's ``paginate`` and ``draw`` are wrapped
+Reported by ``python -m benchmarks.render_speed`` (``--memory-turns``). The renderer's ``paginate`` and ``draw`` are wrapped
 with timers, so the figure reported as overhead is store writes, sealing bookkeeping, pricing and policy work only.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import time
@@ -17,8 +15,6 @@ from typing import Any
 from tqdm import tqdm
 
 from optical_memory.memory import OpticalMemory
-
-RESULTS = Path(__file__).parent / "results"
 
 
 class _Stopwatch:
@@ -69,18 +65,3 @@ def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | 
     }
     memory.close()
     return result
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--turns", type=int, default=10_000)
-    args = parser.parse_args()
-    result = measure_memory_overhead(args.turns)
-    for key, value in result.items():
-        print(f"{key:>36}: {value:.3f}" if isinstance(value, float) else f"{key:>36}: {value}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory_overhead.json").write_text(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

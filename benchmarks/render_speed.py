@@ -33,6 +33,7 @@ from optical_memory.datasets import chitchat_session
 from optical_memory.imaging import encode_png
 from optical_memory.tokens import TOKENIZER_NAME, count_tokens
 from optical_memory.types import Role, Turn
+from benchmarks.memory_overhead import measure_memory_overhead
 from renderers import PageLayout, PageRenderer, RenderStyle, render_key
 from renderers.png import encode_page_png
 
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--turn-tokens", type=int, default=150, help="merge messages into turns of at least this")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one CPU")
+    parser.add_argument("--memory-turns", type=int, default=10_000, help="session size for the add+context overhead (0: skip)")
     args = parser.parse_args()
     result = measure_rendering(
         preset=args.preset,
@@ -218,6 +220,14 @@ def main() -> None:
         pin_cpu=not args.no_pin,
     )
     print(_table(result))
+    if args.memory_turns:
+        result["memory_overhead"] = measure_memory_overhead(args.memory_turns)
+        overhead = result["memory_overhead"]
+        print(
+            f"memory at {overhead['turns']} turns ({overhead['pages']} pages): add {overhead['add_ms_median_excluding_rendering']:.2f} ms"
+            f" (rendering excluded) + context {overhead['context_ms_median']:.2f} ms = "
+            f"{overhead['add_plus_context_ms_median']:.2f} ms per turn (median)"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "render_speed.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
