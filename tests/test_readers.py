@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -97,3 +99,9 @@ def test_bad_input_is_rejected() -> None:
         read_many("rapidocr", [drawn_page()], [None], workers=0, progress=False)
     with pytest.raises(ValueError, match="tessdata"):
         get_reader("tesseract", tessdata="/nonexistent")
+
+
+def test_fingerprints_name_the_engine_version_and_settings() -> None:
+    assert re.fullmatch(r"rapidocr-\d+\.\d+\S*-onnxruntime-\d+\.\d+\S*-nocls-up1280", get_reader("rapidocr").fingerprint)
+    assert get_reader("rapidocr", upscale_to=None).fingerprint.endswith("-upNone")
+    assert re.fullmatch(r"tesseract-\d+\.\d+\.\d+-eng-up1280", get_reader("tesseract").fingerprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, Sequence
 
 import numpy as np
@@ -77,9 +78,7 @@ class RapidOCRReader(Reader):
     @property
     def fingerprint(self) -> str:
         """Everything that changes what this reader returns: the cache key's reader part."""
-        import rapidocr
-
-        return f"rapidocr-{rapidocr.__version__}-nocls-up{self.upscale_to}"
+        return f"rapidocr-{version('rapidocr')}-onnxruntime-{version('onnxruntime')}-nocls-up{self.upscale_to}"
 
     def _get_engine(self) -> Any:
         if self._engine is None:
