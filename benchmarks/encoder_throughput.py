@@ -18,7 +18,8 @@ side in one process:
 - ``reference``: the composed transformers parts as they are (eager, bf16, SDPA with the materialised bias mask).
 - ``compiled``: the same modules with every block through ``torch.compile`` (nothing else changed).
 - ``fused_eager``: the fast path with the ``folded`` SAM attention and no compilation.
-- ``fast_flex`` / ``fast_folded``: ``DeepEncoder.optimize(sam_attention=...)``, compiled.
+- ``fast_<kind>``: ``DeepEncoder.optimize(sam_attention=kind)``, compiled, for each fused SAM attention kind; all
+  run on BASE, the fastest there on every mode.
 - ``peer_ocr2``: transformers' native DeepSeek-OCR-2 vision tower (SAM + Qwen2-0.5B-sized encoder, released
   configuration) and its projector, eager bf16 SDPA, on the same views.
 
@@ -65,9 +66,10 @@ PLOT_NAME = "encoder_throughput.png"
 MODES = (Mode.TINY, Mode.SMALL, Mode.BASE, Mode.LARGE, Mode.GUNDAM)
 GUNDAM_BENCH_GRID = (2, 2)
 ENCODER_BATCHES = (1, 4, 16, 64)
-VARIANTS = ("reference", "compiled", "fused_eager", "fast_flex", "fast_folded", "peer_ocr2")
+FAST_VARIANTS = ("fast_flex", "fast_folded", "fast_folded_cudnn", "fast_folded_wide")
+VARIANTS = ("reference", "compiled", "fused_eager", *FAST_VARIANTS, "peer_ocr2")
 # Variants that compile a graph per mode are not run at batch 1 (a separate static graph per mode for one number).
-COMPILED_VARIANTS = ("compiled", "fast_flex", "fast_folded")
+COMPILED_VARIANTS = ("compiled", *FAST_VARIANTS)
 
 # DeepSeek-OCR-2's released vision tower: SAM-B with a [512, 896] compressor and a Qwen2-0.5B-sized encoder, as
 # transformers' conversion script (models/deepseek_ocr2/convert_deepseek_ocr2_weights_to_hf.py) writes it.
@@ -85,6 +87,7 @@ OCR2_ENCODER = {
 
 PROMPT_TEXT_IDS = (201, 5, 6, 7, 8)  # stand-in for encode("\nFree OCR."): five text tokens after the image
 E2E_NEW_TOKENS = 1000
+E2E_ENCODER_CHUNK = 64  # pages per encoder call in the end-to-end run (bounds its activation memory)
 PEAK_MATMUL_SIDE = 8192
 
 
@@ -363,7 +366,7 @@ def build_encoder(config: DeepSeekOCRConfig, device: torch.device) -> DeepEncode
     return encoder
 
 
-def encoder_runners(encoder: DeepEncoder, peer: PeerOcr2) -> dict[str, Callable[[Pages], Any]]:
+def encoder_runners(encoder: DeepEncoder, peer: PeerOcr2 | None) -> dict[str, Callable[[Pages], Any]]:
     """Each variant as a function of the pages; switching variants re-points the shared encoder."""
     compiled_reference = CompiledReference(encoder)
 
@@ -386,14 +389,11 @@ def encoder_runners(encoder: DeepEncoder, peer: PeerOcr2) -> dict[str, Callable[
 
         return run
 
-    return {
-        "reference": reference,
-        "compiled": compiled,
-        "fused_eager": fast("folded", False),
-        "fast_flex": fast("flex", True),
-        "fast_folded": fast("folded", True),
-        "peer_ocr2": peer,
-    }
+    runners = {"reference": reference, "compiled": compiled, "fused_eager": fast("folded", False)}
+    runners.update({variant: fast(variant.removeprefix("fast_"), True) for variant in FAST_VARIANTS})
+    if peer is not None:
+        runners["peer_ocr2"] = peer
+    return runners
 
 
 def agreement(
@@ -436,13 +436,10 @@ def profile_top_kernels(run: Callable[[], Any], device: torch.device, rows: int 
     ]
 
 
-def encoder_plan(modes: Sequence[Mode], variants: Sequence[str]) -> list[tuple[str, Mode]]:
-    """What to measure, most important first: the fast path, the reference and the peer on every mode, then the
-    variants that explain the gain (compile alone, fused attention alone, the other fused kind) on BASE."""
-    plan = [(variant, mode) for mode in modes for variant in ("fast_flex", "reference", "peer_ocr2")]
-    if Mode.BASE in modes:
-        plan += [(variant, Mode.BASE) for variant in ("compiled", "fused_eager", "fast_folded")]
-    return [(variant, mode) for variant, mode in plan if variant in variants]
+def fastest(runs: list[dict[str, Any]], variants: Sequence[str], mode: Mode) -> str | None:
+    """The variant with the highest measured pages/s on ``mode`` (any batch)."""
+    measured = [r for r in runs if r["mode"] == mode.value and r["variant"] in variants and "pages_per_second" in r]
+    return max(measured, key=lambda r: r["pages_per_second"])["variant"] if measured else None
 
 
 def measure_encoder_run(
@@ -486,38 +483,38 @@ def run_encoder_section(
     modes: Sequence[Mode],
     variants: Sequence[str],
     tiny: bool,
-) -> None:
+) -> str | None:
+    """Measure the encoder variants; returns the fused SAM attention kind that ran fastest on BASE."""
     encoder = build_encoder(config, device)
-    peer = PeerOcr2(device, config.text_config.hidden_size, tiny=tiny)
-    recorder.put("encoder", "parameters", {
-        "deepencoder": sum(parameter.numel() for parameter in encoder.parameters()),
-        "peer_ocr2": peer.parameter_count(),
-    })
+    peer = PeerOcr2(device, config.text_config.hidden_size, tiny=tiny) if "peer_ocr2" in variants else None
+    parameters = {"deepencoder": sum(parameter.numel() for parameter in encoder.parameters())}
+    if peer is not None:
+        parameters["peer_ocr2"] = peer.parameter_count()
+    recorder.put("encoder", "parameters", parameters)
     runners = encoder_runners(encoder, peer)
 
     flops: dict[str, Any] = {}
     for mode in modes:
         one = make_pages(mode, 1, device)
         with torch.no_grad():
-            counted = counted_flops(lambda: runners["reference"](one))
-            peer_counted = counted_flops(lambda: peer(one))
-        flops[mode.value] = {
-            "analytic_reference": analytic_page_flops(config, mode),
-            "analytic_fast_path": analytic_page_flops(config, mode, skip_window_padding=True),
-            "counted_reference": counted,
-            "counted_peer_ocr2": peer_counted,
-            "by_part_global_view": analytic_view_flops(config, mode.size),
-        }
+            flops[mode.value] = {
+                "analytic_reference": analytic_page_flops(config, mode),
+                "analytic_fast_path": analytic_page_flops(config, mode, skip_window_padding=True),
+                "counted_reference": counted_flops(lambda: runners["reference"](one)),
+                "by_part_global_view": analytic_view_flops(config, mode.size),
+            }
+            if peer is not None:
+                flops[mode.value]["counted_peer_ocr2"] = counted_flops(lambda: peer(one))
         recorder.put("encoder", "flops_per_page", flops)
     peak_flops = recorder.data["peak_matmul"]["tflops"] * 1e12
 
-    checked = [name for name in ("reference", "fused_eager", "fast_flex", "fast_folded") if name in variants]
+    checked = ["reference"] + [name for name in ("fused_eager", *FAST_VARIANTS) if name in variants]
     try:
         recorder.put("encoder", "relative_error_vs_fp32_reference", agreement(encoder, runners, checked, device))
     except Exception as error:  # reported, and the throughput runs still happen
         recorder.put("encoder", "relative_error_vs_fp32_reference", {"error": f"{type(error).__name__}: {error}"})
 
-    for variant, mode in encoder_plan(modes, variants):
+    def measure(variant: str, mode: Mode) -> None:
         # The analytic count equals FlopCounterMode's on explicit attention (tests/test_encoder_throughput.py);
         # the peer has no analytic count here and uses the counter's.
         own_flops = flops[mode.value]["counted_peer_ocr2" if variant == "peer_ocr2" else "analytic_reference"]
@@ -525,8 +522,8 @@ def run_encoder_section(
             if variant in COMPILED_VARIANTS and batch == 1:
                 continue
             entry: dict[str, Any] = {"mode": mode.value, "variant": variant, "batch": batch}
-            # "compiled" compiles at its first batch (the fast variants' BASE graphs exist from the agreement check).
-            if recorder.time_left() < (100 if variant == "compiled" else 30):
+            # A compiled variant's first batch of a mode compiles (BASE graphs of the fast kinds exist already).
+            if recorder.time_left() < (100 if variant in COMPILED_VARIANTS else 30):
                 entry["skipped"] = "time budget"
                 recorder.append("encoder_runs", entry)
                 continue
@@ -534,13 +531,36 @@ def run_encoder_section(
             measure_encoder_run(recorder, runners[variant], pages, entry, own_flops, peak_flops, device)
             del pages
 
+    # Most important first: every fused kind on BASE, the fastest of them on the other modes, then the reference
+    # and the peer on every mode, then the variants that explain the gain (compile alone, fusion alone) on BASE.
+    candidates = [variant for variant in FAST_VARIANTS if variant in variants]
+    best = candidates[0] if candidates else None
+    if candidates and Mode.BASE in modes:
+        for variant in candidates:
+            measure(variant, Mode.BASE)
+        best = fastest(recorder.data.get("encoder_runs", []), candidates, Mode.BASE) or best
+    if best is not None:
+        recorder.put("encoder", "fast_path_variant", best)
+        for mode in modes:
+            if mode is not Mode.BASE:
+                measure(best, mode)
+    for variant in ("reference", "peer_ocr2"):
+        if variant in variants:
+            for mode in modes:
+                measure(variant, mode)
+    if Mode.BASE in modes:
+        for variant in ("compiled", "fused_eager"):
+            if variant in variants:
+                measure(variant, Mode.BASE)
+
     if device.type == "cuda":
         base = make_pages(Mode.BASE, 16, device)
         with torch.no_grad():
-            for variant in ("reference", "fast_flex"):
-                if variant in variants and recorder.time_left() > 20:
+            for variant in ("reference", best):
+                if variant in runners and variant in variants and recorder.time_left() > 20:
                     top = profile_top_kernels(lambda: runners[variant](base), device)
                     recorder.put("encoder", f"profile_base_batch16_{variant}", top)
+    return None if best is None else best.removeprefix("fast_")
 
 
 # ---------------------------------------------------------------------------------------------------- decoder
@@ -568,6 +588,10 @@ class GreedyDecoder:
         self.cache.reset()
         output = self.model.language_model(inputs_embeds=inputs_embeds, past_key_values=self.cache, use_cache=True)
         return self.model.lm_head(output.last_hidden_state[:, -1]).argmax(-1)
+
+    def eager_step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The step without compilation, on the same cache (to check the compiled one)."""
+        return self._decode(tokens)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.compiled:
@@ -615,9 +639,10 @@ def run_decoder_section(
     compiled_batches: Sequence[int],
     e2e_batch: int,
     new_tokens: int,
+    encoder_kind: str | None,
 ) -> None:
     model = build_model(config, device)
-    recorder.put("decoder", "encoder_path", optimize_with_fallback(model.vision, device))
+    recorder.put("decoder", "encoder_path", optimize_with_fallback(model.vision, device, encoder_kind))
     prompt_length = prompt_ids(model, 1, device).shape[1]
     decode_steps, decode_calls = 32, 7
     # Timed decode calls continue from where the last stopped; a static cache attends over its full length at every
@@ -663,14 +688,17 @@ def run_decoder_section(
                 recorder.append("decoder_runs", entry)
                 continue
             started = time.monotonic()
+            _reset_peak_memory(device)
+            decoder = GreedyDecoder(model, max_length, compile_mode="reduce-overhead")
             try:
-                decoder = GreedyDecoder(model, max_length, compile_mode="reduce-overhead")
                 entry["first_tokens_agree_with_eager"] = compiled_agreement(model, decoder, batch, prompt_length,
-                                                                            max_length, device)
+                                                                            device)
                 decode_rates(decoder, batch, entry, prefill=False)
                 compiled_decoders[batch] = decoder
             except Exception as error:  # a compile failure is a result to report; eager decoding still runs
                 entry["error"] = f"{type(error).__name__}: {str(error)[:600]}"
+            del decoder
+            _reset_peak_memory(device)
             entry["wall_seconds_with_compile"] = time.monotonic() - started
             recorder.append("decoder_runs", entry)
             print(json.dumps(entry), flush=True)
@@ -692,19 +720,32 @@ def run_decoder_section(
             "batch": naive_batch, "new_tokens": naive_tokens, "cache": "dynamic (generate's default)", **timing,
             "tokens_per_second_including_prefill": naive_batch * naive_tokens / (timing["median_ms"] / 1000),
         })
+        del vision, pages
 
-    if recorder.time_left() < 60:
-        recorder.put("decoder", "end_to_end", {"skipped": "time budget"})
-        return
-    decoder = compiled_decoders.get(e2e_batch) or GreedyDecoder(model, max_length)
-    recorder.put("decoder", "end_to_end", end_to_end(model, decoder, e2e_batch, new_tokens, device))
-    print(json.dumps(recorder.data["decoder"]["end_to_end"]), flush=True)
+    runs = [("compiled", compiled_decoders.pop(e2e_batch))] if e2e_batch in compiled_decoders else []
+    compiled_decoders.clear()
+    runs.append(("eager", None))
+    while runs:
+        name, decoder = runs.pop(0)
+        if recorder.time_left() < 60:
+            recorder.put("decoder", f"end_to_end_{name}", {"skipped": "time budget"})
+            continue
+        _reset_peak_memory(device)
+        try:
+            result = end_to_end(model, decoder or GreedyDecoder(model, max_length), e2e_batch, new_tokens, device)
+        except torch.OutOfMemoryError:
+            result = {"batch": e2e_batch, "skipped": "out of GPU memory"}
+        del decoder
+        recorder.put("decoder", f"end_to_end_{name}", result)
+        print(json.dumps(result), flush=True)
 
 
-def optimize_with_fallback(encoder: DeepEncoder, device: torch.device) -> str:
-    """The fastest encoder path that runs here: compiled flex, compiled folded, else the reference; returns its name."""
+def optimize_with_fallback(encoder: DeepEncoder, device: torch.device, preferred: str | None) -> str:
+    """The fastest encoder path that runs here (``preferred`` kind first, then folded, then flex), else the
+    reference; returns its name."""
     pages = make_pages(Mode.BASE, 2, device)
-    for kind in ("flex", "folded"):
+    kinds = [kind for kind in (preferred, "folded", "flex") if kind is not None]
+    for kind in dict.fromkeys(kinds):
         try:
             encoder.optimize(sam_attention=kind, compile=device.type == "cuda")
             with torch.no_grad():
@@ -718,18 +759,19 @@ def optimize_with_fallback(encoder: DeepEncoder, device: torch.device) -> str:
 
 
 def compiled_agreement(
-    model: DeepSeekOCR, decoder: GreedyDecoder, batch: int, prompt_length: int, max_length: int, device: torch.device
+    model: DeepSeekOCR, decoder: GreedyDecoder, batch: int, prompt_length: int, device: torch.device
 ) -> float:
-    """Share of the first 4 greedy tokens the compiled step picks as the eager step does (bf16 ties may differ)."""
+    """Share of the first 4 greedy tokens the compiled step picks as the eager step does on the same cache (bf16
+    ties may differ)."""
     embeds = random_prompt_embeddings(model, batch, prompt_length, device)
     with torch.no_grad():
-        eager = GreedyDecoder(model, max_length)
-        first = eager.prefill(embeds)
-        expected = torch.stack([first] + eager.steps(first, 3), dim=1)
-        del eager
         first = decoder.prefill(embeds)
         produced = torch.stack([first] + decoder.steps(first, 3), dim=1)
-    return float((produced == expected).float().mean())
+        first = decoder.prefill(embeds)
+        expected = [first]
+        for _ in range(3):
+            expected.append(decoder.eager_step(expected[-1]))
+    return float((produced == torch.stack(expected, dim=1)).float().mean())
 
 
 def end_to_end(
@@ -743,7 +785,7 @@ def end_to_end(
         decoder.steps(decoder.prefill(model.language_model.embed_tokens(ids[:, :8])), 2)
         _synchronize(device)
         started = time.perf_counter()
-        vision = model.vision(pages.pixel_values)
+        vision = [page for chunk in pages.pixel_values.split(E2E_ENCODER_CHUNK) for page in model.vision(chunk)]
         _synchronize(device)
         encoded = time.perf_counter()
         tokens = decoder.prefill(model.scatter_vision(ids, model.language_model.embed_tokens(ids), vision))
@@ -847,19 +889,25 @@ def run(args: argparse.Namespace) -> None:
     modes = [Mode(value) for value in args.modes]
     if "input" in args.sections:
         run_input_section(recorder, device)
+    encoder_kind = None
     if "encoder" in args.sections:
-        run_encoder_section(recorder, device, config, args.batches, modes, args.variants, args.tiny)
+        encoder_kind = run_encoder_section(recorder, device, config, args.batches, modes, args.variants, args.tiny)
     if "decoder" in args.sections:
         run_decoder_section(recorder, device, config, args.decoder_batches, args.compiled_decoder_batches,
-                            args.e2e_batch, args.new_tokens)
+                            args.e2e_batch, args.new_tokens, encoder_kind)
     summary = {key: value for key, value in recorder.data.items() if key != "encoder_runs"}
     print(json.dumps(summary, indent=1, default=str))
 
 # ----------------------------------------------------------------------------------------------------- report
 
 
+RUN_KEYS = {"encoder_runs": ("mode", "variant", "batch"), "decoder_runs": ("batch", "decode_step")}
+
+
 def merge(parts: Sequence[Path]) -> dict[str, Any]:
-    """Later parts add sections to (and override keys of) earlier ones; each part keeps its own metadata."""
+    """Combine result parts in order: a later part's measurement replaces an earlier one of the same key (mode,
+    variant, batch; or batch and decode step), its section entries replace earlier ones; each part keeps its own
+    metadata under ``runs``."""
     merged: dict[str, Any] = {"runs": []}
     for path in parts:
         data = json.loads(Path(path).read_text())
@@ -868,23 +916,25 @@ def merge(parts: Sequence[Path]) -> dict[str, Any]:
         for key, value in data.items():
             if key in ("metadata", "peak_matmul"):
                 continue
-            if isinstance(value, list):
-                merged[key] = value
+            if key in RUN_KEYS:
+                fields = RUN_KEYS[key]
+                combined = {tuple(run.get(field) for field in fields): run for run in merged.get(key, [])}
+                for run in value:
+                    combined[tuple(run.get(field) for field in fields)] = {**run, "part": Path(path).name}
+                merged[key] = list(combined.values())
             elif isinstance(value, dict):
                 merged.setdefault(key, {}).update(value)
+            else:
+                merged[key] = value
     return merged
-
-
-def best_by(runs: list[dict[str, Any]], variant: str, mode: str) -> dict[str, Any] | None:
-    measured = [r for r in runs if r["variant"] == variant and r["mode"] == mode and "pages_per_second" in r]
-    return max(measured, key=lambda r: r["pages_per_second"], default=None)
 
 
 def markdown_table(data: dict[str, Any]) -> str:
     runs = data.get("encoder_runs", [])
+    fast_variant = data.get("encoder", {}).get("fast_path_variant", "fast_flex")
     lines = [
-        "| mode | batch | reference pages/s | compiled | fast path (flex) | fast path MFU | × reference | peer OCR-2 "
-        "tower pages/s | fast peak GiB |",
+        f"| mode | batch | reference pages/s | compiled | fast path ({fast_variant.removeprefix('fast_')}) | "
+        "fast path MFU | × reference | peer OCR-2 tower pages/s | fast peak GiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     batches = sorted({r["batch"] for r in runs})
@@ -900,7 +950,7 @@ def markdown_table(data: dict[str, Any]) -> str:
                     return "–"
                 return f"{entry['pages_per_second']:.0f}" if "pages_per_second" in entry else entry.get("skipped", "–")
 
-            fast = row.get("fast_flex", {})
+            fast = row.get(fast_variant, {})
             reference = row.get("reference", {})
             ratio = (
                 f"{fast['pages_per_second'] / reference['pages_per_second']:.1f}×"
@@ -910,7 +960,7 @@ def markdown_table(data: dict[str, Any]) -> str:
             mfu = f"{fast['mfu']:.0%}" if "mfu" in fast else "–"
             memory = f"{fast['peak_memory_gib']:.1f}" if "peak_memory_gib" in fast else "–"
             lines.append(
-                f"| {mode} | {batch} | {rate('reference')} | {rate('compiled')} | {rate('fast_flex')} | {mfu} | "
+                f"| {mode} | {batch} | {rate('reference')} | {rate('compiled')} | {rate(fast_variant)} | {mfu} | "
                 f"{ratio} | {rate('peer_ocr2')} | {memory} |"
             )
     return "\n".join(lines)
@@ -963,8 +1013,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     measure.add_argument("--modes", nargs="+", choices=[m.value for m in MODES], default=[m.value for m in MODES])
     measure.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     measure.add_argument("--batches", nargs="+", type=int, default=list(ENCODER_BATCHES))
-    measure.add_argument("--decoder-batches", nargs="+", type=int, default=[1, 32, 128, 256])
-    measure.add_argument("--compiled-decoder-batches", nargs="+", type=int, default=[256])
+    measure.add_argument("--decoder-batches", nargs="*", type=int, default=[1, 32, 128, 256])
+    measure.add_argument("--compiled-decoder-batches", nargs="*", type=int, default=[256])
     measure.add_argument("--e2e-batch", type=int, default=256)
     measure.add_argument("--new-tokens", type=int, default=E2E_NEW_TOKENS)
     measure.add_argument("--time-budget", type=float, default=540.0, help="seconds; later measurements are skipped")

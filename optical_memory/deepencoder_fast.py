@@ -8,7 +8,7 @@ What it changes, each within bf16 rounding of the reference (``tests/test_model_
   runs ``qkv`` and ``proj`` over the padding too (a 32×32 TINY map becomes 42×42: 72% more rows). A zero row projects
   to the ``qkv`` bias, so the fast path projects the real rows only and fills the padding with the bias; ``proj``
   runs after un-partitioning, on the real rows only. Padded keys still take part in attention, as in the reference.
-- Pixels enter the patch convolution channels-last, so the conv, its NHWC output and the neck need no layout copies.
+- The patch convolution (kernel = stride = 16) runs as one GEMM over the 16×16 patches.
 - With ``compile=True`` every SAM block, CLIP layer and the neck + compressor go through ``torch.compile``
   (regional compilation: one graph per block kind and input shape, reused by all blocks of that kind) with the batch
   dimension marked dynamic, so a new batch size does not recompile but a new mode (spatial size) does.
@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2SamVisionEncoder,
@@ -29,6 +30,26 @@ from optical_memory.sam_attention import FusedSamAttention
 
 # Graphs per compiled function: 2 SAM block kinds × 5 modes × (batch 1, batch > 1) plus views of other sizes.
 RECOMPILE_LIMIT = 64
+
+
+def sam_stem(
+    sam: DeepseekOcr2SamVisionEncoder, pixel_values: torch.Tensor, positions: torch.Tensor | None
+) -> torch.Tensor:
+    """Patch embedding plus absolute positions → [batch, grid, grid, hidden].
+
+    A convolution whose stride is its kernel and that has no padding is one matmul over non-overlapping patches; as
+    a GEMM it runs at matmul speed (cuDNN's kernel for this 3-channel conv reaches a fraction of it).
+    """
+    conv = sam.patch_embed.projection
+    patch = conv.kernel_size[0]
+    if conv.stride != conv.kernel_size or conv.padding != (0, 0) or conv.kernel_size != (patch, patch):
+        hidden = sam.patch_embed(pixel_values.contiguous(memory_format=torch.channels_last))
+    else:
+        batch, channels, height, width = pixel_values.shape
+        patches = pixel_values.reshape(batch, channels, height // patch, patch, width // patch, patch)
+        patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(batch, height // patch, width // patch, -1)
+        hidden = F.linear(patches, conv.weight.reshape(conv.out_channels, -1), conv.bias)
+    return hidden if positions is None else hidden + positions
 
 
 def sam_block(layer: DeepseekOcr2SamVisionLayer, hidden: torch.Tensor) -> torch.Tensor:
@@ -82,6 +103,7 @@ class EncoderFastPath:
         if compile:
             # Regional compilation keys graphs on the block function, so all modes and kinds share one cache.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        self._stem = self._maybe_compile(sam_stem)
         self._sam_block = self._maybe_compile(sam_block)
         self._neck = self._maybe_compile(sam_neck_and_compressor)
         self._clip_layer = self._maybe_compile(clip_layer)
@@ -97,9 +119,9 @@ class EncoderFastPath:
 
     def sam(self, sam: DeepseekOcr2SamVisionEncoder, pixel_values: torch.Tensor) -> torch.Tensor:
         """[batch, 3, side, side] → compressor grid [batch, channels, side/64, side/64] (channels-last memory)."""
-        hidden = sam.patch_embed(pixel_values.contiguous(memory_format=torch.channels_last))
-        if sam.pos_embed is not None:
-            hidden = hidden + sam.interpolate_pos_encoding(hidden.shape[1], hidden.shape[2])
+        grid = pixel_values.shape[-1] // sam.patch_embed.projection.kernel_size[0]
+        positions = None if sam.pos_embed is None else sam.interpolate_pos_encoding(grid, grid)
+        hidden = self._stem(sam, self._batch_dynamic(pixel_values), positions)
         for layer in sam.layers:
             hidden = self._sam_block(layer, self._batch_dynamic(hidden))
         return self._neck(sam, self._batch_dynamic(hidden))

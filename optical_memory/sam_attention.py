@@ -21,6 +21,7 @@ from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2SamVisionAttention,
@@ -110,10 +111,17 @@ class SamFlexAttention(FusedSamAttention):
 
 
 class SamFoldedAttention(FusedSamAttention):
-    """The bias folded into a wider dot product: q' = [scale·q ‖ rel_h ‖ rel_w], k' = [k ‖ onehot(row) ‖ onehot(col)]."""
+    """The bias folded into a wider dot product: q' = [scale·q ‖ rel_h ‖ rel_w], k' = [k ‖ onehot(row) ‖ onehot(col)].
+
+    ``backend_priority`` (``None``: PyTorch's own order) names the SDPA kernels to try first; ``widen_value`` pads the
+    value to the query/key width, which kernels that need equal head sizes (flash, some cuDNN builds) require.
+    """
+
+    backend_priority: tuple[SDPBackend, ...] | None = None
+    widen_value: bool = False
 
     def attention(self, query, key, value, rel_h, rel_w, width):
-        tokens = query.shape[2]
+        tokens, head_dim = query.shape[2], value.shape[-1]
         height = tokens // width
         positions = torch.arange(tokens, device=query.device)
         rows = F.one_hot(positions // width, height).to(key.dtype)
@@ -123,7 +131,36 @@ class SamFoldedAttention(FusedSamAttention):
         padding = (-widened) % HEAD_DIM_ALIGNMENT
         query = F.pad(torch.cat([query * self.scale, rel_h, rel_w], dim=-1), (0, padding))
         key = F.pad(torch.cat([key, codes], dim=-1), (0, padding))
-        return F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        if self.widen_value:
+            value = F.pad(value, (0, query.shape[-1] - head_dim))
+        if self.backend_priority is None:
+            mixed = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        else:
+            with sdpa_kernel(list(self.backend_priority), set_priority=True):
+                mixed = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        return mixed[..., :head_dim]
+
+
+# cuDNN's fused attention first (Hopper kernels), then PyTorch's usual order.
+CUDNN_FIRST = (
+    SDPBackend.CUDNN_ATTENTION,
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+)
+
+
+class SamFoldedCudnnAttention(SamFoldedAttention):
+    """``folded`` with cuDNN's attention tried first (the value keeps its own head size)."""
+
+    backend_priority = CUDNN_FIRST
+
+
+class SamFoldedWideAttention(SamFoldedAttention):
+    """``folded`` with the value padded to the query/key width and cuDNN, then flash, tried first."""
+
+    backend_priority = CUDNN_FIRST
+    widen_value = True
 
 
 SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
@@ -131,6 +168,8 @@ SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
     "sdpa": SamSdpaAttention,
     "flex": SamFlexAttention,
     "folded": SamFoldedAttention,
+    "folded_cudnn": SamFoldedCudnnAttention,
+    "folded_wide": SamFoldedWideAttention,
 }
 
 FUSED_SAM_ATTENTION = tuple(name for name, kind in SAM_ATTENTION.items() if issubclass(kind, FusedSamAttention))

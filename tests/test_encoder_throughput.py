@@ -76,7 +76,15 @@ def test_merge_and_table_combine_parts(tmp_path):
             {"mode": "large", "variant": "reference", "batch": 64, "skipped": "out of GPU memory"},
         ],
     }
-    decoder_part = {"metadata": {"device": "GPU A"}, "decoder": {"end_to_end": {"pages_per_second": 8.0}}}
+    decoder_part = {
+        "metadata": {"device": "GPU A"},
+        "decoder": {"end_to_end": {"pages_per_second": 8.0}},
+        "encoder": {"fast_path_variant": "fast_folded"},
+        "encoder_runs": [
+            {"mode": "base", "variant": "fast_folded", "batch": 16, "pages_per_second": 450.0, "mfu": 0.6,
+             "peak_memory_gib": 2.5},
+        ],
+    }
     paths = []
     for index, part in enumerate((encoder_part, decoder_part)):
         path = tmp_path / f"part{index}.json"
@@ -85,6 +93,9 @@ def test_merge_and_table_combine_parts(tmp_path):
     merged = merge(paths)
     assert [run["file"] for run in merged["runs"]] == ["part0.json", "part1.json"]
     assert merged["decoder"]["end_to_end"]["pages_per_second"] == 8.0
+    assert merged["encoder"] == {"flops_per_page": {"base": 1}, "fast_path_variant": "fast_folded"}
+    assert len(merged["encoder_runs"]) == 4
     table = markdown_table(merged)
-    assert "| base | 16 | 90 | – | 360 | 50% | 4.0× | – | 3.0 |" in table
+    assert "fast path (folded)" in table
+    assert "| base | 16 | 90 | – | 450 | 60% | 5.0× | – | 2.5 |" in table
     assert "out of GPU memory" in table
