@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the bundled 444-turn conversation -> pages that shrink with age")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names())
-    demo.add_argument("--budget", type=float, default=6000, help="token budget for the context (default 6000)")
+    demo.add_argument("--budget", type=float, default=3000, help="token budget for the context (default 3000)")
     demo.add_argument("--hot-turns", type=int, default=8)
     demo.add_argument("--transcript", help="use this JSONL instead of the bundled sample")
     demo.set_defaults(func=cmd_demo)
