@@ -5,11 +5,14 @@ SAM adds a decomposed relative-position bias to the scaled scores: for a query a
 query. The reference kinds build that bias as a full [heads, N, N] mask (N = 4,096 tokens in a 1024 px global block:
 400 MB per page in bf16). The fused kinds never materialise it:
 
-- ``flex``: ``torch.nn.attention.flex_attention`` with a ``score_mod`` that adds ``rel_h[q, key_row]`` and
-  ``rel_w[q, key_col]`` inside the kernel (fast under ``torch.compile``; eager runs an unfused reference).
 - ``folded``: the bias folded into the dot product. The query gets ``rel_h ‖ rel_w`` appended and the key the one-hot
   codes of its row and column, so ``q'·k' = scale·q·k + rel_h[q, row(k)] + rel_w[q, col(k)]`` and any
-  ``scaled_dot_product_attention`` backend that takes a wider query/key than value runs it without a mask.
+  ``scaled_dot_product_attention`` backend that takes a wider query/key than value runs it without a mask. On an
+  H100 (torch 2.11) PyTorch picks cuDNN's fused Hopper kernel for it (q/k head 192, value 64 in a global block);
+  it does twice the useful attention FLOPs and still is the fastest kind measured (``benchmarks/encoder_throughput``).
+- ``flex``: ``torch.nn.attention.flex_attention`` with a ``score_mod`` that adds ``rel_h[q, key_row]`` and
+  ``rel_w[q, key_col]`` inside the kernel (eager runs an unfused reference). Exact and memory-light, but its
+  compiled kernel with this gathered score modification measured 5-7x slower than ``folded`` on the H100.
 
 Both fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
 the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``.
@@ -21,7 +24,6 @@ from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.flex_attention import flex_attention
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2SamVisionAttention,
@@ -111,17 +113,10 @@ class SamFlexAttention(FusedSamAttention):
 
 
 class SamFoldedAttention(FusedSamAttention):
-    """The bias folded into a wider dot product: q' = [scale·q ‖ rel_h ‖ rel_w], k' = [k ‖ onehot(row) ‖ onehot(col)].
-
-    ``backend_priority`` (``None``: PyTorch's own order) names the SDPA kernels to try first; ``widen_value`` pads the
-    value to the query/key width, which kernels that need equal head sizes (flash, some cuDNN builds) require.
-    """
-
-    backend_priority: tuple[SDPBackend, ...] | None = None
-    widen_value: bool = False
+    """The bias folded into a wider dot product: q' = [scale·q ‖ rel_h ‖ rel_w], k' = [k ‖ onehot(row) ‖ onehot(col)]."""
 
     def attention(self, query, key, value, rel_h, rel_w, width):
-        tokens, head_dim = query.shape[2], value.shape[-1]
+        tokens = query.shape[2]
         height = tokens // width
         positions = torch.arange(tokens, device=query.device)
         rows = F.one_hot(positions // width, height).to(key.dtype)
@@ -131,36 +126,7 @@ class SamFoldedAttention(FusedSamAttention):
         padding = (-widened) % HEAD_DIM_ALIGNMENT
         query = F.pad(torch.cat([query * self.scale, rel_h, rel_w], dim=-1), (0, padding))
         key = F.pad(torch.cat([key, codes], dim=-1), (0, padding))
-        if self.widen_value:
-            value = F.pad(value, (0, query.shape[-1] - head_dim))
-        if self.backend_priority is None:
-            mixed = F.scaled_dot_product_attention(query, key, value, scale=1.0)
-        else:
-            with sdpa_kernel(list(self.backend_priority), set_priority=True):
-                mixed = F.scaled_dot_product_attention(query, key, value, scale=1.0)
-        return mixed[..., :head_dim]
-
-
-# cuDNN's fused attention first (Hopper kernels), then PyTorch's usual order.
-CUDNN_FIRST = (
-    SDPBackend.CUDNN_ATTENTION,
-    SDPBackend.FLASH_ATTENTION,
-    SDPBackend.EFFICIENT_ATTENTION,
-    SDPBackend.MATH,
-)
-
-
-class SamFoldedCudnnAttention(SamFoldedAttention):
-    """``folded`` with cuDNN's attention tried first (the value keeps its own head size)."""
-
-    backend_priority = CUDNN_FIRST
-
-
-class SamFoldedWideAttention(SamFoldedAttention):
-    """``folded`` with the value padded to the query/key width and cuDNN, then flash, tried first."""
-
-    backend_priority = CUDNN_FIRST
-    widen_value = True
+        return F.scaled_dot_product_attention(query, key, value, scale=1.0)
 
 
 SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
@@ -168,8 +134,6 @@ SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
     "sdpa": SamSdpaAttention,
     "flex": SamFlexAttention,
     "folded": SamFoldedAttention,
-    "folded_cudnn": SamFoldedCudnnAttention,
-    "folded_wide": SamFoldedWideAttention,
 }
 
 FUSED_SAM_ATTENTION = tuple(name for name, kind in SAM_ATTENTION.items() if issubclass(kind, FusedSamAttention))

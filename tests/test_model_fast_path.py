@@ -134,11 +134,11 @@ def test_optimize_and_use_reference_switch_paths_on_the_same_weights(vision):
     weights = vision.sam.layers[0].attn.qkv.weight.data_ptr()
     assert not vision.is_optimized and vision.sam_attention == "sdpa"
     assert vision.optimize(compile=False) is vision
-    assert vision.is_optimized and vision.sam_attention == "flex"
+    assert vision.is_optimized and vision.sam_attention == "folded"
     assert vision.sam.layers[0].attn.qkv.weight.data_ptr() == weights
     vision.set_sam_attention("eager")
     assert not vision.is_optimized
-    vision.optimize(sam_attention="folded", compile=False)
+    vision.optimize(sam_attention="flex", compile=False)
     assert vision.use_reference() is vision
     assert not vision.is_optimized and vision.sam_attention == "sdpa"
     with pytest.raises(ValueError, match="sam_attention"):
