@@ -327,13 +327,22 @@ def aggregate(rows: Sequence[dict[str, Any]], split: str) -> list[dict[str, Any]
 
 
 def break_points(table: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Per mode and threshold: the highest mean compression whose mean ``metric`` stays at or above the threshold."""
+    """Per mode and threshold: the highest compression reached before ``metric`` first falls below the threshold.
+
+    Walking up in compression and stopping at the first failure matters: a reader that returns almost nothing
+    from an unreadable page can score a high precision again at a denser point (nothing it said was wrong).
+    ``still_passing`` marks a mode whose densest measured page still passes: its break lies beyond the sweep.
+    """
     points = []
     for mode in dict.fromkeys(row["mode"] for row in table):
-        rows = [row for row in table if row["mode"] == mode]
+        rows = sorted((row for row in table if row["mode"] == mode), key=lambda row: row["compression"])
         for threshold in PRECISION_THRESHOLDS:
-            passing = [row for row in rows if row[metric] is not None and row[metric] >= threshold]
-            best = max(passing, key=lambda row: row["compression"], default=None)
+            best, failed = None, False
+            for row in rows:
+                if row[metric] is None or row[metric] < threshold:
+                    failed = True
+                    break
+                best = row
             points.append(
                 {
                     "mode": mode,
@@ -343,7 +352,7 @@ def break_points(table: Sequence[dict[str, Any]], metric: str) -> list[dict[str,
                     "density_font_px": best["density_font_px"] if best else None,
                     "text_tokens": best["text_tokens"] if best else None,
                     "value": best[metric] if best else None,
-                    "densest_measured": all(best and row["compression"] <= best["compression"] for row in rows),
+                    "still_passing": not failed,
                 }
             )
     return points
@@ -390,10 +399,13 @@ def truncation_recall(conversation: Conversation, budget: int) -> dict[str, Any]
 
 
 def baseline_policies(model: CalibratedRecall) -> dict[str, ForgettingPolicy]:
+    """Budgeted policies compared at equal budgets. Recall-aware runs on measured char recall (its default) and on
+    word recall, which tracks exact facts more closely: a fact needs every character of its answer read right."""
     return {
         "token-budget": TokenBudget(base=None),
         "age+token-budget": TokenBudget(),
         "recall-aware": RecallAwareBudget(model=model),
+        "recall-aware(word recall)": RecallAwareBudget(model=replace(model, metric="word_recall")),
     }
 
 
@@ -563,14 +575,17 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Break points: highest compression that keeps the metric at or above the threshold",
+        "## Break points: highest compression before the metric first drops below the threshold",
+        "",
+        "Char precision alone ignores omissions: a reader that returns a few lines of an unreadable page is precise. "
+        "Char recall and char accuracy (Fox-style, the DeepSeek-OCR paper's measure) count what went missing.",
         "",
         "| mode | metric | ≥ threshold | compression | at font px | text tokens/page | note |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for point in results["break_points"]:
         compression = f"{point['compression']:.1f}×" if point["compression"] is not None else "none measured"
-        note = "densest page measured still passes: the break lies beyond" if point["densest_measured"] else ""
+        note = "densest page measured still passes: the break lies beyond" if point["still_passing"] else ""
         lines.append(
             f"| {point['mode']} | {point['metric'].replace('_', ' ')} | {point['threshold']:.0%} | {compression} | "
             f"{point['density_font_px'] or '–'} | {point['text_tokens'] or 0:.0f} | {note} |"
@@ -643,32 +658,40 @@ def plot(results: dict[str, Any], out: Path) -> None:
     figure.savefig(out / results["files"]["precision_png"], dpi=110)
     plt.close(figure)
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    series: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
-    for row in results["baselines"]:
-        series[(row["strategy"], row["density_font_px"])].append(row)
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "v", "D", "P"]
-    for number, ((strategy, font_px), rows) in enumerate(series.items()):
-        label = strategy if font_px is None else f"{strategy} @ {font_px}px"
-        if all(row["budget"] is None for row in rows):
-            axis.scatter([row["tokens_used"] for row in rows], [100 * row["fact_recall"] for row in rows],
-                         marker="x", label=f"{label} (its own cost)")
-            continue
-        rows = sorted(rows, key=lambda row: row["budget"])
-        # Strategies often coincide: distinct dashes and markers keep every series visible.
-        axis.plot([row["budget"] for row in rows], [100 * row["fact_recall"] for row in rows], label=label,
-                  linestyle=styles[number % len(styles)], marker=markers[number % len(markers)], alpha=0.85)
-    axis.set_xscale("log")
-    axis.set_xticks(sorted({row["budget"] for row in results["baselines"] if row["budget"] is not None}))
-    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.xaxis.set_minor_formatter(NullFormatter())
-    axis.set_xlabel("token budget of the whole context (log scale)")
-    axis.set_ylabel("planted facts recalled (%)")
-    axis.set_title(f"Fact recall vs budget ({meta['reader']}, {meta['consumer']})")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
+    baseline_rows = results["baselines"]
+    densities = sorted({row["density_font_px"] for row in baseline_rows if row["density_font_px"] is not None},
+                       reverse=True)
+    strategies = list(dict.fromkeys(row["strategy"] for row in baseline_rows))
+    # One colour and marker per strategy across panels; strategies often coincide, so dashes differ too.
+    looks = {name: (f"C{number}", "osD^vP"[number % 6], ["-", "--", "-.", ":"][number % 4])
+             for number, name in enumerate(strategies)}
+    budgets = sorted({row["budget"] for row in baseline_rows if row["budget"] is not None})
+    figure, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 4.4), sharey=True, squeeze=False)
+    for axis, font_px in zip(axes[0], densities):
+        for name in strategies:
+            rows = [row for row in baseline_rows if row["strategy"] == name
+                    and row["density_font_px"] in (None, font_px)]
+            colour, marker, dashes = looks[name]
+            if rows and all(row["budget"] is None for row in rows):
+                axis.scatter([row["tokens_used"] for row in rows], [100 * row["fact_recall"] for row in rows],
+                             color=colour, marker="x", s=60, label=f"{name} (at its own cost)")
+                continue
+            rows = sorted(rows, key=lambda row: row["budget"])
+            axis.plot([row["budget"] for row in rows], [100 * row["fact_recall"] for row in rows], color=colour,
+                      marker=marker, linestyle=dashes, alpha=0.85, label=name)
+        axis.set_xscale("log")
+        axis.set_xticks(budgets)
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_xlabel("token budget of the whole context")
+        axis.set_title(f"memory pages at {font_px} px")
+        axis.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("planted facts recalled (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.suptitle(f"Fact recall vs budget ({meta['reader']}, consumer {meta['consumer']}, "
+                    f"{meta['baseline']['text_tokens']:,}-token chat)")
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
     figure.savefig(out / results["files"]["facts_png"], dpi=110)
     plt.close(figure)
 
@@ -710,7 +733,8 @@ def run(settings: Settings, argv: Sequence[str]) -> dict[str, Any]:
     table = [row for split in settings.splits for row in aggregate(rows, split)]
     tune_table = [row for row in table if row["split"] == tune_split]
     report_table = [row for row in table if row["split"] == report_split]
-    points = break_points(report_table, "char_precision") + break_points(report_table, "char_accuracy")
+    points = [point for metric in ("char_precision", "char_recall", "char_accuracy")
+              for point in break_points(report_table, metric)]
 
     model = CalibratedRecall(calibration(tune_table), provenance={**info, "split": tune_split})
     calibration_path = settings.calibration_out or (

@@ -113,7 +113,12 @@ def test_break_points_take_the_highest_compression_that_passes() -> None:
     table = aggregate(rows, "report")
     points = {point["threshold"]: point for point in break_points(table, "char_precision")}
     assert points[0.97]["compression"] == 10 and points[0.97]["density_font_px"] == 20
-    assert points[0.90]["compression"] == 20 and not points[0.90]["densest_measured"]
+    assert points[0.90]["compression"] == 20 and not points[0.90]["still_passing"]
+    # A denser page that passes again after a failure (a reader returning almost nothing) does not move the break.
+    rebound = [*rows, {**rows[2], "density_font_px": 8, "text_tokens": 5120, "compression": 80.0,
+                       "char_precision": 0.99}]
+    points = {point["threshold"]: point for point in break_points(aggregate(rebound, "report"), "char_precision")}
+    assert points[0.90]["compression"] == 20
     assert memory_density(table, "tiny", default=20) == 20
     assert memory_density([{**row, "char_recall": 0.96} for row in table], "tiny", default=20) == 10
 

@@ -166,3 +166,14 @@ def test_packaged_calibration_names_its_provenance() -> None:
     assert {"reader", "consumer", "date", "command", "machine", "git_commit"} <= set(model.provenance)
     assert {point.tier for point in model.points} >= {mode.value for mode in (Mode.LARGE, Mode.BASE, Mode.SMALL, Mode.TINY)}
     assert all(0.0 <= point.char_recall <= 1.0 for point in model.points)
+
+
+def test_default_model_is_the_packaged_calibration_and_fits_the_budget() -> None:
+    pages = [page(i, 1500, height) for i, height in enumerate([12, 14, 17, 24])]
+    levels = RecallAwareBudget().choose(pages, DEEPSEEK, now=0.0, turn_count=4, budget=700)
+    assert is_monotone(levels)
+    assert sum(view_cost(DEEPSEEK, p, level) for p, level in zip(pages, levels)) <= 700
+    default = CalibratedRecall.load()
+    assert expected_recalled_tokens(pages, DEEPSEEK, levels) == pytest.approx(
+        expected_recalled_tokens(pages, DEEPSEEK, levels, default)
+    )
