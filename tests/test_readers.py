@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from optical_memory.imaging import fit_to_mode
 from optical_memory.metrics import char_accuracy
-from optical_memory.readers import ReadCache, get_reader, read_key, read_many, reader_names, reading_key
+from optical_memory.readers import ReadCache, ReadStats, get_reader, read_key, read_many, reader_names, reading_key
 from optical_memory.readers.rapidocr import boxes_to_lines
 from optical_memory.types import Mode
 
@@ -57,7 +57,11 @@ def test_cache_key_covers_reader_mode_and_pixels(tmp_path) -> None:
     key = read_key("rapidocr-a", image, Mode.TINY)
     assert cache.get(key) is None
     cache.put(key, "héllo\nworld")
-    assert cache.get(key) == "héllo\nworld"
+    assert cache.get(key) == "héllo\nworld" and cache.cost(key) is None
+    cache.put(key, "again", cpu_seconds=2.5)
+    assert (cache.get(key), cache.cost(key)) == ("again", 2.5)
+    with pytest.raises(ValueError, match="cpu_seconds"):
+        cache.put(key, "x", cpu_seconds=-1)
     with pytest.raises(ValueError, match="key"):
         cache.get("../../etc/passwd")
 
@@ -76,9 +80,17 @@ def test_read_many_answers_from_the_cache_without_reading(tmp_path) -> None:
 
 def test_read_many_over_a_process_pool_matches_reading_in_process(tmp_path) -> None:
     images = [drawn_page(), drawn_page(list(reversed(LINES)))]
-    pooled = read_many("tesseract", images, [None, None], workers=2, cache=ReadCache(tmp_path), progress=False)
-    assert pooled == [get_reader("tesseract").read(image) for image in images]
+    fresh = ReadStats()
+    pooled = read_many("tesseract", [*images, images[0]], [None] * 3, workers=2, cache=ReadCache(tmp_path),
+                       progress=False, stats=fresh)
+    assert pooled == [*(get_reader("tesseract").read(image) for image in images), pooled[0]]
     assert len(list(tmp_path.rglob("*.txt"))) == 2
+    assert (fresh.fresh_reads, fresh.cached_reads, fresh.costed_reads) == (2, 0, 2) and fresh.cpu_seconds > 0
+    # A rerun reads nothing yet still knows what the pages cost.
+    again = ReadStats()
+    read_many("tesseract", images, [None, None], cache=ReadCache(tmp_path), progress=False, stats=again)
+    assert (again.fresh_reads, again.cached_reads) == (0, 2)
+    assert again.cpu_seconds_per_page == pytest.approx(fresh.cpu_seconds_per_page)
     uncached = read_many("tesseract", images[:1], [None], workers=1, use_cache=False, progress=False)
     assert uncached == pooled[:1]
 

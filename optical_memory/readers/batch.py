@@ -39,20 +39,23 @@ def _read_in_worker(image: Image.Image, mode: Mode | None) -> tuple[str, float]:
 
 @dataclass
 class ReadStats:
-    """What ``read_many`` calls cost: fresh reads, cache hits, CPU seconds of the reads, wall seconds in all.
+    """What ``read_many`` calls cost, counted over distinct readings (same pixels and mode read once).
 
     CPU seconds are the reading processes' own (``time.process_time``), so per-page cost stays meaningful when
-    other work shares the machine; a GPU reader's CPU time understates its cost, use wall time there.
+    other work shares the machine; a GPU reader's CPU time understates its cost, use wall time there. A cache hit
+    brings the cost recorded when it was read (``costed_reads`` counts readings whose cost is known).
     """
 
     fresh_reads: int = 0
     cached_reads: int = 0
+    costed_reads: int = 0
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
 
     @property
     def cpu_seconds_per_page(self) -> float | None:
-        return self.cpu_seconds / self.fresh_reads if self.fresh_reads else None
+        """Mean CPU seconds per reading whose cost is known."""
+        return self.cpu_seconds / self.costed_reads if self.costed_reads else None
 
 
 def _check_inputs(images: Sequence[Image.Image], modes: Sequence[Mode | None]) -> None:
@@ -109,25 +112,26 @@ def read_many(
 
     keys = [reading_key(instance, image, mode) for image, mode in zip(images, modes)]
     texts: dict[str, str] = {}
+    known_costs: list[float] = []
     if store:
         for key in dict.fromkeys(keys):
             cached = store.get(key)
             if cached is not None:
                 texts[key] = cached
+                cost = store.cost(key)
+                if cost is not None:
+                    known_costs.append(cost)
     # The same pixels at the same mode are read once, even within one call.
     pending: dict[str, int] = {}
     for position, key in enumerate(keys):
         if key not in texts:
             pending.setdefault(key, position)
 
-    cpu_seconds = 0.0
-
     def finish(key: str, reading: tuple[str, float]) -> None:
-        nonlocal cpu_seconds
         texts[key], spent = reading
-        cpu_seconds += spent
+        known_costs.append(spent)
         if store:
-            store.put(key, texts[key])
+            store.put(key, texts[key], cpu_seconds=spent)
 
     with tqdm(total=len(pending), desc=description, unit="page", disable=not progress or not pending) as bar:
         if workers == 1 or len(pending) <= 1:
@@ -152,7 +156,8 @@ def read_many(
                     bar.update()
     if stats is not None:
         stats.fresh_reads += len(pending)
-        stats.cached_reads += len(keys) - len(pending)
-        stats.cpu_seconds += cpu_seconds
+        stats.cached_reads += len(set(keys)) - len(pending)
+        stats.costed_reads += len(known_costs)
+        stats.cpu_seconds += sum(known_costs)
         stats.wall_seconds += time.perf_counter() - wall_started
     return [texts[key] for key in keys]

@@ -47,17 +47,20 @@ def reading_key(reader: Reader, image: Image.Image, mode: Mode | None) -> str:
 
 
 class ReadCache:
-    """Readings stored as ``<dir>/<key[:2]>/<key>.txt``."""
+    """Readings stored as ``<dir>/<key[:2]>/<key>.txt``, with what the read cost in CPU seconds in ``<key>.cpu``.
+
+    Keeping the cost next to the reading lets a rerun that reads nothing still report what each page cost to read.
+    """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         if directory is not None and not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory must be a path or None, got {type(directory).__name__}")
         self.directory = Path(directory) if directory is not None else default_cache_dir()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str, suffix: str = ".txt") -> Path:
         if len(key) != 64 or any(ch not in "0123456789abcdef" for ch in key):
             raise ValueError(f"key must be a SHA-256 hex digest, got {key!r}")
-        return self.directory / key[:2] / f"{key}.txt"
+        return self.directory / key[:2] / f"{key}{suffix}"
 
     def get(self, key: str) -> str | None:
         """The stored reading, or ``None`` on a miss."""
@@ -66,16 +69,30 @@ class ReadCache:
         except FileNotFoundError:
             return None
 
-    def put(self, key: str, text: str) -> None:
-        """Store ``text`` under ``key``; concurrent writers of the same key leave one complete file."""
+    def cost(self, key: str) -> float | None:
+        """CPU seconds the stored reading took, or ``None`` when it was stored without one."""
+        try:
+            return float(self._path(key, ".cpu").read_text(encoding="ascii"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def put(self, key: str, text: str, *, cpu_seconds: float | None = None) -> None:
+        """Store ``text`` (and its cost) under ``key``; concurrent writers of one key leave one complete file."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
-        path = self._path(key)
+        if cpu_seconds is not None:
+            if isinstance(cpu_seconds, bool) or not isinstance(cpu_seconds, (int, float)) or not cpu_seconds >= 0:
+                raise ValueError(f"cpu_seconds must be a non-negative number, got {cpu_seconds!r}")
+            self._write(self._path(key, ".cpu"), repr(float(cpu_seconds)))
+        self._write(self._path(key), text)
+
+    @staticmethod
+    def _write(path: Path, content: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
+                stream.write(content)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
