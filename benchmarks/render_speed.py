@@ -224,9 +224,9 @@ def main() -> None:
         result["memory_overhead"] = measure_memory_overhead(args.memory_turns)
         overhead = result["memory_overhead"]
         print(
-            f"memory at {overhead['turns']} turns ({overhead['pages']} pages): add {overhead['add_ms_median_excluding_rendering']:.2f} ms"
-            f" (rendering excluded) + context {overhead['context_ms_median']:.2f} ms = "
-            f"{overhead['add_plus_context_ms_median']:.2f} ms per turn (median)"
+            f"memory at {overhead['turns']} turns ({overhead['pages']} pages): add {overhead['add_cpu_ms_median_excluding_rendering']:.2f} ms"
+            f" (rendering excluded) + context {overhead['context_cpu_ms_median']:.2f} ms = "
+            f"{overhead['add_plus_context_cpu_ms_median']:.2f} ms CPU per turn (median)"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "render_speed.json"

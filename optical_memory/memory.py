@@ -128,6 +128,7 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
+        self._forgotten_views: dict[tuple[int, str], PageView] = {}
         self._reload()
 
     @classmethod
@@ -348,9 +349,14 @@ class OpticalMemory:
 
     def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
         page = stored.page
-        text_tokens = consumer.text_tokens(page.text)
         if level is None:
-            return PageView(page, None, None, 0, text_tokens)
+            # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
+            key = (page.index, consumer.name)
+            view = self._forgotten_views.get(key)
+            if view is None or view.page is not page:
+                view = self._forgotten_views[key] = PageView(page, None, None, 0, consumer.text_tokens(page.text))
+            return view
+        text_tokens = consumer.text_tokens(page.text)
         tier = consumer.tier(level)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
@@ -380,9 +386,11 @@ class OpticalMemory:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
     def _report(self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer) -> TokenReport:
-        images = [v for v in views if not v.forgotten and not v.as_text]
-        as_text = [v for v in views if not v.forgotten and v.as_text]
-        dropped = [v for v in views if v.forgotten]
+        images: list[PageView] = []
+        as_text: list[PageView] = []
+        dropped: list[PageView] = []
+        for view in views:
+            (dropped if view.level is None else as_text if view.as_text else images).append(view)
         positions = None
         if isinstance(consumer, DeepSeekOCRConsumer):
             positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from optical_memory.types import Consumer, Page
 from policies.base import ForgettingPolicy, Levels
@@ -59,26 +59,29 @@ class AgeSchedule(ForgettingPolicy):
 
     def level(self, page: Page, consumer: Consumer, *, now: float, turn_count: int) -> int | None:
         """The level of one page at this moment."""
-        levels = []
-        if self.turn_steps is not None:
-            levels.append(self._step(turn_count - 1 - page.turn_indices[-1], self.turn_steps))
-        if self.time_steps is not None:
-            levels.append(self._step(now - page.timestamp, self.time_steps))
-        if None in levels:
-            return None
-        return min(max(levels), len(consumer.tiers) - 1)  # type: ignore[type-var]
+        return self._own_levels([page], consumer, now=now, turn_count=turn_count)[0]
 
-    def _step(self, age: float, steps: Steps) -> int | None:
-        """The level of ``age`` on one ladder (``None`` past its end, unless ``forget`` is off)."""
-        index = bisect.bisect_left(_max_ages(steps), age)
-        if index < len(steps):
-            return steps[index][1]
-        return None if self.forget else steps[-1][1]
+    def _own_levels(self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int) -> Levels:
+        """Each page's level from its own age alone (``choose`` then makes the sequence monotone)."""
+        columns = []
+        if self.turn_steps is not None:
+            columns.append(self._column((turn_count - 1 - page.turn_indices[-1] for page in pages), self.turn_steps))
+        if self.time_steps is not None:
+            columns.append(self._column((now - page.timestamp for page in pages), self.time_steps))
+        top = len(consumer.tiers) - 1
+        return [None if None in levels else min(max(levels), top) for levels in zip(*columns)]  # type: ignore[type-var]
+
+    def _column(self, ages: Iterable[float], steps: Steps) -> Levels:
+        """The level of every age on one ladder (``None`` past its end, unless ``forget`` is off)."""
+        max_ages = _max_ages(steps)
+        by_index: list[int | None] = [level for _, level in steps]
+        by_index.append(None if self.forget else steps[-1][1])
+        return [by_index[bisect.bisect_left(max_ages, age)] for age in ages]
 
     def choose(
         self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
     ) -> Levels:
-        levels = [self.level(page, consumer, now=now, turn_count=turn_count) for page in pages]
+        levels = self._own_levels(pages, consumer, now=now, turn_count=turn_count)
         # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper.
         for i in range(len(levels) - 2, -1, -1):
             newer, older = levels[i + 1], levels[i]
