@@ -400,13 +400,13 @@ def truncation_recall(conversation: Conversation, budget: int) -> dict[str, Any]
 
 
 def baseline_policies(model: CalibratedRecall) -> dict[str, ForgettingPolicy]:
-    """Budgeted policies compared at equal budgets. Recall-aware runs on measured char recall (its default) and on
-    word recall, which tracks exact facts more closely: a fact needs every character of its answer read right."""
+    """Budgeted policies compared at equal budgets. Recall-aware runs on measured word recall (its default, which
+    tracks exact facts: a fact needs every character of its answer read right) and on char recall."""
     return {
         "token-budget": TokenBudget(base=None),
         "age+token-budget": TokenBudget(),
-        "recall-aware": RecallAwareBudget(model=model),
-        "recall-aware(word recall)": RecallAwareBudget(model=replace(model, metric="word_recall")),
+        "recall-aware": RecallAwareBudget(model=replace(model, metric="word_recall")),
+        "recall-aware(char recall)": RecallAwareBudget(model=replace(model, metric="char_recall")),
     }
 
 

@@ -91,10 +91,14 @@ class CalibrationPoint:
 
 @dataclass(frozen=True)
 class CalibratedRecall:
-    """A recall model from measured points; ``metric`` picks which measured share counts as recalled."""
+    """A recall model from measured points; ``metric`` picks which measured share counts as recalled.
+
+    Word recall is the default: an exact fact (a name, a code, a number) survives only if its whole word is read
+    right, and on dense pages char recall stays high while every such word is already lost.
+    """
 
     points: tuple[CalibrationPoint, ...]
-    metric: str = "char_recall"
+    metric: str = "word_recall"
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,7 +108,7 @@ class CalibratedRecall:
             raise ValueError(f"metric must be one of {RECALL_METRICS}, got {self.metric!r}")
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_CALIBRATION, *, metric: str = "char_recall") -> "CalibratedRecall":
+    def load(cls, path: str | Path = DEFAULT_CALIBRATION, *, metric: str = "word_recall") -> "CalibratedRecall":
         """Read a calibration file written by ``benchmarks.compression_recall``."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))

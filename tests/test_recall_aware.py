@@ -123,7 +123,8 @@ def test_interpolates_within_a_tier_and_by_effective_size_for_unmeasured_tiers()
         (
             CalibrationPoint("large", 10, 10, 0.9, 0.6, 0.5, 1),
             CalibrationPoint("large", 20, 20, 1.0, 1.0, 1.0, 1),
-        )
+        ),
+        metric="char_recall",
     )
     assert model.expected_recall(page(0, 10, 15), Tier("large", 1280, Fit.PAD, Mode.LARGE)) == pytest.approx(0.8)
     assert model.expected_recall(page(0, 10, 30), Tier("large", 1280, Fit.PAD, Mode.LARGE)) == 1.0
@@ -159,6 +160,11 @@ def test_calibration_file_round_trip_and_errors(tmp_path) -> None:
 def test_bad_budget_is_rejected() -> None:
     with pytest.raises(ValueError, match="budget"):
         RecallAwareBudget(model=MODEL).choose([page(0, 10, 12)], DEEPSEEK, now=0.0, turn_count=1, budget=-1)
+
+
+def test_word_recall_is_the_default_metric() -> None:
+    assert CalibratedRecall(MODEL.points).metric == "word_recall"
+    assert CalibratedRecall.load(DEFAULT_CALIBRATION).metric == "word_recall"
 
 
 def test_packaged_calibration_names_its_provenance() -> None:
