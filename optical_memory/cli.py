@@ -64,21 +64,24 @@ def report_lines(report: TokenReport) -> str:
 
 
 def contact_sheet(ctx: Context, *, thumb: int = 320) -> Image.Image:
-    """Every page at the pixels its tier keeps, scaled to one thumbnail size so the blur with age is visible."""
+    """Every page's top-left quarter at the pixels its tier keeps, scaled alike, so the blur with age is visible."""
     views = ctx.pages
     columns = min(6, max(1, len(views)))
     rows = math.ceil(len(views) / columns) or 1
     label_h = 22
-    sheet = Image.new("RGB", (columns * thumb, rows * (thumb + label_h)), (255, 255, 255))
+    sheet = Image.new("L", (columns * thumb, rows * (thumb + label_h)), 255)  # pages are greyscale
     draw = ImageDraw.Draw(sheet)
     for i, view in enumerate(views):
         x, y = (i % columns) * thumb, (i // columns) * (thumb + label_h)
         if view.image is not None:
-            sheet.paste(view.image.resize((thumb, thumb), Image.Resampling.BICUBIC), (x, y + label_h))
+            # Blow each page back up to master size and show its top-left corner: the blur of its tier is visible.
+            master = view.image.convert("L").resize((view.page.width, view.page.height), Image.Resampling.BICUBIC)
+            corner = master.crop((0, 0, view.page.width // 2, view.page.height // 2))
+            sheet.paste(corner.resize((thumb, thumb), Image.Resampling.BICUBIC), (x, y + label_h))
         else:
-            draw.rectangle((x + 4, y + label_h + 4, x + thumb - 4, y + label_h + thumb - 4), outline=(180, 180, 180))
+            draw.rectangle((x + 4, y + label_h + 4, x + thumb - 4, y + label_h + thumb - 4), outline=180)
         state = "forgotten" if view.forgotten else "as text" if view.as_text else view.tier.name  # type: ignore[union-attr]
-        draw.text((x + 4, y + 4), f"page {view.page.index}: {state}, {view.tokens} tok", fill=(0, 0, 0))
+        draw.text((x + 4, y + 4), f"page {view.page.index}: {state}, {view.tokens} tok", fill=0)
     return sheet
 
 
