@@ -91,7 +91,6 @@ class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
         width: int,
     ) -> torch.Tensor:
         """Softmax(scale·q·kᵀ + rel_h[q, row(k)] + rel_w[q, col(k)])·v over [batch, heads, N, head_dim]."""
-        raise NotImplementedError
 
 
 _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
