@@ -65,7 +65,7 @@ SEED = 0
 SWEEP_MODES = (Mode.LARGE, Mode.BASE, Mode.SMALL, Mode.TINY, Mode.GUNDAM)
 # Body font sizes on the 1280-px DeepSeek-OCR canvas: 20 px is the preset (~1,300 tokens of chat paragraphs per
 # page), 12 px packs ~3,700 and 8 px ~6,700; at TINY (0.4x) they leave 5.8, 3.5 and 2.3 px capitals.
-DEEPSEEK_DENSITIES = (20, 16, 14, 12, 10, 8)
+DEEPSEEK_DENSITIES = (20, 16, 14, 12, 10, 8, 7, 6)
 HOST_DENSITY_FACTORS = (1.5, 1.25, 1.0, 0.85, 0.7)
 PRECISION_THRESHOLDS = (0.97, 0.90)
 # The memory's page density is the densest swept one whose blurriest tier still keeps this much of the text (tune).
