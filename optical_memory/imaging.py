@@ -14,7 +14,7 @@ from PIL import Image
 from optical_memory.types import GUNDAM_GLOBAL, GUNDAM_TILE, PAD_COLOR, Fit, Mode, Tier, gundam_grid
 
 # Decompression-bomb guard for images that come back from a store or a file: far above any page we render.
-Image.MAX_IMAGE_PIXELS = 64_000_000
+MAX_DECODED_PIXELS = 64_000_000
 
 
 def pad_to_square(image: Image.Image, size: int) -> Image.Image:
@@ -90,11 +90,11 @@ def decode_png(data: bytes) -> Image.Image:
     """Decode image bytes from a store or a file; raises ``ValueError`` for anything that is not a sane image."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            # Pillow refuses only beyond twice MAX_IMAGE_PIXELS and merely warns below that: refuse it all.
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+            # Checked before decoding, without touching Pillow's process-wide limit (which only warns below 2x).
+            if image.width * image.height > MAX_DECODED_PIXELS:
                 raise ValueError(
                     f"refusing to decode an oversized image ({image.width}x{image.height} pixels, limit"
-                    f" {Image.MAX_IMAGE_PIXELS})"
+                    f" {MAX_DECODED_PIXELS})"
                 )
             image.load()
             return image.convert("RGB")
