@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration, PreTrainedTokenizerFast
 
-from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
+from optical_memory.configuration_deepseek_ocr import TINY_IMAGE_TOKEN_ID, TINY_SAM, TINY_TEXT, DeepSeekOCRConfig
 from optical_memory.modeling_deepseek_ocr import DeepSeekOCR
 
 # ids 0..3 as DeepSeekOCRConfig.tiny() expects them: BOS 0, EOS 1, pad 2, <image> 3.
@@ -60,15 +60,7 @@ def tiny_ocr2_model(seed: int = 0) -> DeepseekOcr2ForConditionalGeneration:
     torch.manual_seed(seed)
     config = DeepseekOcr2Config(
         vision_config={
-            "sam_config": {
-                "hidden_size": 32,
-                "output_channels": 16,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "mlp_dim": 64,
-                "global_attn_indexes": [1],
-                "downsample_channels": [24, 32],
-            },
+            "sam_config": TINY_SAM,
             "encoder_config": {
                 "hidden_size": 32,
                 "intermediate_size": 64,
@@ -79,24 +71,8 @@ def tiny_ocr2_model(seed: int = 0) -> DeepseekOcr2ForConditionalGeneration:
                 "max_position_embeddings": 2048,
             },
         },
-        text_config={
-            "vocab_size": 320,
-            "hidden_size": 64,
-            "intermediate_size": 96,
-            "moe_intermediate_size": 16,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "n_routed_experts": 8,
-            "num_experts_per_tok": 2,
-            "n_shared_experts": 2,
-            "mlp_layer_types": ["dense", "sparse"],
-            "bos_token_id": 0,
-            "eos_token_id": 1,
-            "pad_token_id": 2,
-            "max_position_embeddings": 4096,
-        },
-        image_token_id=3,
+        text_config=dict(TINY_TEXT),
+        image_token_id=TINY_IMAGE_TOKEN_ID,
     )
     return DeepseekOcr2ForConditionalGeneration(config).eval()
 
