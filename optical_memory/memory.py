@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import random
 import threading
@@ -27,7 +26,16 @@ from optical_memory.context import Context
 from optical_memory.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.store import Scope, StaleSession, Store, StoredPage
 from optical_memory.tokens import TOKENIZER_NAME
-from optical_memory.types import Page, PageView, Role, TokenReport, Turn, validate_budget, validate_text
+from optical_memory.types import (
+    Page,
+    PageView,
+    Role,
+    TokenReport,
+    Turn,
+    validate_budget,
+    validate_text,
+    validate_timestamp,
+)
 from policies import ForgettingPolicy, TokenBudget
 from renderers import PageRenderer, RenderStyle, encode_page_png
 
@@ -179,10 +187,7 @@ class OpticalMemory:
         """Append a turn; pages it fills are rendered and sealed in the same transaction. Persisted on return."""
         role = Role.parse(role)
         content = validate_text(content)
-        if timestamp is None:
-            timestamp = self.clock()
-        elif isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
-            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+        timestamp = validate_timestamp(self.clock() if timestamp is None else timestamp)
         if name is not None:
             validate_text(name, field_name="name")
         metadata = dict(metadata or {})
@@ -190,7 +195,7 @@ class OpticalMemory:
             json.dumps(metadata)
         except (TypeError, ValueError) as error:
             raise TypeError(f"metadata must be JSON-serialisable: {error}") from None
-        turn, _ = self._commit(lambda: Turn(len(self._turns), role, content, float(timestamp), name, metadata))
+        turn, _ = self._commit(lambda: Turn(len(self._turns), role, content, timestamp, name, metadata))
         assert turn is not None
         return turn
 

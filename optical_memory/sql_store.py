@@ -9,7 +9,6 @@ into SQL is column types from ``store_schema``.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from abc import abstractmethod
@@ -28,7 +27,7 @@ from optical_memory.store import (
     turn_to_row,
 )
 from optical_memory.store_schema import ColumnTypes, Query, check_supported, create_statements, migrate, read_version, write_version
-from optical_memory.types import Page, Role, Turn
+from optical_memory.types import Page, Role, Turn, validate_timestamp
 
 T = TypeVar("T")
 
@@ -292,8 +291,7 @@ class SQLStore(Store):
             raise TypeError(f"turn role must be a Role, got {type(turn.role).__name__}")
         if not isinstance(turn.content, str) or not (turn.name is None or isinstance(turn.name, str)):
             raise TypeError("turn content must be a string and its name a string or None")
-        if isinstance(turn.timestamp, bool) or not isinstance(turn.timestamp, (int, float)) or not math.isfinite(turn.timestamp):
-            raise ValueError(f"turn timestamp must be a finite number of seconds, got {turn.timestamp!r}")
+        validate_timestamp(turn.timestamp, field_name="turn timestamp")
         try:
             index, role, content, timestamp, name, metadata = turn_to_row(turn)
         except (TypeError, ValueError) as error:

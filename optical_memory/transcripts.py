@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optical_memory.types import Role, validate_text
+from optical_memory.types import Role, validate_text, validate_timestamp
 
 MAX_TRANSCRIPT_BYTES = 512 * 1024 * 1024
 
@@ -34,16 +33,14 @@ def _turn(record: object, where: str) -> TranscriptTurn:
             content = _text_parts(content, where)
         content = validate_text(content)
         timestamp = record.get("timestamp")
-        if timestamp is not None and (
-            isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp)
-        ):
-            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+        if timestamp is not None:
+            timestamp = validate_timestamp(timestamp)
         name = record.get("name")
         if name is not None:
             validate_text(name, field_name="name")
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
-    return TranscriptTurn(role, content, None if timestamp is None else float(timestamp), name)
+    return TranscriptTurn(role, content, timestamp, name)
 
 
 def _text_parts(parts: list[Any], where: str) -> str:

@@ -51,6 +51,13 @@ def validate_text(value: object, *, field_name: str = "content") -> str:
     return value
 
 
+def validate_timestamp(value: object, *, field_name: str = "timestamp") -> float:
+    """Seconds since the epoch: a finite number (bools refused), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{field_name} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def validate_budget(value: object, *, field_name: str = "budget") -> int:
     """A token budget: a finite, non-negative number, returned as an int."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
