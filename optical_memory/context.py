@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
 from optical_memory.consumers import BaseConsumer
-from optical_memory.imaging import encode_png
+from optical_memory.imaging import encode_png, png_data_url
 from optical_memory.types import PageView, Role, TokenReport, Turn
 
 PAGES_PREAMBLE = (
     "Earlier turns of this conversation, rendered as pages (oldest first). Each page prints its id ('page N'); "
     "call recall_page with that number for a page's exact text."
 )
-
-
-def png_data_url(view: PageView) -> str:
-    """The view's image as a ``data:image/png;base64,…`` URL."""
-    assert view.image is not None
-    return "data:image/png;base64," + base64.b64encode(encode_png(view.image)).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,8 @@ class Context:
             if view.as_text:
                 parts.append({"type": "text", "text": view.page.text})
             else:
-                image_url: dict[str, Any] = {"url": png_data_url(view)}
+                assert view.image is not None
+                image_url: dict[str, Any] = {"url": png_data_url(encode_png(view.image))}
                 image_url["detail"] = (view.tier.detail if view.tier is not None else None) or "high"
                 parts.append({"type": "image_url", "image_url": image_url})
         if parts:

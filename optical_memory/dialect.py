@@ -16,7 +16,6 @@ so that the budget holds even where a rule rounds.
 
 from __future__ import annotations
 
-import base64
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -127,10 +126,6 @@ class _PageImageCache:
 
 
 _PAGE_IMAGES = _PageImageCache()
-
-
-def png_base64(png: bytes) -> str:
-    return base64.b64encode(png).decode("ascii")
 
 
 def image_label(turn: Turn, number: int, page_label: str) -> str:

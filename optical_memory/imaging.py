@@ -6,6 +6,7 @@ the DeepEncoder's preprocessing and the benchmarks, so what is priced, shown and
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 
@@ -84,6 +85,16 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def png_base64(png: bytes) -> str:
+    """PNG bytes as base64 text, the form every chat API's inline images take."""
+    return base64.b64encode(png).decode("ascii")
+
+
+def png_data_url(png: bytes) -> str:
+    """PNG bytes as a ``data:image/png;base64,…`` URL (OpenAI-style ``image_url`` parts)."""
+    return "data:image/png;base64," + png_base64(png)
 
 
 def decode_png(data: bytes) -> Image.Image:

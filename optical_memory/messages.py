@@ -27,9 +27,9 @@ from optical_memory.dialect import (
     add_drafts,
     build_messages,
     continued_text,
-    png_base64,
     tool_exchange_metadata,
 )
+from optical_memory.imaging import png_base64, png_data_url
 from optical_memory.memory import OpticalMemory
 from optical_memory.sqlite_store import SQLiteStore
 from optical_memory.types import Role, Tier, Turn
@@ -131,7 +131,7 @@ class OpenAIDialect(_DictDialect):
         return message
 
     def page_block(self, png: bytes, tier: Tier) -> dict[str, Any]:
-        image_url: dict[str, Any] = {"url": "data:image/png;base64," + png_base64(png)}
+        image_url: dict[str, Any] = {"url": png_data_url(png)}
         if tier.detail is not None:
             image_url["detail"] = tier.detail
         return {"type": "image_url", "image_url": image_url}

@@ -25,7 +25,8 @@ from langchain_core.messages import (
 
 from optical_memory.consumers import BaseConsumer
 from optical_memory.content_blocks import ToolUsePart, iter_images, page_text, parse_content
-from optical_memory.dialect import NO_TEXT, Dialect, TurnDraft, continued_text, png_base64, tool_exchange_metadata
+from optical_memory.dialect import NO_TEXT, Dialect, TurnDraft, continued_text, tool_exchange_metadata
+from optical_memory.imaging import png_base64, png_data_url
 from optical_memory.langchain.tokens import count_tokens
 from optical_memory.types import Role, Tier, Turn
 
@@ -133,10 +134,9 @@ class LangChainDialect(Dialect):
         return {"type": "text", "text": text}
 
     def page_block(self, png: bytes, tier: Tier) -> dict[str, Any]:
-        data = png_base64(png)
         if tier.detail == "low":
-            return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data, "detail": "low"}}
-        return {"type": "image", "base64": data, "mime_type": "image/png"}
+            return {"type": "image_url", "image_url": {"url": png_data_url(png), "detail": "low"}}
+        return {"type": "image", "base64": png_base64(png), "mime_type": "image/png"}
 
     def pages_message(self, blocks: Sequence[Any]) -> HumanMessage:
         return HumanMessage(content=list(blocks), id=PAGES_MESSAGE_ID)
