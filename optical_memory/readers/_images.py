@@ -25,21 +25,12 @@ def upscale_longest_side(image: Image.Image, target: int | None) -> Image.Image:
     return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
 
 
-def validate_upscale(value: object) -> int | None:
+def optional_int(value: object, *, field_name: str, minimum: int) -> int | None:
+    """``None``, or an int of at least ``minimum``; errors name ``field_name``."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"upscale_to must be an int or None, got {type(value).__name__}")
-    if value < 32:
-        raise ValueError(f"upscale_to must be at least 32 pixels, got {value}")
-    return value
-
-
-def validate_threads(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"threads must be an int or None, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"threads must be at least 1, got {value}")
+        raise TypeError(f"{field_name} must be an int or None, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{field_name} must be at least {minimum}, got {value}")
     return value

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from optical_memory.readers._images import as_rgb, upscale_longest_side, validate_threads, validate_upscale
+from optical_memory.readers._images import as_rgb, optional_int, upscale_longest_side
 from optical_memory.readers.base import Reader
 from optical_memory.types import Mode
 
@@ -71,8 +71,8 @@ class RapidOCRReader(Reader):
     ignores_mode = True
 
     def __init__(self, *, upscale_to: int | None = 1280, threads: int | None = None) -> None:
-        self.upscale_to = validate_upscale(upscale_to)
-        self.threads = validate_threads(threads)
+        self.upscale_to = optional_int(upscale_to, field_name="upscale_to", minimum=32)
+        self.threads = optional_int(threads, field_name="threads", minimum=1)
         self._engine: Any = None
 
     @property

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from optical_memory.readers._images import as_rgb, upscale_longest_side, validate_upscale
+from optical_memory.readers._images import as_rgb, optional_int, upscale_longest_side
 from optical_memory.readers.base import Reader
 from optical_memory.types import Mode
 
@@ -26,7 +26,7 @@ class TesseractReader(Reader):
     ignores_mode = True
 
     def __init__(self, *, upscale_to: int | None = 1280, lang: str = "eng", tessdata: str | None = None) -> None:
-        self.upscale_to = validate_upscale(upscale_to)
+        self.upscale_to = optional_int(upscale_to, field_name="upscale_to", minimum=32)
         if not isinstance(lang, str) or not lang.strip():
             raise ValueError(f"lang must be a non-empty language code such as 'eng', got {lang!r}")
         self.lang = lang
