@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from optical_memory.types import Consumer, Fit, Page, Tier, gundam_grid, validate_budget
+from optical_memory.types import GUNDAM_TILE, Consumer, Fit, Page, Tier, gundam_grid, validate_budget
 from policies.base import ForgettingPolicy, Levels, view_cost
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
@@ -52,7 +52,7 @@ def vertical_scale(width: int, height: int, tier: Tier) -> float:
         return tier.size / height
     if tier.fit is Fit.TILE:
         cols, rows = gundam_grid(width, height)
-        return 640 * rows / height if cols * rows > 1 else min(tier.size / width, tier.size / height)
+        return GUNDAM_TILE * rows / height if cols * rows > 1 else min(tier.size / width, tier.size / height)
     return min(1.0, tier.size / max(width, height))
 
 
