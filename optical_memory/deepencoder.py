@@ -166,11 +166,11 @@ class DeepEncoder(nn.Module):
             layer.attn = replacement
         self.sam_attention = kind
 
-    def optimize(self, *, sam_attention: str = "folded", compile: bool = True) -> "DeepEncoder":
+    def optimize(self, *, sam_attention: str = "triton", compile: bool = True) -> "DeepEncoder":
         """Switch to the fast path (``optical_memory.deepencoder_fast``); returns ``self``.
 
-        Same weights and outputs within bf16 rounding. ``sam_attention`` names a fused kind (``folded``, the fastest
-        measured, or ``flex``); ``compile`` runs the blocks through ``torch.compile`` (the first batch of each mode
+        Same weights and outputs within bf16 rounding. ``sam_attention`` names a fused kind (``triton``, the fastest
+        measured, which runs ``folded`` where Triton does not run; ``folded``; ``flex``); ``compile`` runs the blocks through ``torch.compile`` (the first batch of each mode
         pays the compilation; later batch sizes of that mode reuse it).
         """
         if sam_attention not in FUSED_SAM_ATTENTION:

@@ -13,8 +13,11 @@ query. The reference kinds build that bias as a full [heads, N, N] mask (N = 4,0
 - ``flex``: ``torch.nn.attention.flex_attention`` with a ``score_mod`` that adds ``rel_h[q, key_row]`` and
   ``rel_w[q, key_col]`` inside the kernel (eager runs an unfused reference). Exact and memory-light, but its
   compiled kernel with this gathered score modification measured 5-7x slower than ``folded`` on the H100.
+- ``triton``: a flash-attention kernel of this library's own that adds ``rel_h``/``rel_w`` inside the kernel
+  (``optical_memory.rel_pos_attention_kernel``): the useful attention FLOPs only, no widened copies. The fastest
+  kind measured; where Triton does not run (CPU builds of torch), it runs ``folded``.
 
-Both fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
+The fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
 the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``.
 """
 
@@ -29,6 +32,8 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2SamVisionAttention,
     DeepseekOcr2SamVisionSdpaAttention,
 )
+
+from optical_memory.rel_pos_attention_kernel import kernel_runs, rel_pos_attention
 
 # scaled_dot_product_attention kernels want head sizes in multiples of 8 elements (16-byte rows in bf16).
 HEAD_DIM_ALIGNMENT = 8
@@ -56,6 +61,11 @@ class SamSdpaAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionSdpaAttentio
     """SAM attention through ``scaled_dot_product_attention`` with the relative-position bias as the mask."""
 
 
+def _pad_keys(table: torch.Tensor, align: int) -> torch.Tensor:
+    """[queries, keys, channels] → keys padded with zero rows to a multiple of ``align``."""
+    return F.pad(table, (0, 0, 0, (-table.shape[1]) % align))
+
+
 class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
     """Base of the kinds that apply the relative-position bias without materialising it."""
 
@@ -71,11 +81,16 @@ class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
         mixed = self.attention(query, key, value, rel_h, rel_w, width)
         return mixed.transpose(1, 2).reshape(batch, height, width, -1)
 
-    def relative_terms(self, query: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``rel_h`` [batch, heads, N, height] and ``rel_w`` [batch, heads, N, width] from the unscaled query."""
+    def relative_terms(
+        self, query: torch.Tensor, height: int, width: int, *, align: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rel_h`` [batch, heads, N, height] and ``rel_w`` [batch, heads, N, width] from the unscaled query.
+
+        ``align`` > 1 pads the key positions with zero terms to a multiple of ``align`` (extra columns at the end).
+        """
         grid = query.unflatten(2, (height, width))
-        table_h = self.get_rel_pos(height, height, self.rel_pos_h).to(query.dtype)
-        table_w = self.get_rel_pos(width, width, self.rel_pos_w).to(query.dtype)
+        table_h = _pad_keys(self.get_rel_pos(height, height, self.rel_pos_h).to(query.dtype), align)
+        table_w = _pad_keys(self.get_rel_pos(width, width, self.rel_pos_w).to(query.dtype), align)
         rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).flatten(2, 3)
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).flatten(2, 3)
         return rel_h, rel_w
@@ -128,11 +143,31 @@ class SamFoldedAttention(FusedSamAttention):
         return F.scaled_dot_product_attention(query, key, value, scale=1.0)
 
 
+class SamTritonAttention(SamFoldedAttention):
+    """The bias added inside a Triton flash-attention kernel (``optical_memory.rel_pos_attention_kernel``).
+
+    On CUDA the kernel takes every SAM grid (14×14 windows, global blocks up to 128 wide); on devices Triton does not
+    run on, this kind runs the folded product.
+    """
+
+    def relative_terms(self, query, height, width, *, align=1):
+        if not kernel_runs(query, width):
+            return super().relative_terms(query, height, width, align=align)
+        # 16-byte aligned rows: a 14-wide window term would run cuBLAS's unaligned batched GEMM (3% of a BASE page).
+        return super().relative_terms(query, height, width, align=max(align, HEAD_DIM_ALIGNMENT))
+
+    def attention(self, query, key, value, rel_h, rel_w, width):
+        if kernel_runs(query, width):
+            return rel_pos_attention(query, key, value, rel_h, rel_w, width, self.scale)
+        return super().attention(query, key, value, rel_h, rel_w, width)
+
+
 SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {
     "eager": SamEagerAttention,
     "sdpa": SamSdpaAttention,
     "flex": SamFlexAttention,
     "folded": SamFoldedAttention,
+    "triton": SamTritonAttention,
 }
 
 FUSED_SAM_ATTENTION = tuple(name for name, kind in SAM_ATTENTION.items() if issubclass(kind, FusedSamAttention))

@@ -1,8 +1,16 @@
-"""Shared test helpers: pages built without a renderer, for tests of pricing and policies."""
+"""Shared test helpers: pages built without a renderer, for tests of pricing and policies; Triton's interpreter on CPU."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+# Without CUDA, the library's Triton kernels run in Triton's CPU interpreter, which reads this before any kernel is
+# defined: the tests then exercise the kernels themselves, not only the fallbacks that CPU users get.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from optical_memory.types import Page, Role, TurnSegment
 

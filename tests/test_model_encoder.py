@@ -205,7 +205,7 @@ def test_sam_attention_kinds_share_weights_and_agree(model):
         vision.set_sam_attention("sdpa")
     assert vision.sam.layers[0].attn.qkv.weight.data_ptr() == weights_before
     assert torch.allclose(sdpa, eager, atol=1e-4)
-    assert {"eager", "sdpa", "flex", "folded"} <= set(SAM_ATTENTION)
+    assert {"eager", "sdpa", "flex", "folded", "triton"} <= set(SAM_ATTENTION)
     with pytest.raises(ValueError, match="sam_attention"):
         vision.set_sam_attention("flash")
 

@@ -20,6 +20,7 @@ from optical_memory.sam_attention import (
     SamFlexAttention,
     SamFoldedAttention,
     SamSdpaAttention,
+    SamTritonAttention,
 )
 from optical_memory.types import Mode
 
@@ -58,8 +59,8 @@ def test_fast_path_matches_the_reference_in_fp32(vision, kind, mode):
     assert relative_error(fast, reference) < 1e-5
 
 
-@pytest.mark.parametrize("kind", [SamFlexAttention, SamFoldedAttention])
-@pytest.mark.parametrize(("window", "side"), [(0, 8), (14, 14)])
+@pytest.mark.parametrize("kind", [SamFlexAttention, SamFoldedAttention, SamTritonAttention])
+@pytest.mark.parametrize(("window", "side"), [(0, 8), (14, 14), (0, 20)])
 def test_fused_attention_equals_sdpa_with_the_materialised_bias(model, kind, window, side):
     config = model.config.sam_config
     generator = torch.Generator().manual_seed(5)
@@ -134,7 +135,7 @@ def test_optimize_and_use_reference_switch_paths_on_the_same_weights(vision):
     weights = vision.sam.layers[0].attn.qkv.weight.data_ptr()
     assert not vision.is_optimized and vision.sam_attention == "sdpa"
     assert vision.optimize(compile=False) is vision
-    assert vision.is_optimized and vision.sam_attention == "folded"
+    assert vision.is_optimized and vision.sam_attention == "triton"
     assert vision.sam.layers[0].attn.qkv.weight.data_ptr() == weights
     vision.set_sam_attention("eager")
     assert not vision.is_optimized
@@ -183,9 +184,10 @@ def test_device_preprocessing_gives_the_cpu_values_in_channels_last_memory():
 
 
 @pytest.mark.slow
-def test_compiled_fast_path_matches_and_does_not_recompile_for_a_new_batch_size(vision):
-    # Inductor's CPU flex_attention template cannot take the captured bias tensors, so CPU compiles the folded kind;
-    # the flex kind is compiled on CUDA by the gpu test below.
+@pytest.mark.parametrize("kind", ["folded", "triton"])
+def test_compiled_fast_path_matches_and_does_not_recompile_for_a_new_batch_size(vision, kind):
+    # Inductor's CPU flex_attention template cannot take the captured bias tensors, so CPU compiles the folded and
+    # triton kinds; the flex kind is compiled on CUDA by the gpu test below.
     from torch._dynamo.utils import counters
 
     graphs_after = {}
@@ -193,7 +195,7 @@ def test_compiled_fast_path_matches_and_does_not_recompile_for_a_new_batch_size(
         for batch in (2, 3):
             pixels = random_views(Mode.TINY, batch, seed=20 + batch)
             reference = vision.use_reference().token_grid(pixels)
-            fast = vision.optimize(sam_attention="folded", compile=True).token_grid(pixels)
+            fast = vision.optimize(sam_attention=kind, compile=True).token_grid(pixels)
             graphs_after[batch] = counters["stats"]["unique_graphs"]
             assert relative_error(fast, reference) < 1e-5
     assert graphs_after[3] == graphs_after[2]
