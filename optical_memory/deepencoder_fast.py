@@ -9,6 +9,7 @@ What it changes, each within bf16 rounding of the reference (``tests/test_model_
   to the ``qkv`` bias, so the fast path projects the real rows only and fills the padding with the bias; ``proj``
   runs after un-partitioning, on the real rows only. Padded keys still take part in attention, as in the reference.
 - The patch convolution (kernel = stride = 16) runs as one GEMM over the 16×16 patches.
+- On CUDA, the SAM MLP's GELU runs in its first GEMM's epilogue (GELU's tanh form; :func:`sam_mlp`).
 - With ``compile=True`` every SAM block, CLIP layer and the neck + compressor go through ``torch.compile``
   (regional compilation: one graph per block kind and input shape, reused by all blocks of that kind) with the batch
   dimension marked dynamic, so a new batch size does not recompile but a new mode (spatial size) does.
@@ -20,8 +21,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from transformers.activations import GELUActivation
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
+    DeepseekOcr2SamMLPBlock,
     DeepseekOcr2SamVisionEncoder,
     DeepseekOcr2SamVisionLayer,
 )
@@ -67,7 +70,20 @@ def sam_block(layer: DeepseekOcr2SamVisionLayer, hidden: torch.Tensor) -> torch.
     else:
         mixed = attention.attend(qkv)
     hidden = hidden + attention.proj(mixed)
-    return hidden + layer.mlp(layer.layer_norm2(hidden))
+    return hidden + sam_mlp(layer.mlp, layer.layer_norm2(hidden))
+
+
+def sam_mlp(mlp: DeepseekOcr2SamMLPBlock, hidden: torch.Tensor) -> torch.Tensor:
+    """``lin2(gelu(lin1(hidden)))``; on CUDA the GELU runs in the epilogue of ``lin1``'s GEMM (cuBLASLt).
+
+    An unfused GELU reads and writes the 4×-wide activation once more (9% of a BASE page's time). The CUDA epilogue
+    computes GELU's tanh form, within bf16 rounding of the exact one; elsewhere the same call computes the exact GELU.
+    """
+    if not hidden.is_cuda or not isinstance(mlp.act, GELUActivation):
+        return mlp(hidden)
+    rows = hidden.reshape(-1, hidden.shape[-1])
+    inner = torch._addmm_activation(mlp.lin1.bias, rows, mlp.lin1.weight.t(), use_gelu=True)
+    return mlp.lin2(inner).view(*hidden.shape[:-1], -1)
 
 
 def _pad_with_bias(qkv: torch.Tensor, bias: torch.Tensor | None, window: int) -> torch.Tensor:
