@@ -20,7 +20,7 @@ side in one process:
 
 - ``reference``: the composed transformers parts as they are (eager, bf16, SDPA with the materialised bias mask).
 - ``compiled``: the same modules with every block through ``torch.compile`` (nothing else changed).
-- ``fused_eager``: the fast path with the ``folded`` SAM attention and no compilation.
+- ``fused_eager``: the fast path with the ``triton`` SAM attention and no compilation.
 - ``fast_<kind>``: ``DeepEncoder.optimize(sam_attention=kind)``, compiled, for each fused SAM attention kind; all
   run on BASE, the fastest there on every mode.
 - ``peer_ocr2``: transformers' native DeepSeek-OCR-2 vision tower (SAM + Qwen2-0.5B-sized encoder, released
@@ -69,7 +69,7 @@ PLOT_NAME = "encoder_throughput.png"
 MODES = (Mode.TINY, Mode.SMALL, Mode.BASE, Mode.LARGE, Mode.GUNDAM)
 GUNDAM_BENCH_GRID = (2, 2)
 ENCODER_BATCHES = (1, 4, 16, 64)
-FAST_VARIANTS = ("fast_flex", "fast_folded")
+FAST_VARIANTS = ("fast_flex", "fast_folded", "fast_triton")
 VARIANTS = ("reference", "compiled", "fused_eager", *FAST_VARIANTS, "peer_ocr2")
 # Variants that compile a graph per mode are not run at batch 1 (a separate static graph per mode for one number).
 COMPILED_VARIANTS = ("compiled", *FAST_VARIANTS)
@@ -392,7 +392,7 @@ def encoder_runners(encoder: DeepEncoder, peer: PeerOcr2 | None) -> dict[str, Ca
 
         return run
 
-    runners = {"reference": reference, "compiled": compiled, "fused_eager": fast("folded", False)}
+    runners = {"reference": reference, "compiled": compiled, "fused_eager": fast("triton", False)}
     runners.update({variant: fast(variant.removeprefix("fast_"), True) for variant in FAST_VARIANTS})
     if peer is not None:
         runners["peer_ocr2"] = peer
@@ -744,10 +744,10 @@ def run_decoder_section(
 
 
 def optimize_with_fallback(encoder: DeepEncoder, device: torch.device, preferred: str | None) -> str:
-    """The fastest encoder path that runs here (``preferred`` kind first, then folded, then flex), else the
+    """The fastest encoder path that runs here (``preferred`` kind first, then triton, folded, flex), else the
     reference; returns its name."""
     pages = make_pages(Mode.BASE, 2, device)
-    kinds = [kind for kind in (preferred, "folded", "flex") if kind is not None]
+    kinds = [kind for kind in (preferred, "triton", "folded", "flex") if kind is not None]
     for kind in dict.fromkeys(kinds):
         try:
             encoder.optimize(sam_attention=kind, compile=device.type == "cuda")
