@@ -40,6 +40,13 @@ MAX_GRID_WIDTH = 128
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+"""What the kernel takes on CUDA. Its float32 build (IEEE dot products) stalled in autotuning on an H100; float32
+encoders run the folded kind there."""
+
+INTERPRETED_DTYPES = (torch.float32, torch.float16)
+"""What it takes in Triton's CPU interpreter, which computes through numpy (no bfloat16: results come out wrong)."""
+
 
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (read by ``triton.jit`` at import, as here)."""
@@ -51,12 +58,10 @@ def kernel_runs(query: torch.Tensor, grid_width: int) -> bool:
     tokens = query.shape[2]
     return (
         triton is not None
-        # The interpreter computes through numpy, which has no bfloat16 (its bf16 results are garbage).
-        and (query.is_cuda or (interpreting() and query.dtype != torch.bfloat16))
+        and query.dtype in (HALF_DTYPES if query.is_cuda else INTERPRETED_DTYPES if interpreting() else ())
         and tokens % grid_width == 0
         and (tokens <= ONE_BLOCK_MAX_KEYS or grid_width <= MAX_GRID_WIDTH)
         and query.shape[-1] in SUPPORTED_HEAD_DIMS
-        and query.dtype in (torch.bfloat16, torch.float16, torch.float32)
     )
 
 
