@@ -169,9 +169,10 @@ class DeepEncoder(nn.Module):
     def optimize(self, *, sam_attention: str = "triton", compile: bool = True) -> "DeepEncoder":
         """Switch to the fast path (``optical_memory.deepencoder_fast``); returns ``self``.
 
-        Same weights and outputs within bf16 rounding. ``sam_attention`` names a fused kind (``triton``, the fastest
-        measured, which runs ``folded`` where Triton does not run; ``folded``; ``flex``); ``compile`` runs the blocks through ``torch.compile`` (the first batch of each mode
-        pays the compilation; later batch sizes of that mode reuse it).
+        Same weights and outputs within bf16 rounding. ``sam_attention`` names a fused kind: ``triton`` (the fastest
+        measured; it runs ``folded`` where its kernel does not), ``folded`` or ``flex``. ``compile`` runs the blocks
+        through ``torch.compile`` (the first batch of each mode pays the compilation; later batch sizes of that mode
+        reuse it).
         """
         if sam_attention not in FUSED_SAM_ATTENTION:
             raise ValueError(

@@ -15,8 +15,8 @@ The ``folded`` kind instead widens q·k (twice the attention arithmetic, plus th
 operands); the reference materialises a [heads, N, N] mask.
 
 The kernel is exposed as the custom op ``optical_memory::sam_rel_pos_attention`` so that ``torch.compile`` treats it as
-one opaque call inside the compiled SAM blocks. It runs wherever Triton runs: on CUDA, and on the CPU under Triton's
-interpreter (``TRITON_INTERPRET=1`` set before this module is imported), which the tests use.
+one opaque call inside the compiled SAM blocks. It runs on CUDA (bf16/fp16), and on the CPU under Triton's interpreter
+(``TRITON_INTERPRET=1`` set before this module is imported; fp32/fp16), which the tests use.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ if triton is not None:
 
 
 def tuned_configs() -> dict:
-    """The tile configuration the autotuner chose for each key (tokens, grid width, head size, ...) seen so far."""
+    """The tile configuration the autotuner chose per key (grid height and width, head size, one tile?, dtypes)."""
     if triton is None or interpreting():
         return {}
     return dict(_tuned.cache)

@@ -151,10 +151,10 @@ class SamTritonAttention(SamFoldedAttention):
     """
 
     def relative_terms(self, query, height, width, *, align=1):
-        if not kernel_runs(query, width):
-            return super().relative_terms(query, height, width, align=align)
-        # 16-byte aligned rows: a 14-wide window term would run cuBLAS's unaligned batched GEMM (3% of a BASE page).
-        return super().relative_terms(query, height, width, align=max(align, HEAD_DIM_ALIGNMENT))
+        if kernel_runs(query, width):
+            # 16-byte aligned rows: a 14-wide window term runs cuBLAS's unaligned batched GEMM (3% of a BASE page).
+            align = HEAD_DIM_ALIGNMENT
+        return super().relative_terms(query, height, width, align=align)
 
     def attention(self, query, key, value, rel_h, rel_w, width):
         if kernel_runs(query, width):
