@@ -399,6 +399,11 @@ def encoder_runners(encoder: DeepEncoder, peer: PeerOcr2 | None) -> dict[str, Ca
     return runners
 
 
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖output − reference‖ / ‖reference‖, computed in float32."""
+    return float((output.float() - reference.float()).norm() / reference.float().norm())
+
+
 def agreement(
     encoder: DeepEncoder, runners: dict[str, Callable], variants: Sequence[str], device: torch.device
 ) -> dict[str, float]:
@@ -414,7 +419,7 @@ def agreement(
     errors = {}
     for name, output in outputs.items():
         tokens = torch.stack([page[:-1].reshape(side, side + 1, -1)[:, :side].reshape(side * side, -1) for page in output])
-        errors[name] = float((tokens.float() - exact).norm() / exact.norm())
+        errors[name] = relative_error(tokens, exact)
     return errors
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.encoder_throughput import time_device
+from benchmarks.encoder_throughput import relative_error, time_device
 from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
 from optical_memory.rel_pos_attention_kernel import tuned_configs
 from optical_memory.sam_attention import SAM_ATTENTION, SamFoldedAttention
@@ -32,10 +32,6 @@ KINDS = ("folded", "triton", "flex")
 # name: (grid side, window size, batches); a BASE page has 25 windows per windowed block.
 SHAPES = {"BASE": (64, 0, (8, 32)), "TINY": (32, 0, (32, 128)), "window": (14, 14, (25 * 8, 25 * 32))}
 RESULT_NAME = "sam_attention_kernel.json"
-
-
-def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((output.float() - reference.float()).norm() / reference.float().norm())
 
 
 def main() -> None:

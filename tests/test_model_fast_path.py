@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from test_model_support import text_page, tiny_model
+from test_model_support import relative_error, text_page, tiny_model
 
 from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
 from optical_memory.deepencoder import DeepEncoder, encode_views
@@ -37,10 +37,6 @@ def vision(model) -> DeepEncoder:
     encoder = model.vision
     yield encoder
     encoder.use_reference()
-
-
-def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((output.float() - reference.float()).norm() / reference.float().norm())
 
 
 def random_views(mode: Mode, batch: int, seed: int) -> torch.Tensor:

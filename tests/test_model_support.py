@@ -15,6 +15,11 @@ from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneratio
 from optical_memory.configuration_deepseek_ocr import TINY_IMAGE_TOKEN_ID, TINY_SAM, TINY_TEXT, DeepSeekOCRConfig
 from optical_memory.modeling_deepseek_ocr import DeepSeekOCR
 
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖output − reference‖ / ‖reference‖, computed in float32."""
+    return float((output.float() - reference.float()).norm() / reference.float().norm())
+
+
 # ids 0..3 as DeepSeekOCRConfig.tiny() expects them: BOS 0, EOS 1, pad 2, <image> 3.
 SPECIAL_TOKENS = ["<bos>", "<eos>", "<pad>", "<image>"]
 TRAINING_TEXT = [
