@@ -8,6 +8,8 @@ What it changes, each within bf16 rounding of the reference (``tests/test_model_
   runs ``qkv`` and ``proj`` over the padding too (a 32×32 TINY map becomes 42×42: 72% more rows). A zero row projects
   to the ``qkv`` bias, so the fast path projects the real rows only and fills the padding with the bias; ``proj``
   runs after un-partitioning, on the real rows only. Padded keys still take part in attention, as in the reference.
+  A kind that attends windows in place (``triton``) reads the map and writes its output un-partitioned: no
+  partition copies, and no padded queries.
 - The patch convolution (kernel = stride = 16) runs as one GEMM over the 16×16 patches.
 - On CUDA, the SAM MLP's GELU runs in its first GEMM's epilogue (GELU's tanh form; :func:`sam_mlp`).
 - With ``compile=True`` every SAM block, CLIP layer and the neck + compressor go through ``torch.compile``
@@ -60,17 +62,21 @@ def sam_block(layer: DeepseekOcr2SamVisionLayer, hidden: torch.Tensor) -> torch.
     attention = layer.attn
     if not isinstance(attention, FusedSamAttention):
         raise TypeError(f"the fast path needs a fused SAM attention kind, got {type(attention).__name__}")
-    batch, height, width, _ = hidden.shape
-    qkv = attention.qkv(layer.layer_norm1(hidden))
-    window = layer.window_size
-    if window > 0:
-        padded = _pad_with_bias(qkv, attention.qkv.bias, window)
-        windows, padded_shape = layer.window_partition(padded, window)
-        mixed = layer.window_unpartition(attention.attend(windows), window, padded_shape, (height, width))
-    else:
-        mixed = attention.attend(qkv)
-    hidden = hidden + attention.proj(mixed)
+    hidden = hidden + attention.proj(attend_map(layer, attention.qkv(layer.layer_norm1(hidden))))
     return hidden + sam_mlp(layer.mlp, layer.layer_norm2(hidden))
+
+
+def attend_map(layer: DeepseekOcr2SamVisionLayer, qkv: torch.Tensor) -> torch.Tensor:
+    """A block's attention over its projected [batch, height, width, 3·hidden] map → [batch, height, width, hidden]
+    before ``proj``: global, or in windows (in place where the kind can, else through padded partitions)."""
+    attention, window = layer.attn, layer.window_size
+    if window == 0:
+        return attention.attend(qkv)
+    if attention.attends_windows_in_place(qkv, window):
+        return attention.attend_windows(qkv, window)
+    padded = _pad_with_bias(qkv, attention.qkv.bias, window)
+    windows, padded_shape = layer.window_partition(padded, window)
+    return layer.window_unpartition(attention.attend(windows), window, padded_shape, tuple(qkv.shape[1:3]))
 
 
 def sam_mlp(mlp: DeepseekOcr2SamMLPBlock, hidden: torch.Tensor) -> torch.Tensor:

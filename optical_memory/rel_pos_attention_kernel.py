@@ -1,15 +1,11 @@
 """Flash attention with SAM's decomposed relative-position bias added inside the kernel: one Triton kernel.
 
-The bias of a query at grid cell (i, j) for a key at (k, l) is ``rel_h[q, k] + rel_w[q, l]``. Keys are tiled one of
-two ways, so that the bias costs (almost) nothing per score:
-
-- **Row tiles** (global blocks: 4,096 keys on BASE). Each key tile is one row of the key grid, padded to a power of
-  two. Within a tile ``rel_w`` is the same [queries, width] block for every row (loaded once per query block) and
-  ``rel_h`` is a single value per query, which joins the running row maximum instead of every score:
-  ``exp2(s + rel_h - m) = exp2(s - (m - rel_h))``.
-- **One tile** (up to ``ONE_BLOCK_MAX_KEYS`` keys: a 14×14 SAM window). The whole bias tile is built once per
-  query block by two small matrix products, ``rel_h · onehot(row(k))`` and ``rel_w · onehot(col(k))``, whose one-hot
-  operands are made in registers: no gathers.
+The bias of a query at grid cell (i, j) for a key at (k, l) is ``rel_h[q, k] + rel_w[q, l]``. Each key tile is one
+row of the key grid, padded to a power of two, so that the bias costs (almost) nothing per score: within a tile
+``rel_w`` is the same [queries, width] block for every row (loaded once per query block) and ``rel_h`` is a single
+value per query, which joins the running row maximum instead of every score: ``exp2(s + rel_h - m) = exp2(s - (m -
+rel_h))``. This is the kernel of SAM's global blocks (4,096 keys on BASE); the windowed blocks have their own
+(``optical_memory.window_attention_kernel``).
 
 The ``folded`` kind instead widens q·k (twice the attention arithmetic, plus the copies that build the widened
 operands); the reference materialises a [heads, N, N] mask.
@@ -32,11 +28,8 @@ try:
 except ImportError:  # Triton ships with CUDA builds of torch; CPU builds run the folded kind instead
     triton = None
 
-ONE_BLOCK_MAX_KEYS = 256
-"""Up to this many keys (a 14×14 SAM window) go in one key tile; more are tiled by grid rows."""
-
 MAX_GRID_WIDTH = 128
-"""Widest key grid the row tiles take (a row is one tile); LARGE's global blocks are 80 wide."""
+"""Widest key grid the kernel takes (a row is one tile); LARGE's global blocks are 80 wide."""
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 
@@ -53,14 +46,19 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def kernel_takes_dtype(tensor: torch.Tensor) -> bool:
+    """Whether Triton runs this library's kernels on ``tensor``'s device and dtype (both SAM attention kernels)."""
+    return triton is not None and tensor.dtype in (
+        HALF_DTYPES if tensor.is_cuda else INTERPRETED_DTYPES if interpreting() else ()
+    )
+
+
 def kernel_runs(query: torch.Tensor, grid_width: int) -> bool:
     """Whether the kernel takes attention over [batch, heads, N, head_dim] on a key grid ``grid_width`` wide."""
-    tokens = query.shape[2]
     return (
-        triton is not None
-        and query.dtype in (HALF_DTYPES if query.is_cuda else INTERPRETED_DTYPES if interpreting() else ())
-        and tokens % grid_width == 0
-        and (tokens <= ONE_BLOCK_MAX_KEYS or grid_width <= MAX_GRID_WIDTH)
+        kernel_takes_dtype(query)
+        and query.shape[2] % grid_width == 0
+        and grid_width <= MAX_GRID_WIDTH
         and query.shape[-1] in SUPPORTED_HEAD_DIMS
     )
 
@@ -74,7 +72,7 @@ if triton is not None:
         rh_sb, rh_sh, rh_sn, rh_sk, rw_sb, rw_sh, rw_sn, rw_sk, o_sb, o_sh, o_sn,
         heads, qk_scale,
         GRID_HEIGHT: tl.constexpr, GRID_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-        BLOCK_N: tl.constexpr, RELATIVE: tl.constexpr, ONE_KEY_BLOCK: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
         # Scores are kept in base 2 (exp2 is one instruction): the scale and the bias are multiplied by log2(e).
         LOG2E: tl.constexpr = 1.4426950408889634
@@ -95,47 +93,27 @@ if triton is not None:
         key_rows = K + batch * k_sb + head * k_sh + offs_n[:, None] * k_sn + offs_d[None, :]
         value_rows = V + batch * v_sb + head * v_sh + offs_n[:, None] * v_sn + offs_d[None, :]
 
-        if ONE_KEY_BLOCK:
-            offs_r = tl.arange(0, RELATIVE)
-            key_ok = offs_n < TOKENS
-            rel_h = tl.load(rel_h_rows[:, None] + offs_r[None, :] * rh_sk,
-                            mask=query_ok[:, None] & (offs_r < GRID_HEIGHT)[None, :], other=0.0)  # fmt: skip
-            rel_w = tl.load(rel_w_rows[:, None] + offs_r[None, :] * rw_sk,
-                            mask=query_ok[:, None] & (offs_r < GRID_WIDTH)[None, :], other=0.0)  # fmt: skip
-            key_row_codes = ((offs_n // GRID_WIDTH)[None, :] == offs_r[:, None]).to(rel_h.dtype)
-            key_col_codes = ((offs_n % GRID_WIDTH)[None, :] == offs_r[:, None]).to(rel_w.dtype)
-            bias = tl.dot(rel_h, key_row_codes, input_precision=PRECISION)
-            bias = tl.dot(rel_w, key_col_codes, bias, input_precision=PRECISION)
-            bias = tl.where(key_ok[None, :], bias * LOG2E, float("-inf"))
-            k = tl.load(key_rows, mask=key_ok[:, None], other=0.0)
+        # A tile is one key row, padded to BLOCK_N; padded keys get a -inf bias, so they never count.
+        column_ok = offs_n < GRID_WIDTH
+        rel_w = tl.load(rel_w_rows[:, None] + offs_n[None, :] * rw_sk,
+                        mask=query_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
+        bias = tl.where(column_ok[None, :], rel_w.to(tl.float32) * LOG2E, float("-inf"))
+        running_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        running_sum = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        for row in range(0, GRID_HEIGHT):
+            k = tl.load(key_rows + row * GRID_WIDTH * k_sn, mask=column_ok[:, None], other=0.0)
             scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias
-            row_max = tl.max(scores, 1)
-            probabilities = tl.exp2(scores - row_max[:, None])
-            total = tl.sum(probabilities, 1)
-            v = tl.load(value_rows, mask=key_ok[:, None], other=0.0)
-            acc = tl.dot(probabilities.to(v.dtype), v, input_precision=PRECISION) / total[:, None]
-        else:
-            # A tile is one key row, padded to BLOCK_N; padded keys get a -inf bias, so they never count.
-            column_ok = offs_n < GRID_WIDTH
-            rel_w = tl.load(rel_w_rows[:, None] + offs_n[None, :] * rw_sk,
-                            mask=query_ok[:, None] & column_ok[None, :], other=0.0)  # fmt: skip
-            bias = tl.where(column_ok[None, :], rel_w.to(tl.float32) * LOG2E, float("-inf"))
-            running_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
-            running_sum = tl.zeros([BLOCK_M], tl.float32)
-            acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-            for row in range(0, GRID_HEIGHT):
-                k = tl.load(key_rows + row * GRID_WIDTH * k_sn, mask=column_ok[:, None], other=0.0)
-                scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias
-                row_bias = tl.load(rel_h_rows + row * rh_sk, mask=query_ok, other=0.0).to(tl.float32) * LOG2E
-                # rel_h is constant across the tile: it shifts each query's maximum, not each score.
-                new_max = tl.maximum(running_max, tl.max(scores, 1) + row_bias)
-                probabilities = tl.exp2(scores - (new_max - row_bias)[:, None])
-                correction = tl.exp2(running_max - new_max)
-                running_sum = running_sum * correction + tl.sum(probabilities, 1)
-                v = tl.load(value_rows + row * GRID_WIDTH * v_sn, mask=column_ok[:, None], other=0.0)
-                acc = acc * correction[:, None] + tl.dot(probabilities.to(v.dtype), v, input_precision=PRECISION)
-                running_max = new_max
-            acc = acc / running_sum[:, None]
+            row_bias = tl.load(rel_h_rows + row * rh_sk, mask=query_ok, other=0.0).to(tl.float32) * LOG2E
+            # rel_h is constant across the tile: it shifts each query's maximum, not each score.
+            new_max = tl.maximum(running_max, tl.max(scores, 1) + row_bias)
+            probabilities = tl.exp2(scores - (new_max - row_bias)[:, None])
+            correction = tl.exp2(running_max - new_max)
+            running_sum = running_sum * correction + tl.sum(probabilities, 1)
+            v = tl.load(value_rows + row * GRID_WIDTH * v_sn, mask=column_ok[:, None], other=0.0)
+            acc = acc * correction[:, None] + tl.dot(probabilities.to(v.dtype), v, input_precision=PRECISION)
+            running_max = new_max
+        acc = acc / running_sum[:, None]
         tl.store(
             Out + batch * o_sb + head * o_sh + offs_m[:, None] * o_sn + offs_d[None, :],
             acc.to(Out.dtype.element_ty), mask=query_ok[:, None],
@@ -149,12 +127,12 @@ if triton is not None:
             for stages in (2, 3, 4)
             if not (block_m == 32 and warps == 8)
         ],
-        key=["GRID_HEIGHT", "GRID_WIDTH", "HEAD_DIM", "ONE_KEY_BLOCK"],
+        key=["GRID_HEIGHT", "GRID_WIDTH", "HEAD_DIM"],
     )(_rel_pos_attention_forward)
 
 
 def tuned_configs() -> dict:
-    """The tile configuration the autotuner chose per key (grid height and width, head size, one tile?, dtypes)."""
+    """The tile configuration the autotuner chose per key (grid height and width, head size, dtypes)."""
     if triton is None or interpreting():
         return {}
     return dict(_tuned.cache)
@@ -189,7 +167,6 @@ def rel_pos_attention(
     if any(tensor.stride(-1) != 1 for tensor in (query, key, value)):
         raise ValueError("query, key and value need a unit stride along head_dim")
     output = _output_like(query)
-    one_key_block = tokens <= ONE_BLOCK_MAX_KEYS
     launch, meta = _tuned, {}
     if interpreting():  # one fixed tile shape: the interpreter cannot time configurations
         launch, meta = _rel_pos_attention_forward, {"BLOCK_M": 32, "num_warps": 4}
@@ -203,9 +180,8 @@ def rel_pos_attention(
         *rel_h.stride(), *rel_w.stride(), *output.stride()[:3],
         heads, scale * math.log2(math.e),
         GRID_HEIGHT=tokens // grid_width, GRID_WIDTH=grid_width, HEAD_DIM=head_dim,
-        BLOCK_N=max(16, triton.next_power_of_2(tokens if one_key_block else grid_width)),
-        RELATIVE=max(16, triton.next_power_of_2(max(tokens // grid_width, grid_width))),
-        ONE_KEY_BLOCK=one_key_block, PRECISION="ieee" if query.dtype == torch.float32 else "tf32", **meta,
+        BLOCK_N=max(16, triton.next_power_of_2(grid_width)),
+        PRECISION="ieee" if query.dtype == torch.float32 else "tf32", **meta,
     )  # fmt: skip
     return output
 

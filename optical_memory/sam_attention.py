@@ -13,12 +13,16 @@ query. The reference kinds build that bias as a full [heads, N, N] mask (N = 4,0
 - ``flex``: ``torch.nn.attention.flex_attention`` with a ``score_mod`` that adds ``rel_h[q, key_row]`` and
   ``rel_w[q, key_col]`` inside the kernel (eager runs an unfused reference). Exact and memory-light, but its
   compiled kernel with this gathered score modification measured 5-7x slower than ``folded`` on the H100.
-- ``triton``: a flash-attention kernel of this library's own that adds ``rel_h``/``rel_w`` inside the kernel
-  (``optical_memory.rel_pos_attention_kernel``): the useful attention FLOPs only, no widened copies. The fastest
-  kind measured; where Triton does not run (CPU builds of torch), it runs ``folded``.
+- ``triton``: flash-attention kernels of this library's own that add ``rel_h``/``rel_w`` inside the kernel: the
+  useful attention FLOPs only, no widened copies. Global blocks run ``optical_memory.rel_pos_attention_kernel``;
+  windows run ``optical_memory.window_attention_kernel``, which also computes the relative terms and reads and
+  writes the un-partitioned map in place. The fastest kind measured; where Triton does not run (CPU builds of
+  torch), it runs ``folded``.
 
 The fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
-the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``.
+the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``; a kind
+whose :meth:`~FusedSamAttention.attends_windows_in_place` says so also takes the un-partitioned map
+(:meth:`~FusedSamAttention.attend_windows`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
 )
 
 from optical_memory.rel_pos_attention_kernel import kernel_runs, rel_pos_attention
+from optical_memory.window_attention_kernel import MAX_WINDOW, window_attention, window_kernel_runs
 
 # scaled_dot_product_attention kernels want head sizes in multiples of 8 elements (16-byte rows in bf16).
 HEAD_DIM_ALIGNMENT = 8
@@ -42,15 +47,20 @@ HEAD_DIM_ALIGNMENT = 8
 class _Fp32RelativePositions:
     """SAM's decomposed relative-position lookup with the table resized in fp32 (the reference's precision)."""
 
+    @staticmethod
+    def relative_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+        """The [2·size - 1, channels] table of offsets -(size - 1) … size - 1, resized linearly if it is another size."""
+        span = 2 * size - 1
+        if rel_pos.shape[0] == span:
+            return rel_pos
+        resized = F.interpolate(rel_pos.float().t().unsqueeze(0), size=span, mode="linear")
+        return resized.squeeze(0).t().to(rel_pos.dtype)
+
     def get_rel_pos(self, q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
         if q_size != k_size:
             raise ValueError(f"SAM self-attention has equal query and key extents, got {q_size} and {k_size}")
-        span = 2 * q_size - 1
-        if rel_pos.shape[0] != span:
-            resized = F.interpolate(rel_pos.float().t().unsqueeze(0), size=span, mode="linear")
-            rel_pos = resized.squeeze(0).t().to(rel_pos.dtype)
         positions = torch.arange(q_size, device=rel_pos.device)
-        return rel_pos[positions[:, None] - positions[None, :] + (q_size - 1)]
+        return self.relative_table(q_size, rel_pos)[positions[:, None] - positions[None, :] + (q_size - 1)]
 
 
 class SamEagerAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
@@ -59,11 +69,6 @@ class SamEagerAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
 
 class SamSdpaAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionSdpaAttention):
     """SAM attention through ``scaled_dot_product_attention`` with the relative-position bias as the mask."""
-
-
-def _pad_keys(table: torch.Tensor, align: int) -> torch.Tensor:
-    """[queries, keys, channels] → keys padded with zero rows to a multiple of ``align``."""
-    return F.pad(table, (0, 0, 0, (-table.shape[1]) % align))
 
 
 class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
@@ -81,16 +86,20 @@ class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
         mixed = self.attention(query, key, value, rel_h, rel_w, width)
         return mixed.transpose(1, 2).reshape(batch, height, width, -1)
 
-    def relative_terms(
-        self, query: torch.Tensor, height: int, width: int, *, align: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``rel_h`` [batch, heads, N, height] and ``rel_w`` [batch, heads, N, width] from the unscaled query.
+    def attends_windows_in_place(self, qkv: torch.Tensor, window: int) -> bool:
+        """Whether :meth:`attend_windows` takes this un-partitioned [batch, height, width, 3·hidden] map."""
+        return False
 
-        ``align`` > 1 pads the key positions with zero terms to a multiple of ``align`` (extra columns at the end).
-        """
+    def attend_windows(self, qkv: torch.Tensor, window: int) -> torch.Tensor:
+        """Windowed attention over the un-partitioned map, its padding filled with the ``qkv`` bias → [batch, height,
+        width, hidden] before ``proj``; only where :meth:`attends_windows_in_place` is true."""
+        raise NotImplementedError(f"{type(self).__name__} attends partitioned windows only")
+
+    def relative_terms(self, query: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rel_h`` [batch, heads, N, height] and ``rel_w`` [batch, heads, N, width] from the unscaled query."""
         grid = query.unflatten(2, (height, width))
-        table_h = _pad_keys(self.get_rel_pos(height, height, self.rel_pos_h).to(query.dtype), align)
-        table_w = _pad_keys(self.get_rel_pos(width, width, self.rel_pos_w).to(query.dtype), align)
+        table_h = self.get_rel_pos(height, height, self.rel_pos_h).to(query.dtype)
+        table_w = self.get_rel_pos(width, width, self.rel_pos_w).to(query.dtype)
         rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).flatten(2, 3)
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).flatten(2, 3)
         return rel_h, rel_w
@@ -144,17 +153,31 @@ class SamFoldedAttention(FusedSamAttention):
 
 
 class SamTritonAttention(SamFoldedAttention):
-    """The bias added inside a Triton flash-attention kernel (``optical_memory.rel_pos_attention_kernel``).
+    """The bias added inside Triton flash-attention kernels: windows (and grids up to a window's size) run
+    ``optical_memory.window_attention_kernel`` in place, global blocks ``optical_memory.rel_pos_attention_kernel``.
 
-    On CUDA the kernel takes every SAM grid (14×14 windows, global blocks up to 128 wide); on devices Triton does not
+    On CUDA the kernels take every SAM grid (14×14 windows, global blocks up to 128 wide); on devices Triton does not
     run on, this kind runs the folded product.
     """
 
-    def relative_terms(self, query, height, width, *, align=1):
-        if kernel_runs(query, width):
-            # 16-byte aligned rows: a 14-wide window term runs cuBLAS's unaligned batched GEMM (3% of a BASE page).
-            align = HEAD_DIM_ALIGNMENT
-        return super().relative_terms(query, height, width, align=align)
+    def attends_windows_in_place(self, qkv, window):
+        return window_kernel_runs(qkv, self.qkv.out_features // (3 * self.num_attention_heads), window)
+
+    def attend_windows(self, qkv, window):
+        return window_attention(
+            qkv,
+            self.qkv.bias,
+            self.relative_table(window, self.rel_pos_h),
+            self.relative_table(window, self.rel_pos_w),
+            window,
+            self.scale,
+        )
+
+    def attend(self, qkv):
+        side = qkv.shape[1]
+        if side == qkv.shape[2] and side <= MAX_WINDOW and self.attends_windows_in_place(qkv, side):
+            return self.attend_windows(qkv, side)  # one window: the whole grid, no padding
+        return super().attend(qkv)
 
     def attention(self, query, key, value, rel_h, rel_w, width):
         if kernel_runs(query, width):

@@ -107,14 +107,15 @@ def test_bias_padding_fills_what_a_zero_row_projects_to():
     assert _pad_with_bias(qkv, bias, window=1) is qkv
 
 
-def test_fast_block_equals_the_transformers_block_on_a_padded_window(model):
+@pytest.mark.parametrize("kind", ["folded", "triton"])  # partitioned windows, and the in-place window kernel
+def test_fast_block_equals_the_transformers_block_on_a_padded_window(model, kind):
     layer = model.vision.sam.layers[0]
     assert layer.window_size == 14
     hidden = torch.randn(1, 17, 17, model.config.sam_config.hidden_size, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         expected = layer(hidden)
         try:
-            model.vision.set_sam_attention("folded")
+            model.vision.set_sam_attention(kind)
             produced = sam_block(layer, hidden)
         finally:
             model.vision.set_sam_attention("sdpa")

@@ -1,5 +1,6 @@
-"""The relative-position attention kernel computes softmax(scale·q·kᵀ + bias)·v with SAM's decomposed bias, on both
-of its key tilings; without CUDA it runs in Triton's interpreter (tests/conftest.py)."""
+"""The relative-position attention kernel of SAM's global blocks computes softmax(scale·q·kᵀ + bias)·v with the
+decomposed bias, on grids of any height and widths up to its limit; without CUDA it runs in Triton's interpreter
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ import pytest
 import torch
 from test_model_support import relative_error
 
-from optical_memory.rel_pos_attention_kernel import (
-    MAX_GRID_WIDTH,
-    ONE_BLOCK_MAX_KEYS,
-    kernel_runs,
-    rel_pos_attention,
-)
+from optical_memory.rel_pos_attention_kernel import MAX_GRID_WIDTH, kernel_runs, rel_pos_attention
 
 triton = pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -42,10 +38,10 @@ def projected(batch: int, heads: int, height: int, width: int, head_dim: int, se
 @pytest.mark.parametrize(
     ("height", "width", "head_dim"),
     [
-        (14, 14, 16),  # a SAM window: one key tile, any width
-        (8, 8, 32),  # a small global grid, one key tile
-        (10, 20, 16),  # one tile, a non-square grid wider than 16
-        (5, 64, 16),  # row tiles of one grid row each (BASE's global blocks are 64 wide)
+        (14, 14, 16),  # rows narrower than the smallest tile
+        (8, 8, 32),
+        (10, 20, 16),  # a non-square grid
+        (5, 64, 16),  # BASE's global blocks are 64 wide
         (32, 32, 16),  # TINY's global grid
         (7, 40, 16),  # rows padded to a power of two (SMALL's global blocks are 40 wide)
     ],
@@ -67,8 +63,7 @@ def test_kernel_equals_softmax_with_the_materialised_bias(height, width, head_di
 
 
 def test_kernel_declines_grids_its_tiles_do_not_cover():
-    query = projected(1, 1, 2, MAX_GRID_WIDTH * 2, 16, seed=1)[0]  # rows too wide for a row tile
-    assert query.shape[2] > ONE_BLOCK_MAX_KEYS
+    query = projected(1, 1, 2, MAX_GRID_WIDTH * 2, 16, seed=1)[0]  # rows too wide for a tile
     assert not kernel_runs(query, MAX_GRID_WIDTH * 2)
     assert not kernel_runs(projected(1, 1, 4, 4, 24, seed=1)[0], 4)  # head size
     with pytest.raises(ValueError, match=f"grid width {MAX_GRID_WIDTH * 2}"):

@@ -1,0 +1,216 @@
+"""SAM's windowed attention in place: one Triton kernel over the un-partitioned ``qkv`` map.
+
+The reference windowed block zero-pads the normalised map to a multiple of the window (14), cuts it into windows,
+attends within each window with the decomposed relative-position bias, and stitches the windows back without the
+padding. This kernel does the same from the [batch, height, width, 3·hidden] map the ``qkv`` layer wrote:
+
+- A program takes a block of one window's query cells for one head and reads the window's keys and values where
+  they lie in the map. A padded cell's key and value are what a zero row projects to, the ``qkv`` bias, as in the
+  reference, where padded keys take part in attention.
+- Padded queries are skipped (the reference drops their outputs); a block of padding alone returns at once.
+- The relative terms ``rel_h[q, r] = q·R_h[i - r]`` (i the query's row in the window) come from one small product
+  with the table, ``q·R_hᵀ``, of which each query gathers its columns ``i - r``; each key tile's bias then follows by
+  two matmuls against one-hot codes of the keys' rows and columns, made in registers.
+- The output is written to [batch, height, width, hidden], ready for ``proj``.
+
+So neither the partition and un-partition copies nor the relative-term einsums of the reference layout remain, and
+the padding (72% more rows on a TINY map, 20% on BASE) costs only the keys it adds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from optical_memory.rel_pos_attention_kernel import SUPPORTED_HEAD_DIMS, interpreting, kernel_takes_dtype
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU builds of torch have no Triton; the attention kinds fall back (sam_attention)
+    triton = None
+
+MAX_WINDOW = 16
+"""Largest window side the kernel takes (its relative codes span 16 rows and columns); SAM's windows are 14."""
+
+
+def window_kernel_runs(qkv: torch.Tensor, head_dim: int, window: int) -> bool:
+    """Whether the kernel takes a [batch, height, width, 3·hidden] map with ``window``-sided windows of this head size."""
+    return (
+        triton is not None
+        and kernel_takes_dtype(qkv)
+        and 0 < window <= MAX_WINDOW
+        and head_dim in SUPPORTED_HEAD_DIMS
+        and qkv.shape[-1] % (3 * head_dim) == 0
+        and qkv.stride(-1) == 1
+    )
+
+
+if triton is not None:
+    CODES = tl.constexpr(MAX_WINDOW)  # relative rows and columns held per query
+
+    @triton.jit
+    def _window_attention_forward(
+        QKV, BIAS, TABLE_H, TABLE_W, Out,
+        qkv_sb, qkv_sh, qkv_sw, o_sb, o_sh, o_sw, table_h_s, table_w_s,
+        heads, qk_scale,
+        HEIGHT: tl.constexpr, WIDTH: tl.constexpr, WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+    ):  # fmt: skip
+        # Scores are kept in base 2 (exp2 is one instruction): the scale and the bias are multiplied by log2(e).
+        LOG2E: tl.constexpr = 1.4426950408889634
+        WINDOW_TOKENS: tl.constexpr = WINDOW * WINDOW
+        QUERY_BLOCKS: tl.constexpr = (WINDOW_TOKENS + BLOCK_M - 1) // BLOCK_M
+        WINDOWS_Y: tl.constexpr = (HEIGHT + WINDOW - 1) // WINDOW
+        WINDOWS_X: tl.constexpr = (WIDTH + WINDOW - 1) // WINDOW
+        SPAN: tl.constexpr = 2 * CODES  # table rows held, ≥ 2·WINDOW - 1
+        # One flat program axis (no 65,535 limit), query blocks of a window and head adjacent for L2 reuse.
+        program = tl.program_id(0)
+        first_query = (program % QUERY_BLOCKS) * BLOCK_M
+        program = program // QUERY_BLOCKS
+        head = program % heads
+        program = program // heads
+        window_x = program % WINDOWS_X
+        program = program // WINDOWS_X
+        window_y = program % WINDOWS_Y
+        batch = program // WINDOWS_Y
+        if window_y * WINDOW + first_query // WINDOW >= HEIGHT:
+            return  # the block holds padded rows only
+        channels = heads * HEAD_DIM
+        base = QKV + batch * qkv_sb + head * HEAD_DIM
+        offs_d = tl.arange(0, HEAD_DIM)
+        offs_r = tl.arange(0, CODES)
+        offs_t = tl.arange(0, SPAN)
+
+        offs_m = first_query + tl.arange(0, BLOCK_M)
+        query_row = offs_m // WINDOW
+        query_col = offs_m % WINDOW
+        query_y = window_y * WINDOW + query_row
+        query_x = window_x * WINDOW + query_col
+        query_ok = (offs_m < WINDOW_TOKENS) & (query_y < HEIGHT) & (query_x < WIDTH)
+        q = tl.load(base + query_y[:, None] * qkv_sh + query_x[:, None] * qkv_sw + offs_d[None, :],
+                    mask=query_ok[:, None], other=0.0)  # fmt: skip
+
+        # rel_h[q, r] = q·R_h[row(q) - r + WINDOW - 1]: all table rows at once, then each query's columns.
+        table_ok = (offs_t < 2 * WINDOW - 1)[:, None]
+        table_h = tl.load(TABLE_H + offs_t[:, None] * table_h_s + offs_d[None, :], mask=table_ok, other=0.0)
+        table_w = tl.load(TABLE_W + offs_t[:, None] * table_w_s + offs_d[None, :], mask=table_ok, other=0.0)
+        by_offset_h = tl.dot(q, tl.trans(table_h), input_precision=PRECISION)
+        by_offset_w = tl.dot(q, tl.trans(table_w), input_precision=PRECISION)
+        # Codes past the window (r ≥ WINDOW) meet only keys outside it, which are masked: clamp their index.
+        shift_h = tl.minimum(tl.maximum(query_row[:, None] - offs_r[None, :] + WINDOW - 1, 0), SPAN - 1)
+        shift_w = tl.minimum(tl.maximum(query_col[:, None] - offs_r[None, :] + WINDOW - 1, 0), SPAN - 1)
+        # Rounded to the input dtype, as the reference's einsum rounds its relative terms.
+        rel_h = tl.gather(by_offset_h, shift_h, 1).to(q.dtype)
+        rel_w = tl.gather(by_offset_w, shift_w, 1).to(q.dtype)
+
+        key_bias = tl.load(BIAS + channels + head * HEAD_DIM + offs_d)
+        value_bias = tl.load(BIAS + 2 * channels + head * HEAD_DIM + offs_d)
+        running_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        running_sum = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        for first_key in tl.static_range(0, WINDOW_TOKENS, BLOCK_N):
+            offs_n = first_key + tl.arange(0, BLOCK_N)
+            key_row = offs_n // WINDOW
+            key_col = offs_n % WINDOW
+            key_y = window_y * WINDOW + key_row
+            key_x = window_x * WINDOW + key_col
+            in_window = offs_n < WINDOW_TOKENS
+            in_map = (in_window & (key_y < HEIGHT) & (key_x < WIDTH))[:, None]
+            cells = base + key_y[:, None] * qkv_sh + key_x[:, None] * qkv_sw + offs_d[None, :]
+            k = tl.where(in_map, tl.load(cells + channels, mask=in_map, other=0.0), key_bias[None, :])
+            v = tl.where(in_map, tl.load(cells + 2 * channels, mask=in_map, other=0.0), value_bias[None, :])
+            row_codes = (key_row[None, :] == offs_r[:, None]).to(q.dtype)
+            col_codes = (key_col[None, :] == offs_r[:, None]).to(q.dtype)
+            bias = tl.dot(rel_h, row_codes, input_precision=PRECISION)
+            bias = tl.dot(rel_w, col_codes, bias, input_precision=PRECISION)
+            scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias * LOG2E
+            scores = tl.where(in_window[None, :], scores, float("-inf"))
+            new_max = tl.maximum(running_max, tl.max(scores, 1))
+            probabilities = tl.exp2(scores - new_max[:, None])
+            correction = tl.exp2(running_max - new_max)
+            running_sum = running_sum * correction + tl.sum(probabilities, 1)
+            acc = acc * correction[:, None] + tl.dot(probabilities.to(v.dtype), v, input_precision=PRECISION)
+            running_max = new_max
+        acc = acc / running_sum[:, None]
+        tl.store(
+            Out + batch * o_sb + query_y[:, None] * o_sh + query_x[:, None] * o_sw + head * HEAD_DIM + offs_d[None, :],
+            acc.to(Out.dtype.element_ty), mask=query_ok[:, None],
+        )  # fmt: skip
+
+    # The configurations that ran fastest on an H100 at BASE's windows (scratch sweep of 10); a full sweep of 22
+    # faulted with an illegal address at head size 16 on one configuration the short list leaves out.
+    _tuned = triton.autotune(
+        configs=[
+            triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
+            for block_m, block_n, warps, stages in ((64, 64, 4, 2), (64, 128, 4, 1), (128, 64, 8, 2), (128, 128, 8, 1))
+        ],
+        key=["HEIGHT", "WIDTH", "WINDOW", "HEAD_DIM"],
+    )(_window_attention_forward)
+
+
+def tuned_configs() -> dict:
+    """The tile configuration the autotuner chose per key (map height and width, window, head size, dtypes)."""
+    if triton is None or interpreting():
+        return {}
+    return dict(_tuned.cache)
+
+
+def _output_like(qkv: torch.Tensor) -> torch.Tensor:
+    return qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+
+
+@torch.library.custom_op("optical_memory::sam_window_attention", mutates_args=())
+def window_attention(
+    qkv: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    table_h: torch.Tensor,
+    table_w: torch.Tensor,
+    window: int,
+    scale: float,
+) -> torch.Tensor:
+    """SAM's windowed attention over a [batch, height, width, 3·hidden] ``qkv`` map → [batch, height, width, hidden].
+
+    The map is padded to whole ``window``-sided windows with ``qkv_bias`` (zeros when None); ``table_h`` and
+    ``table_w`` are the [2·window - 1, head_dim] relative-position tables at the window's size; heads are
+    ``hidden / head_dim``.
+    """
+    head_dim = table_h.shape[-1]
+    if not window_kernel_runs(qkv, head_dim, window):
+        raise ValueError(
+            f"the window kernel does not take this call: device {qkv.device}, window {window}, head size {head_dim}, "
+            f"shape {tuple(qkv.shape)}, dtype {qkv.dtype} (see window_kernel_runs)"
+        )
+    span = 2 * window - 1
+    if table_h.shape != (span, head_dim) or table_w.shape != (span, head_dim):
+        raise ValueError(
+            f"relative tables must be [{span}, {head_dim}] for window {window}, got {tuple(table_h.shape)} and "
+            f"{tuple(table_w.shape)}"
+        )
+    batch, height, width, _ = qkv.shape
+    heads = qkv.shape[-1] // (3 * head_dim)
+    bias = qkv.new_zeros(qkv.shape[-1]) if qkv_bias is None else qkv_bias.to(qkv.dtype).contiguous()
+    table_h, table_w = (table.to(qkv.dtype).contiguous() for table in (table_h, table_w))
+    output = _output_like(qkv)
+    windows = triton.cdiv(height, window) * triton.cdiv(width, window)
+    launch, meta = _tuned, {}
+    if interpreting():  # one fixed tile shape: the interpreter cannot time configurations
+        launch, meta = _window_attention_forward, {"BLOCK_M": 32, "BLOCK_N": 64, "num_warps": 4}
+
+    def grid(config: dict) -> tuple[int]:
+        return (triton.cdiv(window * window, config["BLOCK_M"]) * batch * windows * heads,)
+
+    launch[grid](
+        qkv, bias, table_h, table_w, output,
+        *qkv.stride()[:3], *output.stride()[:3], table_h.stride(0), table_w.stride(0),
+        heads, scale * math.log2(math.e),
+        HEIGHT=height, WIDTH=width, WINDOW=window, HEAD_DIM=head_dim,
+        PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32", **meta,
+    )  # fmt: skip
+    return output
+
+
+@window_attention.register_fake
+def _(qkv, qkv_bias, table_h, table_w, window, scale):
+    return _output_like(qkv)
