@@ -8,9 +8,9 @@ padding. This kernel does the same from the [batch, height, width, 3·hidden] ma
   they lie in the map. A padded cell's key and value are what a zero row projects to, the ``qkv`` bias, as in the
   reference, where padded keys take part in attention.
 - Padded queries are skipped (the reference drops their outputs); a block of padding alone returns at once.
-- The relative terms ``rel_h[q, r] = q·R_h[i - r]`` (i the query's row in the window) come from one small product
-  with the table, ``q·R_hᵀ``, of which each query gathers its columns ``i - r``; each key tile's bias then follows by
-  two matmuls against one-hot codes of the keys' rows and columns, made in registers.
+- The relative terms ``rel_h[q, r] = q·R_h[i - r]`` (i the query's row in the window) and ``rel_w`` come from one
+  small product with both tables, of which each query gathers its columns ``i - r`` (and ``j - c``); each key tile's
+  bias then follows by one matmul against one-hot codes of the keys' rows and columns, made in registers.
 - The output is written to [batch, height, width, hidden], ready for ``proj``.
 
 So neither the partition and un-partition copies nor the relative-term einsums of the reference layout remain, and
@@ -80,8 +80,6 @@ if triton is not None:
         channels = heads * HEAD_DIM
         base = QKV + batch * qkv_sb + head * HEAD_DIM
         offs_d = tl.arange(0, HEAD_DIM)
-        offs_r = tl.arange(0, CODES)
-        offs_t = tl.arange(0, SPAN)
 
         offs_m = first_query + tl.arange(0, BLOCK_M)
         query_row = offs_m // WINDOW
@@ -92,18 +90,26 @@ if triton is not None:
         q = tl.load(base + query_y[:, None] * qkv_sh + query_x[:, None] * qkv_sw + offs_d[None, :],
                     mask=query_ok[:, None], other=0.0)  # fmt: skip
 
-        # rel_h[q, r] = q·R_h[row(q) - r + WINDOW - 1]: all table rows at once, then each query's columns.
-        table_ok = (offs_t < 2 * WINDOW - 1)[:, None]
-        table_h = tl.load(TABLE_H + offs_t[:, None] * table_h_s + offs_d[None, :], mask=table_ok, other=0.0)
-        table_w = tl.load(TABLE_W + offs_t[:, None] * table_w_s + offs_d[None, :], mask=table_ok, other=0.0)
-        by_offset_h = tl.dot(q, tl.trans(table_h), input_precision=PRECISION)
-        by_offset_w = tl.dot(q, tl.trans(table_w), input_precision=PRECISION)
-        # Codes past the window (r ≥ WINDOW) meet only keys outside it, which are masked: clamp their index.
-        shift_h = tl.minimum(tl.maximum(query_row[:, None] - offs_r[None, :] + WINDOW - 1, 0), SPAN - 1)
-        shift_w = tl.minimum(tl.maximum(query_col[:, None] - offs_r[None, :] + WINDOW - 1, 0), SPAN - 1)
-        # Rounded to the input dtype, as the reference's einsum rounds its relative terms.
-        rel_h = tl.gather(by_offset_h, shift_h, 1).to(q.dtype)
-        rel_w = tl.gather(by_offset_w, shift_w, 1).to(q.dtype)
+        # The relative terms of both axes side by side: codes 0…CODES-1 are key rows, CODES…2·CODES-1 key columns.
+        # rel[q, c] = q·R_h[row(q) - c + WINDOW - 1] (and likewise with R_w and columns): one product with both tables
+        # stacked, of which each query gathers its columns.
+        offs_t = tl.arange(0, 2 * SPAN)
+        table_rows = offs_t % SPAN
+        table = tl.load(
+            tl.where((offs_t < SPAN)[:, None], TABLE_H + table_rows[:, None] * table_h_s,
+                     TABLE_W + table_rows[:, None] * table_w_s) + offs_d[None, :],
+            mask=(table_rows < 2 * WINDOW - 1)[:, None], other=0.0,
+        )  # fmt: skip
+        by_offset = tl.dot(q, tl.trans(table), input_precision=PRECISION)
+        offs_c = tl.arange(0, 2 * CODES)
+        code_is_column = offs_c >= CODES
+        codes = offs_c % CODES
+        query_position = tl.where(code_is_column[None, :], query_col[:, None], query_row[:, None])
+        # Codes past the window (≥ WINDOW) meet only keys outside it, which are masked: clamp their index.
+        shift = tl.minimum(tl.maximum(query_position - codes[None, :] + WINDOW - 1, 0), SPAN - 1)
+        shift += tl.where(code_is_column, SPAN, 0)[None, :]
+        # Rounded to the input dtype, as the reference's einsum rounds its relative terms; in base 2 like the scores.
+        relative = (tl.gather(by_offset, shift, 1) * LOG2E).to(q.dtype)
 
         key_bias = tl.load(BIAS + channels + head * HEAD_DIM + offs_d)
         value_bias = tl.load(BIAS + 2 * channels + head * HEAD_DIM + offs_d)
@@ -121,11 +127,10 @@ if triton is not None:
             cells = base + key_y[:, None] * qkv_sh + key_x[:, None] * qkv_sw + offs_d[None, :]
             k = tl.where(in_map, tl.load(cells + channels, mask=in_map, other=0.0), key_bias[None, :])
             v = tl.where(in_map, tl.load(cells + 2 * channels, mask=in_map, other=0.0), value_bias[None, :])
-            row_codes = (key_row[None, :] == offs_r[:, None]).to(q.dtype)
-            col_codes = (key_col[None, :] == offs_r[:, None]).to(q.dtype)
-            bias = tl.dot(rel_h, row_codes, input_precision=PRECISION)
-            bias = tl.dot(rel_w, col_codes, bias, input_precision=PRECISION)
-            scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias * LOG2E
+            key_position = tl.where(code_is_column[:, None], key_col[None, :], key_row[None, :])
+            key_codes = (key_position == codes[:, None]).to(q.dtype)
+            bias = tl.dot(relative, key_codes, input_precision=PRECISION)
+            scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias
             scores = tl.where(in_window[None, :], scores, float("-inf"))
             new_max = tl.maximum(running_max, tl.max(scores, 1))
             probabilities = tl.exp2(scores - new_max[:, None])
@@ -139,8 +144,8 @@ if triton is not None:
             acc.to(Out.dtype.element_ty), mask=query_ok[:, None],
         )  # fmt: skip
 
-    # The configurations that ran fastest on an H100 at BASE's windows (scratch sweep of 10); a full sweep of 22
-    # faulted with an illegal address at head size 16 on one configuration the short list leaves out.
+    # The configurations that ran fastest on an H100 at BASE's windows in a sweep of 10; a sweep of 22 faulted with
+    # an illegal address at head size 16 on one configuration that this list leaves out.
     _tuned = triton.autotune(
         configs=[
             triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
