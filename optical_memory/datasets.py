@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 from optical_memory.tokens import count_tokens
-from optical_memory.types import Role
+from optical_memory.types import Role, validate_int
 
 SPLITS = ("tune", "report")
 DAY_SECONDS = 86_400.0
@@ -82,14 +82,6 @@ def _validate_split(split: object) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return str(split)
-
-
-def _positive_int(value: object, field_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field_name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{field_name} must be >= 1, got {value}")
-    return value
 
 
 def _seconds(stamp: str) -> float:
@@ -160,7 +152,7 @@ def chitchat_session(
     header line.
     """
     split = _validate_split(split)
-    min_tokens = _positive_int(min_tokens, "min_tokens")
+    min_tokens = validate_int(min_tokens, field_name="min_tokens", minimum=1)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not gap_seconds >= 0:
@@ -189,7 +181,7 @@ def chitchat_session(
 
 def chitchat_sessions(split: str, *, count: int, min_tokens: int, seed: int = 0, **options: float) -> list[Conversation]:
     """``count`` sessions from ``split`` that share no chat (seeds ``seed``, ``seed + 1``, …)."""
-    count = _positive_int(count, "count")
+    count = validate_int(count, field_name="count", minimum=1)
     sessions: list[Conversation] = []
     used: set[str] = set()
     for offset in range(count):
@@ -264,7 +256,7 @@ def planted_fact_conversation(
     ids. Answers are unique and never occur in the filler, so finding one in a reading can only mean the planted
     sentence was read.
     """
-    facts = _positive_int(facts, "facts")
+    facts = validate_int(facts, field_name="facts", minimum=1)
     if facts > len(FACT_TEMPLATES):
         raise ValueError(f"facts must be at most {len(FACT_TEMPLATES)} (one per question template), got {facts}")
     session = chitchat_session(

@@ -33,6 +33,7 @@ from optical_memory.types import (
     TokenReport,
     Turn,
     validate_budget,
+    validate_int,
     validate_text,
     validate_timestamp,
 )
@@ -64,10 +65,7 @@ def _back_off(attempt: int) -> None:
 
 def validate_options(hot_turns: object, policy: object) -> None:
     """Reject a bad hot window or policy before anything touches the store."""
-    if isinstance(hot_turns, bool) or not isinstance(hot_turns, int):
-        raise TypeError(f"hot_turns must be an int, got {type(hot_turns).__name__}")
-    if hot_turns < 0:
-        raise ValueError(f"hot_turns must be >= 0, got {hot_turns}")
+    validate_int(hot_turns, field_name="hot_turns", minimum=0)
     if policy is not None and not isinstance(policy, ForgettingPolicy):
         raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
 

@@ -27,7 +27,7 @@ from optical_memory.store import (
     turn_to_row,
 )
 from optical_memory.store_schema import ColumnTypes, Query, check_supported, create_statements, migrate, read_version, write_version
-from optical_memory.types import Page, Role, Turn, validate_timestamp
+from optical_memory.types import Page, Role, Turn, validate_int, validate_timestamp
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ class SQLStore(Store):
 
     def load(self, scope: Scope, *, after_turn: int = -1) -> tuple[list[Turn], list[StoredPage]]:
         _check_scope(scope)
-        _check_int(after_turn, "after_turn", minimum=-1)
+        validate_int(after_turn, field_name="after_turn", minimum=-1)
 
         def read(query: Query) -> tuple[list[Turn], list[StoredPage]]:
             turn_rows = query(
@@ -166,7 +166,7 @@ class SQLStore(Store):
         self, scope: Scope, turn: Turn | None, pages: Sequence[tuple[Page, bytes]], *, expected_turns: int
     ) -> None:
         _check_scope(scope)
-        _check_int(expected_turns, "expected_turns", minimum=0)
+        validate_int(expected_turns, field_name="expected_turns", minimum=0)
         turn_row = None if turn is None else self._turn_row(turn, expected_turns)
         page_rows = _page_rows(pages, turns_after=expected_turns + (turn is not None))
 
@@ -221,7 +221,7 @@ class SQLStore(Store):
 
     def replace_image(self, scope: Scope, page_index: int, key: str, image: bytes, tier: str) -> None:
         _check_scope(scope)
-        _check_int(page_index, "page_index", minimum=0)
+        validate_int(page_index, field_name="page_index", minimum=0)
         _check_key(key, "key")
         _check_key(tier, "tier")
         if not isinstance(image, (bytes, bytearray)):
@@ -342,13 +342,6 @@ def _check_key(value: object, field_name: str) -> None:
     if not value:
         raise ValueError(f"{field_name} must not be empty")
     _check_encodable(value, field_name)
-
-
-def _check_int(value: object, field_name: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field_name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{field_name} must be >= {minimum}, got {value}")
 
 
 def _check_encodable(text: str, field_name: str) -> None:

@@ -51,6 +51,15 @@ def validate_text(value: object, *, field_name: str = "content") -> str:
     return value
 
 
+def validate_int(value: object, *, field_name: str, minimum: int) -> int:
+    """An int of at least ``minimum`` (bools refused); errors name ``field_name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field_name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{field_name} must be >= {minimum}, got {value}")
+    return value
+
+
 def validate_timestamp(value: object, *, field_name: str = "timestamp") -> float:
     """Seconds since the epoch: a finite number (bools refused), returned as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
-from optical_memory.types import LineBox, Page, Role, Turn, TurnSegment
+from optical_memory.types import LineBox, Page, Role, Turn, TurnSegment, validate_int
 from renderers.fonts import FontFace
 from renderers.style import RenderStyle
 
@@ -395,11 +395,8 @@ def render_key(text: str, style_key: str) -> str:
 def _validate(turns: Sequence[Turn], first_page_index: int, first_turn_offset: int) -> None:
     if isinstance(turns, (str, bytes)) or not isinstance(turns, Sequence):
         raise TypeError(f"turns must be a sequence of Turn, got {type(turns).__name__}")
-    for name, value in (("first_page_index", first_page_index), ("first_turn_offset", first_turn_offset)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+    validate_int(first_page_index, field_name="first_page_index", minimum=0)
+    validate_int(first_turn_offset, field_name="first_turn_offset", minimum=0)
     for position, turn in enumerate(turns):
         if not isinstance(turn, Turn):
             raise TypeError(f"turns[{position}] must be a Turn, got {type(turn).__name__}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PIL import Image
 
+from optical_memory.types import validate_int
+
 
 def as_rgb(image: object) -> Image.Image:
     """The image as RGB; a ``TypeError`` naming ``image`` for anything that is not a PIL image."""
@@ -27,10 +29,4 @@ def upscale_longest_side(image: Image.Image, target: int | None) -> Image.Image:
 
 def optional_int(value: object, *, field_name: str, minimum: int) -> int | None:
     """``None``, or an int of at least ``minimum``; errors name ``field_name``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field_name} must be an int or None, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{field_name} must be at least {minimum}, got {value}")
-    return value
+    return None if value is None else validate_int(value, field_name=field_name, minimum=minimum)
