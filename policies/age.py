@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from optical_memory.types import Consumer, Page
-from policies.base import ForgettingPolicy, Levels
+from policies.base import ForgettingPolicy, Levels, last_level
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -68,8 +68,8 @@ class AgeSchedule(ForgettingPolicy):
             columns.append(self._column((turn_count - 1 - page.turn_indices[-1] for page in pages), self.turn_steps))
         if self.time_steps is not None:
             columns.append(self._column((now - page.timestamp for page in pages), self.time_steps))
-        top = len(consumer.tiers) - 1
-        return [None if None in levels else min(max(levels), top) for levels in zip(*columns)]  # type: ignore[type-var]
+        blurriest = last_level(consumer)
+        return [None if None in levels else min(max(levels), blurriest) for levels in zip(*columns)]  # type: ignore[type-var]
 
     def _column(self, ages: Iterable[float], steps: Steps) -> Levels:
         """The level of every age on one ladder (``None`` past its end, unless ``forget`` is off)."""

@@ -25,6 +25,21 @@ def last_level(consumer: Consumer) -> int:
     return len(consumer.tiers) - 1
 
 
+def base_levels(
+    base: ForgettingPolicy | None,
+    pages: Sequence[Page],
+    consumer: Consumer,
+    *,
+    now: float,
+    turn_count: int,
+    budget: int | None,
+) -> Levels:
+    """Where a budget policy starts: what ``base`` chooses, or every page at the sharpest tier without a base."""
+    if base is None:
+        return [0] * len(pages)
+    return base.choose(pages, consumer, now=now, turn_count=turn_count, budget=budget)
+
+
 def is_monotone(levels: Sequence[int | None]) -> bool:
     """Older pages (earlier in the list) are never sharper than newer ones; forgotten counts as blurriest."""
     rank = [float("inf") if level is None else level for level in levels]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from optical_memory.types import Consumer, Page
 from policies.age import AgeSchedule
-from policies.base import ForgettingPolicy, Levels, last_level, view_cost
+from policies.base import ForgettingPolicy, Levels, base_levels, last_level, view_cost
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,7 @@ class TokenBudget(ForgettingPolicy):
     def choose(
         self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
     ) -> Levels:
-        if self.base is None:
-            levels: Levels = [0] * len(pages)
-        else:
-            levels = self.base.choose(pages, consumer, now=now, turn_count=turn_count, budget=budget)
+        levels = base_levels(self.base, pages, consumer, now=now, turn_count=turn_count, budget=budget)
         if budget is None:
             return levels
         if budget < 0:

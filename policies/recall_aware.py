@@ -21,8 +21,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+import numpy as np
+
 from optical_memory.types import GUNDAM_TILE, Consumer, Fit, Page, Tier, gundam_grid, validate_budget
-from policies.base import ForgettingPolicy, Levels, view_cost
+from policies.base import ForgettingPolicy, Levels, base_levels, view_cost
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 DEFAULT_CALIBRATION = CALIBRATION_DIR / "rapidocr_deepseek-ocr.json"
@@ -62,15 +64,7 @@ def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
     for px, py in points:
         merged.setdefault(px, []).append(py)
     xs = sorted(merged)
-    ys = [sum(merged[px]) / len(merged[px]) for px in xs]
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
-        if x0 <= x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    raise AssertionError("x lies within the sorted points")
+    return float(np.interp(x, xs, [sum(merged[px]) / len(merged[px]) for px in xs]))
 
 
 @dataclass(frozen=True)
@@ -195,12 +189,9 @@ class RecallAwareBudget(ForgettingPolicy):
     def choose(
         self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
     ) -> Levels:
-        if self.base is None:
-            caps: Levels = [0] * len(pages)
-        else:
-            caps = self.base.choose(pages, consumer, now=now, turn_count=turn_count, budget=budget)
+        caps = base_levels(self.base, pages, consumer, now=now, turn_count=turn_count, budget=budget)
         if budget is None:
-            return list(caps)
+            return caps
         budget = validate_budget(budget)
         model = self.recall_model()
         depth = len(consumer.tiers)
