@@ -72,8 +72,9 @@ def attend_map(layer: DeepseekOcr2SamVisionLayer, qkv: torch.Tensor) -> torch.Te
     attention, window = layer.attn, layer.window_size
     if window == 0:
         return attention.attend(qkv)
-    if attention.attends_windows_in_place(qkv, window):
-        return attention.attend_windows(qkv, window)
+    mixed = attention.attend_windows_in_place(qkv, window)
+    if mixed is not None:
+        return mixed
     padded = _pad_with_bias(qkv, attention.qkv.bias, window)
     windows, padded_shape = layer.window_partition(padded, window)
     return layer.window_unpartition(attention.attend(windows), window, padded_shape, tuple(qkv.shape[1:3]))

@@ -21,8 +21,7 @@ query. The reference kinds build that bias as a full [heads, N, N] mask (N = 4,0
 
 The fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
 the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``; a kind
-whose :meth:`~FusedSamAttention.attends_windows_in_place` says so also takes the un-partitioned map
-(:meth:`~FusedSamAttention.attend_windows`).
+that can attend windows on the un-partitioned map does so in :meth:`~FusedSamAttention.attend_windows_in_place`.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
 )
 
 from optical_memory.rel_pos_attention_kernel import kernel_runs, rel_pos_attention
-from optical_memory.window_attention_kernel import MAX_WINDOW, window_attention, window_kernel_runs
+from optical_memory.window_attention_kernel import window_attention, window_kernel_runs
 
 # scaled_dot_product_attention kernels want head sizes in multiples of 8 elements (16-byte rows in bf16).
 HEAD_DIM_ALIGNMENT = 8
@@ -86,14 +85,11 @@ class FusedSamAttention(_Fp32RelativePositions, DeepseekOcr2SamVisionAttention):
         mixed = self.attention(query, key, value, rel_h, rel_w, width)
         return mixed.transpose(1, 2).reshape(batch, height, width, -1)
 
-    def attends_windows_in_place(self, qkv: torch.Tensor, window: int) -> bool:
-        """Whether :meth:`attend_windows` takes this un-partitioned [batch, height, width, 3·hidden] map."""
-        return False
-
-    def attend_windows(self, qkv: torch.Tensor, window: int) -> torch.Tensor:
-        """Windowed attention over the un-partitioned map, its padding filled with the ``qkv`` bias → [batch, height,
-        width, hidden] before ``proj``; only where :meth:`attends_windows_in_place` is true."""
-        raise NotImplementedError(f"{type(self).__name__} attends partitioned windows only")
+    def attend_windows_in_place(self, qkv: torch.Tensor, window: int) -> torch.Tensor | None:
+        """Windowed attention over the un-partitioned [batch, height, width, 3·hidden] map, its padding filled with
+        the ``qkv`` bias → [batch, height, width, hidden] before ``proj``; ``None`` where this kind cannot (the caller
+        then attends padded partitions)."""
+        return None
 
     def relative_terms(self, query: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``rel_h`` [batch, heads, N, height] and ``rel_w`` [batch, heads, N, width] from the unscaled query."""
@@ -160,10 +156,9 @@ class SamTritonAttention(SamFoldedAttention):
     run on, this kind runs the folded product.
     """
 
-    def attends_windows_in_place(self, qkv, window):
-        return window_kernel_runs(qkv, self.qkv.out_features // (3 * self.num_attention_heads), window)
-
-    def attend_windows(self, qkv, window):
+    def attend_windows_in_place(self, qkv, window):
+        if not window_kernel_runs(qkv, self.qkv.out_features // (3 * self.num_attention_heads), window):
+            return None
         return window_attention(
             qkv,
             self.qkv.bias,
@@ -175,8 +170,10 @@ class SamTritonAttention(SamFoldedAttention):
 
     def attend(self, qkv):
         side = qkv.shape[1]
-        if side == qkv.shape[2] and side <= MAX_WINDOW and self.attends_windows_in_place(qkv, side):
-            return self.attend_windows(qkv, side)  # one window: the whole grid, no padding
+        if side == qkv.shape[2]:  # a square grid no wider than a window is one window, without padding
+            mixed = self.attend_windows_in_place(qkv, side)
+            if mixed is not None:
+                return mixed
         return super().attend(qkv)
 
     def attention(self, query, key, value, rel_h, rel_w, width):
