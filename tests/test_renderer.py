@@ -135,14 +135,17 @@ def test_full_flags_and_resume_offsets(small):
     assert layouts[-1].full == (room < style.turn_gap_px + 2 * style.line_height)
 
 
+def resumed_at(renderer, turns, layout):
+    """Paginate again from where ``layout``'s page starts, as a memory does after reopening."""
+    first = layout.page.segments[0]
+    return renderer.paginate(turns[first.turn_index:], first_page_index=layout.page.index, first_turn_offset=first.start)
+
+
 def test_resuming_from_any_full_page_reproduces_the_following_pages(small):
     turns = chat(24, seed=5)
     layouts = small.paginate(turns)
     for position, layout in enumerate(layouts):
-        first = layout.page.segments[0]
-        resumed = small.paginate(
-            turns[first.turn_index:], first_page_index=layout.page.index, first_turn_offset=first.start
-        )
+        resumed = resumed_at(small, turns, layout)
         assert [r.page for r in resumed] == [l.page for l in layouts[position:]]
         assert [r.full for r in resumed] == [l.full for l in layouts[position:]]
 
@@ -418,10 +421,7 @@ def test_random_unicode_resumes_exactly_and_full_pages_are_final(small, contents
     turns = [Turn(i, Role.USER, content, float(i)) for i, content in enumerate(contents)]
     everything = small.paginate(turns)
     for position, layout in enumerate(everything):
-        first = layout.page.segments[0]
-        resumed = small.paginate(
-            turns[first.turn_index:], first_page_index=layout.page.index, first_turn_offset=first.start
-        )
+        resumed = resumed_at(small, turns, layout)
         assert [r.page for r in resumed] == [l.page for l in everything[position:]]
     for count in range(1, len(turns)):
         for layout in small.paginate(turns[:count]):

@@ -34,9 +34,8 @@ from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page
 from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
-from optical_memory.memory import validate_options
 from optical_memory.backends import open_store
-from optical_memory.memory import OpticalMemory
+from optical_memory.memory import OpticalMemory, validate_options
 from optical_memory.store import Store
 from optical_memory.types import validate_budget
 from policies import ForgettingPolicy
