@@ -24,7 +24,7 @@ import torch
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2SamVisionLayer
 
 from benchmarks.encoder_throughput import relative_error, time_device
-from optical_memory import rel_pos_attention_kernel, window_attention_kernel
+from optical_memory import global_attention_kernel, window_attention_kernel
 from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
 from optical_memory.deepencoder_fast import attend_map
 from optical_memory.sam_attention import SAM_ATTENTION
@@ -85,7 +85,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tuned = {
         str(key): str(chosen)
-        for kernel in (rel_pos_attention_kernel, window_attention_kernel)
+        for kernel in (global_attention_kernel, window_attention_kernel)
         for key, chosen in kernel.tuned_configs().items()
     }
     print(json.dumps(tuned, indent=1))

@@ -13,11 +13,11 @@ query. The reference kinds build that bias as a full [heads, N, N] mask (N = 4,0
 - ``flex``: ``torch.nn.attention.flex_attention`` with a ``score_mod`` that adds ``rel_h[q, key_row]`` and
   ``rel_w[q, key_col]`` inside the kernel (eager runs an unfused reference). Exact and memory-light, but its
   compiled kernel with this gathered score modification measured 5-7x slower than ``folded`` on the H100.
-- ``triton``: flash-attention kernels of this library's own that add ``rel_h``/``rel_w`` inside the kernel: the
-  useful attention FLOPs only, no widened copies. Global blocks run ``optical_memory.rel_pos_attention_kernel``;
-  windows run ``optical_memory.window_attention_kernel``, which also computes the relative terms and reads and
-  writes the un-partitioned map in place. The fastest kind measured; where Triton does not run (CPU builds of
-  torch), it runs ``folded``.
+- ``triton``: flash-attention kernels of this library's own that compute ``rel_h``/``rel_w`` and add them inside
+  the kernel: the useful attention FLOPs only, no widened copies, and the ``qkv`` map read and the output written
+  in place (no head split, partition or merge copies). Global blocks run ``optical_memory.global_attention_kernel``,
+  windows ``optical_memory.window_attention_kernel``. The fastest kind measured; where Triton does not run (CPU
+  builds of torch), it runs ``folded``.
 
 The fused kinds expose :meth:`FusedSamAttention.attend` (projected ``qkv`` → attention output before ``proj``), which
 the DeepEncoder's fast path calls directly so that the window padding never goes through ``qkv`` or ``proj``; a kind
@@ -36,7 +36,7 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2SamVisionSdpaAttention,
 )
 
-from optical_memory.rel_pos_attention_kernel import kernel_runs, rel_pos_attention
+from optical_memory.global_attention_kernel import global_attention, global_kernel_runs
 from optical_memory.window_attention_kernel import window_attention, window_kernel_runs
 
 # scaled_dot_product_attention kernels want head sizes in multiples of 8 elements (16-byte rows in bf16).
@@ -149,15 +149,20 @@ class SamFoldedAttention(FusedSamAttention):
 
 
 class SamTritonAttention(SamFoldedAttention):
-    """The bias added inside Triton flash-attention kernels: windows (and grids up to a window's size) run
-    ``optical_memory.window_attention_kernel`` in place, global blocks ``optical_memory.rel_pos_attention_kernel``.
+    """The bias added inside Triton flash-attention kernels that read the ``qkv`` map and write the output in place:
+    windows (and grids up to a window's size) run ``optical_memory.window_attention_kernel``, global blocks
+    ``optical_memory.global_attention_kernel``; each computes the relative terms itself.
 
     On CUDA the kernels take every SAM grid (14×14 windows, global blocks up to 128 wide); on devices Triton does not
     run on, this kind runs the folded product.
     """
 
+    @property
+    def head_dim(self) -> int:
+        return self.qkv.out_features // (3 * self.num_attention_heads)
+
     def attend_windows_in_place(self, qkv, window):
-        if not window_kernel_runs(qkv, self.qkv.out_features // (3 * self.num_attention_heads), window):
+        if not window_kernel_runs(qkv, self.head_dim, window):
             return None
         return window_attention(
             qkv,
@@ -169,17 +174,15 @@ class SamTritonAttention(SamFoldedAttention):
         )
 
     def attend(self, qkv):
-        side = qkv.shape[1]
-        if side == qkv.shape[2]:  # a square grid no wider than a window is one window, without padding
-            mixed = self.attend_windows_in_place(qkv, side)
+        height, width = qkv.shape[1:3]
+        if height == width:  # a square grid no wider than a window is one window, without padding
+            mixed = self.attend_windows_in_place(qkv, height)
             if mixed is not None:
                 return mixed
+        if global_kernel_runs(qkv, self.head_dim):
+            table_h = self.relative_table(height, self.rel_pos_h)
+            return global_attention(qkv, table_h, self.relative_table(width, self.rel_pos_w), self.scale)
         return super().attend(qkv)
-
-    def attention(self, query, key, value, rel_h, rel_w, width):
-        if kernel_runs(query, width):
-            return rel_pos_attention(query, key, value, rel_h, rel_w, width, self.scale)
-        return super().attention(query, key, value, rel_h, rel_w, width)
 
 
 SAM_ATTENTION: dict[str, type[DeepseekOcr2SamVisionAttention]] = {

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from optical_memory.rel_pos_attention_kernel import SUPPORTED_HEAD_DIMS, interpreting, kernel_takes_dtype
+from optical_memory.kernel_support import dot_precision, interpreting, kernel_takes
 
 try:
     import triton
@@ -37,14 +37,7 @@ MAX_WINDOW = 16
 
 def window_kernel_runs(qkv: torch.Tensor, head_dim: int, window: int) -> bool:
     """Whether the kernel takes a [batch, height, width, 3·hidden] map with ``window``-sided windows of this head size."""
-    return (
-        triton is not None
-        and kernel_takes_dtype(qkv)
-        and 0 < window <= MAX_WINDOW
-        and head_dim in SUPPORTED_HEAD_DIMS
-        and qkv.shape[-1] % (3 * head_dim) == 0
-        and qkv.stride(-1) == 1
-    )
+    return kernel_takes(qkv, head_dim) and 0 < window <= MAX_WINDOW
 
 
 if triton is not None:
@@ -74,7 +67,7 @@ if triton is not None:
         window_x = program % WINDOWS_X
         program = program // WINDOWS_X
         window_y = program % WINDOWS_Y
-        batch = program // WINDOWS_Y
+        batch = (program // WINDOWS_Y).to(tl.int64)  # offsets past 2³¹ at large batches
         if window_y * WINDOW + first_query // WINDOW >= HEIGHT:
             return  # the block holds padded rows only
         channels = heads * HEAD_DIM
@@ -136,7 +129,7 @@ if triton is not None:
             probabilities = tl.exp2(scores - new_max[:, None])
             correction = tl.exp2(running_max - new_max)
             running_sum = running_sum * correction + tl.sum(probabilities, 1)
-            acc = acc * correction[:, None] + tl.dot(probabilities.to(v.dtype), v, input_precision=PRECISION)
+            acc = tl.dot(probabilities.to(v.dtype), v, acc * correction[:, None], input_precision=PRECISION)
             running_max = new_max
         acc = acc / running_sum[:, None]
         tl.store(
@@ -211,7 +204,7 @@ def window_attention(
         *qkv.stride()[:3], *output.stride()[:3], table_h.stride(0), table_w.stride(0),
         heads, scale * math.log2(math.e),
         HEIGHT=height, WIDTH=width, WINDOW=window, HEAD_DIM=head_dim,
-        PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32", **meta,
+        PRECISION=dot_precision(qkv.dtype), **meta,
     )  # fmt: skip
     return output
 

@@ -154,7 +154,7 @@ def test_optimized_model_gives_the_reference_logits_and_layout(model):
         with torch.no_grad():
             reference = model(input_ids=ids, **inputs.model_kwargs()).logits
             # folded: Triton's CPU interpreter takes ~90 s over GUNDAM's 4,096-key global view; the triton kind's
-            # kernel is checked on that grid shape in tests/test_rel_pos_attention_kernel.py.
+            # kernel is checked on that grid shape in tests/test_global_attention_kernel.py.
             model.vision.optimize(sam_attention="folded", compile=False)
             [fast_embedding] = encode_views(model, [image], [Mode.GUNDAM])
             fast = model(input_ids=ids, **inputs.model_kwargs()).logits
