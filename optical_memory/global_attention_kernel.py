@@ -24,7 +24,13 @@ import math
 
 import torch
 
-from optical_memory.kernel_support import dot_precision, interpreting, kernel_takes
+from optical_memory.kernel_support import (
+    attended_map_like,
+    chosen_configs,
+    dot_precision,
+    interpreting,
+    kernel_takes,
+)
 
 try:
     import triton
@@ -135,13 +141,7 @@ if triton is not None:
 
 def tuned_configs() -> dict:
     """The tile configuration the autotuner chose per key (grid height and width, head size, dtypes)."""
-    if triton is None or interpreting():
-        return {}
-    return dict(_tuned.cache)
-
-
-def _output_like(qkv: torch.Tensor) -> torch.Tensor:
-    return qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+    return chosen_configs(_tuned if triton is not None else None)
 
 
 def _span(extent: int) -> int:
@@ -171,7 +171,7 @@ def global_attention(qkv: torch.Tensor, table_h: torch.Tensor, table_w: torch.Te
     heads = channels // (3 * head_dim)
     tokens = height * width
     table_h, table_w = (table.to(qkv.dtype).contiguous() for table in (table_h, table_w))
-    output = _output_like(qkv)
+    output = attended_map_like(qkv)
     row_terms = qkv.new_empty(batch * heads * height * tokens)
     launch, meta = _tuned, {}
     if interpreting():  # one fixed tile shape: the interpreter cannot time configurations
@@ -193,4 +193,4 @@ def global_attention(qkv: torch.Tensor, table_h: torch.Tensor, table_w: torch.Te
 
 @global_attention.register_fake
 def _(qkv, table_h, table_w, scale):
-    return _output_like(qkv)
+    return attended_map_like(qkv)

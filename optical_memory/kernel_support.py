@@ -47,3 +47,16 @@ def kernel_takes(tensor: torch.Tensor, head_dim: int) -> bool:
 def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot``'s input precision: exact products for the interpreter's float32, the tensor cores' otherwise."""
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def attended_map_like(qkv: torch.Tensor) -> torch.Tensor:
+    """An empty [batch, height, width, hidden] output for a [batch, height, width, 3·hidden] ``qkv`` map."""
+    return qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+
+
+def chosen_configs(tuned) -> dict:
+    """The tile configuration a ``triton.autotune``-d kernel chose per key; empty where nothing was timed (no
+    Triton, or its interpreter)."""
+    if tuned is None or interpreting():
+        return {}
+    return dict(tuned.cache)

@@ -23,7 +23,13 @@ import math
 
 import torch
 
-from optical_memory.kernel_support import dot_precision, interpreting, kernel_takes
+from optical_memory.kernel_support import (
+    attended_map_like,
+    chosen_configs,
+    dot_precision,
+    interpreting,
+    kernel_takes,
+)
 
 try:
     import triton
@@ -150,13 +156,7 @@ if triton is not None:
 
 def tuned_configs() -> dict:
     """The tile configuration the autotuner chose per key (map height and width, window, head size, dtypes)."""
-    if triton is None or interpreting():
-        return {}
-    return dict(_tuned.cache)
-
-
-def _output_like(qkv: torch.Tensor) -> torch.Tensor:
-    return qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
+    return chosen_configs(_tuned if triton is not None else None)
 
 
 @torch.library.custom_op("optical_memory::sam_window_attention", mutates_args=())
@@ -190,7 +190,7 @@ def window_attention(
     heads = qkv.shape[-1] // (3 * head_dim)
     bias = qkv.new_zeros(qkv.shape[-1]) if qkv_bias is None else qkv_bias.to(qkv.dtype).contiguous()
     table_h, table_w = (table.to(qkv.dtype).contiguous() for table in (table_h, table_w))
-    output = _output_like(qkv)
+    output = attended_map_like(qkv)
     windows = triton.cdiv(height, window) * triton.cdiv(width, window)
     launch, meta = _tuned, {}
     if interpreting():  # one fixed tile shape: the interpreter cannot time configurations
@@ -211,4 +211,4 @@ def window_attention(
 
 @window_attention.register_fake
 def _(qkv, qkv_bias, table_h, table_w, window, scale):
-    return _output_like(qkv)
+    return attended_map_like(qkv)
