@@ -3,14 +3,15 @@
 Run on a CUDA machine::
 
     python -m benchmarks.encoder_throughput run --sections encoder decoder --out DIR
-    python -m benchmarks.encoder_throughput report DIR/encoder_throughput.json [more parts ...]
+    python -m benchmarks.encoder_throughput report DIR/encoder_throughput.json [more parts ...] [--out FOLDER]
 
 ``run`` writes ``DIR/encoder_throughput.json`` after every measurement (a run cut short keeps what it measured);
-``report`` merges parts into ``benchmarks/results/encoder_throughput.json``, draws the PNG beside it and prints the
-README table. The committed results merge three runs on one H100 (device time is scarce): the encoder variants, the
-eager decoder, and a final run of the fast path (the fastest fused kind on BASE, then every mode) with the compiled
-decode step and the end-to-end passes; each part's metadata (commit, torch, driver, measured matmul peak) is kept
-under ``runs`` and each measurement names its part.
+``report`` merges parts into ``encoder_throughput.json`` in ``benchmarks/results`` (or ``--out``), draws the PNG
+beside it and prints the README table. The committed results merge three runs on one H100 (device time is scarce):
+the encoder variants, the eager decoder, and a final run of the fast path (the fastest fused kind on BASE, then
+every mode) with the compiled decode step and the end-to-end passes; each part's metadata (commit, torch, driver,
+measured matmul peak) is kept under ``runs`` and each measurement names its part. ``benchmarks/results/h200`` holds
+a later run of the fast path, the reference and the compiled variant on one H200.
 
 Everything is full size with random weights in bf16 (timing does not depend on the values; random, not zeros, so
 no kernel takes a shortcut). Pixels are random normalised views of each mode's size; GUNDAM pages are one 1024 px
@@ -995,8 +996,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
     runs = data.get("encoder_runs", [])
     variants = [variant for variant in VARIANTS if any(r["variant"] == variant for r in runs)]
     colours = dict(zip(variants, plt.get_cmap("tab10").colors))
-    figure, axes = plt.subplots(1, len(MODES), figsize=(4 * len(MODES), 3.8))
-    for axis, mode in zip(axes, MODES):
+    modes = [mode for mode in MODES if any(r["mode"] == mode.value for r in runs)] or list(MODES)
+    figure, axes = plt.subplots(1, len(modes), figsize=(4 * len(modes), 3.8), squeeze=False)
+    axes = axes[0]
+    for axis, mode in zip(axes, modes):
         for variant in variants:
             points = sorted(
                 (r["batch"], r["pages_per_second"])
@@ -1022,9 +1025,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 def report(args: argparse.Namespace) -> None:
     data = merge(args.parts)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / RESULT_NAME).write_text(json.dumps(data, indent=1))
-    plot(data, RESULTS / PLOT_NAME)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / RESULT_NAME).write_text(json.dumps(data, indent=1))
+    plot(data, args.out / PLOT_NAME)
     print(markdown_table(data))
 
 
@@ -1048,6 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     measure.add_argument("--out", default=str(RESULTS))
     summarise = commands.add_parser("report", help="merge result parts, plot, print the README table")
     summarise.add_argument("parts", nargs="+", type=Path)
+    summarise.add_argument("--out", type=Path, default=RESULTS, help="folder for the merged JSON and the PNG")
     args = parser.parse_args(argv)
     (run if args.command == "run" else report)(args)
 

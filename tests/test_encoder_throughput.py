@@ -14,6 +14,7 @@ from benchmarks.encoder_throughput import (
     analytic_page_flops,
     analytic_view_flops,
     build_encoder,
+    main,
     markdown_table,
     merge,
 )
@@ -64,7 +65,7 @@ def test_greedy_static_cache_decoding_matches_generate():
     assert torch.equal(again, first)
 
 
-def test_merge_and_table_combine_parts(tmp_path):
+def test_merge_and_table_combine_parts(tmp_path, capsys):
     encoder_part = {
         "metadata": {"device": "GPU A"},
         "peak_matmul": {"tflops": 700.0},
@@ -99,3 +100,8 @@ def test_merge_and_table_combine_parts(tmp_path):
     assert "fast path (folded)" in table
     assert "| base | 16 | 90 | – | 450 | 60% | 5.0× | – | 2.5 |" in table
     assert "out of GPU memory" in table
+    # The report command writes the merged JSON and the plot where it is told, and prints the same table.
+    main(["report", *map(str, paths), "--out", str(tmp_path / "report")])
+    assert json.loads((tmp_path / "report" / "encoder_throughput.json").read_text()) == merged
+    assert (tmp_path / "report" / "encoder_throughput.png").read_bytes()[:4] == b"\x89PNG"
+    assert table in capsys.readouterr().out
