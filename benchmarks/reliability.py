@@ -143,6 +143,9 @@ class CrashResult:
 
 def _crash_writer(target: str, session: str, results: Connection) -> None:
     memory = writer_memory(target, session)
+    # A serving process has its tokenizer loaded. Loading it lazily in the first context() (0.3-0.6 s) would put
+    # that call past most kill delays, and so almost no context would ever complete.
+    memory.consumer.text_tokens("warm-up")
     while True:
         index = len(memory.turns)
         memory.add("user" if index % 2 == 0 else "assistant", turn_text(index), timestamp=index * DAY)
