@@ -54,7 +54,7 @@ def attended_map_like(qkv: torch.Tensor) -> torch.Tensor:
     return qkv.new_empty(*qkv.shape[:-1], qkv.shape[-1] // 3)
 
 
-def chosen_configs(tuned) -> dict:
+def chosen_configs(tuned: "triton.runtime.Autotuner | None") -> dict:
     """The tile configuration a ``triton.autotune``-d kernel chose per key; empty where nothing was timed (no
     Triton, or its interpreter)."""
     if tuned is None or interpreting():
