@@ -30,13 +30,9 @@ from optical_memory.kernel_support import (
     dot_precision,
     interpreting,
     kernel_takes,
+    tl,
+    triton,
 )
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU builds of torch have no Triton; the attention kinds fall back (sam_attention)
-    triton = None
 
 MAX_GRID_SIDE = 128
 """Largest grid height and width the kernel takes (a key row is one tile); LARGE's global blocks are 80 wide."""
@@ -79,9 +75,10 @@ if triton is not None:
         program = tl.program_id(0)
         first_query = (program % QUERY_BLOCKS) * BLOCK_M
         batch_head = (program // QUERY_BLOCKS).to(tl.int64)  # offsets past 2³¹ at large batches
+        batch = batch_head // heads
         head = batch_head % heads
         channels = heads * HEAD_DIM
-        base = QKV + (batch_head // heads) * qkv_sb + head * HEAD_DIM
+        base = QKV + batch * qkv_sb + head * HEAD_DIM
         offs_d = tl.arange(0, HEAD_DIM)
 
         offs_m = first_query + tl.arange(0, BLOCK_M)
@@ -122,8 +119,7 @@ if triton is not None:
             running_max = new_max
         acc = acc / running_sum[:, None]
         tl.store(
-            Out + (batch_head // heads) * o_sb + query_y[:, None] * o_sh + query_x[:, None] * o_sw + head * HEAD_DIM
-            + offs_d[None, :],
+            Out + batch * o_sb + query_y[:, None] * o_sh + query_x[:, None] * o_sw + head * HEAD_DIM + offs_d[None, :],
             acc.to(Out.dtype.element_ty), mask=query_ok[:, None],
         )  # fmt: skip
 

@@ -13,8 +13,9 @@ import torch
 
 try:
     import triton
-except ImportError:
-    triton = None
+    import triton.language as tl
+except ImportError:  # Triton ships with CUDA builds of torch; the kernel modules then define no kernels
+    triton = tl = None
 
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
 

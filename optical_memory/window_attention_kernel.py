@@ -29,13 +29,9 @@ from optical_memory.kernel_support import (
     dot_precision,
     interpreting,
     kernel_takes,
+    tl,
+    triton,
 )
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # CPU builds of torch have no Triton; the attention kinds fall back (sam_attention)
-    triton = None
 
 MAX_WINDOW = 16
 """Largest window side the kernel takes (its relative codes span 16 rows and columns); SAM's windows are 14."""
