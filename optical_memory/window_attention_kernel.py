@@ -6,11 +6,16 @@ padding. This kernel does the same from the [batch, height, width, 3·hidden] ma
 
 - A program takes a block of one window's query cells for one head and reads the window's keys and values where
   they lie in the map. A padded cell's key and value are what a zero row projects to, the ``qkv`` bias, as in the
-  reference, where padded keys take part in attention.
+  reference, where padded keys take part in attention. Such a key's pointer leads to that bias, laid out like a
+  cell: plain loads that feed the dot products directly, with no select per element.
 - Padded queries are skipped (the reference drops their outputs); a block of padding alone returns at once.
 - The relative terms ``rel_h[q, r] = q·R_h[i - r]`` (i the query's row in the window) and ``rel_w`` come from one
   small product with both tables, of which each query gathers its columns ``i - r`` (and ``j - c``); each key tile's
-  bias then follows by one matmul against one-hot codes of the keys' rows and columns, made in registers.
+  bias then follows by one matmul against one-hot codes of the keys' rows and columns, made in registers. That
+  product is the accumulator the q·kᵀ product starts from: scores stay in units of q·k, and the scale joins the
+  exponent's multiply-add.
+- Keys come in whole tiles, in a software-pipelined loop (the next tile loads while this one computes), then the
+  leftover keys in a tile of their own size: 4 of a 14-sided window's 196 keys fill 16 rows, not a masked 64.
 - The output is written to [batch, height, width, hidden], ready for ``proj``.
 
 So neither the partition and un-partition copies nor the relative-term einsums of the reference layout remain, and
@@ -18,8 +23,6 @@ the padding (72% more rows on a TINY map, 20% on BASE) costs only the keys it ad
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -45,21 +48,61 @@ def window_kernel_runs(qkv: torch.Tensor, head_dim: int, window: int) -> bool:
 if triton is not None:
     CODES = tl.constexpr(MAX_WINDOW)  # relative rows and columns held per query
 
+    @triton.constexpr_function
+    def tail_tile(keys: int) -> int:
+        """Rows of the tile for ``keys`` leftover keys: a power of two, at least a dot product's 16."""
+        return max(16, triton.next_power_of_2(keys))
+
+    @triton.jit
+    def _attend_key_tile(
+        q, relative, acc, running_max, running_sum, base, bias_cell, code_is_column, codes,
+        window_y, window_x, first_key, qkv_sh, qkv_sw, channels, qk_scale,
+        HEIGHT: tl.constexpr, WIDTH: tl.constexpr, WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, TILE: tl.constexpr,
+        LAST: tl.constexpr, PRECISION: tl.constexpr,
+    ):  # fmt: skip
+        """One online-softmax step over the window's keys ``first_key`` … ``first_key + TILE - 1``; only the LAST tile
+        reaches past the window and masks."""
+        offs_n = first_key + tl.arange(0, TILE)
+        key_row = offs_n // WINDOW
+        key_col = offs_n % WINDOW
+        key_y = window_y * WINDOW + key_row
+        key_x = window_x * WINDOW + key_col
+        in_window = offs_n < WINDOW * WINDOW
+        in_map = in_window & (key_y < HEIGHT) & (key_x < WIDTH)
+        # A key past the map reads the qkv bias (what a zero row projects to) through its pointer.
+        cells = tl.where(in_map, base + key_y * qkv_sh + key_x * qkv_sw, bias_cell)
+        cells = cells[:, None] + tl.arange(0, HEAD_DIM)[None, :]
+        k = tl.load(cells + channels)
+        v = tl.load(cells + 2 * channels)
+        key_position = tl.where(code_is_column[:, None], key_col[None, :], key_row[None, :])
+        key_codes = (key_position == codes[:, None]).to(q.dtype)
+        scores = tl.dot(q, tl.trans(k), tl.dot(relative, key_codes, input_precision=PRECISION),
+                        input_precision=PRECISION)  # fmt: skip
+        if LAST:
+            scores = tl.where(in_window[None, :], scores, float("-inf"))
+        new_max = tl.maximum(running_max, tl.max(scores, 1))
+        # Base 2 (exp2 is one instruction), the scale folded into one multiply-add per score.
+        probabilities = tl.exp2(scores * qk_scale - (new_max * qk_scale)[:, None])
+        correction = tl.exp2((running_max - new_max) * qk_scale)
+        running_sum = running_sum * correction + tl.sum(probabilities, 1)
+        acc = tl.dot(probabilities.to(v.dtype), v, acc * correction[:, None], input_precision=PRECISION)
+        return acc, new_max, running_sum
+
     @triton.jit
     def _window_attention_forward(
         QKV, BIAS, TABLE_H, TABLE_W, Out,
         qkv_sb, qkv_sh, qkv_sw, o_sb, o_sh, o_sw, table_h_s, table_w_s,
-        heads, qk_scale,
+        heads, scale,
         HEIGHT: tl.constexpr, WIDTH: tl.constexpr, WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
     ):  # fmt: skip
-        # Scores are kept in base 2 (exp2 is one instruction): the scale and the bias are multiplied by log2(e).
         LOG2E: tl.constexpr = 1.4426950408889634
         WINDOW_TOKENS: tl.constexpr = WINDOW * WINDOW
         QUERY_BLOCKS: tl.constexpr = (WINDOW_TOKENS + BLOCK_M - 1) // BLOCK_M
         WINDOWS_Y: tl.constexpr = (HEIGHT + WINDOW - 1) // WINDOW
         WINDOWS_X: tl.constexpr = (WIDTH + WINDOW - 1) // WINDOW
         SPAN: tl.constexpr = 2 * CODES  # table rows held, ≥ 2·WINDOW - 1
+        WHOLE_KEYS: tl.constexpr = WINDOW_TOKENS // BLOCK_N * BLOCK_N
         # One flat program axis (no 65,535 limit), query blocks of a window and head adjacent for L2 reuse.
         program = tl.program_id(0)
         first_query = (program % QUERY_BLOCKS) * BLOCK_M
@@ -103,48 +146,37 @@ if triton is not None:
         # Codes past the window (≥ WINDOW) meet only keys outside it, which are masked: clamp their index.
         shift = tl.minimum(tl.maximum(query_position - codes[None, :] + WINDOW - 1, 0), SPAN - 1)
         shift += tl.where(code_is_column, SPAN, 0)[None, :]
-        # Rounded to the input dtype, as the reference's einsum rounds its relative terms; in base 2 like the scores.
-        relative = (tl.gather(by_offset, shift, 1) * LOG2E).to(q.dtype)
+        # Divided by the scale, the units of q·k; rounded to the input dtype, as the reference's einsum rounds them.
+        relative = (tl.gather(by_offset, shift, 1) / scale).to(q.dtype)
 
-        key_bias = tl.load(BIAS + channels + head * HEAD_DIM + offs_d)
-        value_bias = tl.load(BIAS + 2 * channels + head * HEAD_DIM + offs_d)
+        qk_scale = scale * LOG2E
         running_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
         running_sum = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-        for first_key in tl.static_range(0, WINDOW_TOKENS, BLOCK_N):
-            offs_n = first_key + tl.arange(0, BLOCK_N)
-            key_row = offs_n // WINDOW
-            key_col = offs_n % WINDOW
-            key_y = window_y * WINDOW + key_row
-            key_x = window_x * WINDOW + key_col
-            in_window = offs_n < WINDOW_TOKENS
-            in_map = (in_window & (key_y < HEIGHT) & (key_x < WIDTH))[:, None]
-            cells = base + key_y[:, None] * qkv_sh + key_x[:, None] * qkv_sw + offs_d[None, :]
-            k = tl.where(in_map, tl.load(cells + channels, mask=in_map, other=0.0), key_bias[None, :])
-            v = tl.where(in_map, tl.load(cells + 2 * channels, mask=in_map, other=0.0), value_bias[None, :])
-            key_position = tl.where(code_is_column[:, None], key_col[None, :], key_row[None, :])
-            key_codes = (key_position == codes[:, None]).to(q.dtype)
-            bias = tl.dot(relative, key_codes, input_precision=PRECISION)
-            scores = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale + bias
-            scores = tl.where(in_window[None, :], scores, float("-inf"))
-            new_max = tl.maximum(running_max, tl.max(scores, 1))
-            probabilities = tl.exp2(scores - new_max[:, None])
-            correction = tl.exp2(running_max - new_max)
-            running_sum = running_sum * correction + tl.sum(probabilities, 1)
-            acc = tl.dot(probabilities.to(v.dtype), v, acc * correction[:, None], input_precision=PRECISION)
-            running_max = new_max
+        for first_key in tl.range(0, WHOLE_KEYS, BLOCK_N):
+            acc, running_max, running_sum = _attend_key_tile(
+                q, relative, acc, running_max, running_sum, base, BIAS + head * HEAD_DIM, code_is_column, codes,
+                window_y, window_x, first_key, qkv_sh, qkv_sw, channels, qk_scale,
+                HEIGHT, WIDTH, WINDOW, HEAD_DIM, BLOCK_N, False, PRECISION,
+            )  # fmt: skip
+        if WHOLE_KEYS < WINDOW_TOKENS:
+            acc, running_max, running_sum = _attend_key_tile(
+                q, relative, acc, running_max, running_sum, base, BIAS + head * HEAD_DIM, code_is_column, codes,
+                window_y, window_x, WHOLE_KEYS, qkv_sh, qkv_sw, channels, qk_scale,
+                HEIGHT, WIDTH, WINDOW, HEAD_DIM, tail_tile(WINDOW_TOKENS - WHOLE_KEYS), True, PRECISION,
+            )  # fmt: skip
         acc = acc / running_sum[:, None]
         tl.store(
             Out + batch * o_sb + query_y[:, None] * o_sh + query_x[:, None] * o_sw + head * HEAD_DIM + offs_d[None, :],
             acc.to(Out.dtype.element_ty), mask=query_ok[:, None],
         )  # fmt: skip
 
-    # The configurations that ran fastest on an H100 at BASE's windows in a sweep of 10; a sweep of 22 faulted with
-    # an illegal address at head size 16 on one configuration that this list leaves out.
+    # An H200 chose (64, 64, 4 warps, 3 stages) at BASE's and TINY's windows.
     _tuned = triton.autotune(
         configs=[
             triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
-            for block_m, block_n, warps, stages in ((64, 64, 4, 2), (64, 128, 4, 1), (128, 64, 8, 2), (128, 128, 8, 1))
+            for block_m, block_n, warps in ((64, 64, 4), (64, 128, 4), (128, 64, 8), (128, 128, 8))
+            for stages in (2, 3)
         ],
         key=["HEIGHT", "WIDTH", "WINDOW", "HEAD_DIM"],
     )(_window_attention_forward)
@@ -198,7 +230,7 @@ def window_attention(
     launch[grid](
         qkv, bias, table_h, table_w, output,
         *qkv.stride()[:3], *output.stride()[:3], table_h.stride(0), table_w.stride(0),
-        heads, scale * math.log2(math.e),
+        heads, scale,
         HEIGHT=height, WIDTH=width, WINDOW=window, HEAD_DIM=head_dim,
         PRECISION=dot_precision(qkv.dtype), **meta,
     )  # fmt: skip
