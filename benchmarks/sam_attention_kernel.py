@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2SamVisionLayer
 
-from benchmarks.encoder_throughput import relative_error, time_device
+from benchmarks.encoder_throughput import metadata, relative_error, time_device
 from optical_memory import global_attention_kernel, window_attention_kernel
 from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
 from optical_memory.deepencoder_fast import attend_map
@@ -47,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--commit", default=None, help="git commit to record (default: git rev-parse HEAD)")
     args = parser.parse_args()
     device = torch.device("cuda")
     config = DeepSeekOCRConfig().sam_config
@@ -89,7 +90,7 @@ def main() -> None:
         for key, chosen in kernel.tuned_configs().items()
     }
     print(json.dumps(tuned, indent=1))
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows, "tuned": tuned}
+    result = {"metadata": metadata(device, args.commit, tiny=False), "rows": rows, "tuned": tuned}
     (args.out / RESULT_NAME).write_text(json.dumps(result, indent=1))
     print(f"{'shape':12} {'batch':>5} {'kind':8} {'ms':>8} {'TFLOP/s':>8} {'error':>9}")
     for row in rows:
