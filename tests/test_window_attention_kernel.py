@@ -59,6 +59,7 @@ def projected_map(batch, height, width, heads, head_dim, window, seed, dtype=DTY
         (17, 17, 14, 16),  # padded in both directions: 3 of 4 windows mostly padding
         (30, 20, 14, 32),  # several windows, a non-square map
         (5, 9, 4, 16),  # a small window: query blocks span several window rows
+        (12, 9, 8, 16),  # 64 keys per window: whole key tiles only, no leftover tile (in the interpreter's tiling)
     ],
 )
 def test_kernel_equals_windowed_attention_over_the_bias_padded_map(height, width, window, head_dim):
