@@ -11,7 +11,7 @@ beside it and prints the README table. The committed results merge three runs on
 the encoder variants, the eager decoder, and a final run of the fast path (the fastest fused kind on BASE, then
 every mode) with the compiled decode step and the end-to-end passes; each part's metadata (commit, torch, driver,
 measured matmul peak) is kept under ``runs`` and each measurement names its part. ``benchmarks/results/h200`` holds
-a later run of the fast path, the reference and the compiled variant on one H200.
+two later runs on one H200, merged the same way: every encoder variant side by side, then the decoder section.
 
 Everything is full size with random weights in bf16 (timing does not depend on the values; random, not zeros, so
 no kernel takes a shortcut). Pixels are random normalised views of each mode's size; GUNDAM pages are one 1024 px
