@@ -6,7 +6,7 @@ Run ``python -m benchmarks.compression_recall [--quick] [--reader rapidocr|tesse
 1. **Density sweep.** Real chats (chitchat, one turn per chat so pages are full paragraphs; a few planted facts) are
    rendered at several body font sizes on the consumer's canvas; the first full pages are fitted to every mode
    (DeepSeek-OCR: LARGE, BASE, SMALL, TINY, GUNDAM; a host consumer: its tiers), read back, and scored
-   (``optical_memory.metrics``). Text tokens are cl100k (``optical_memory.tokens``); compression = text tokens /
+   (``benchmarks.metrics``). Text tokens are cl100k (``optical_memory.core.tokens``); compression = text tokens /
    valid vision tokens (or the host's image tokens). The effective glyph height is the font's cap height times the
    scale the fit applies. A CPU OCR reader shows whether *the pixels still hold the text*; it is not DeepSeek-OCR
    decoding. For GUNDAM a CPU reader reads the 640-px tiles stitched back together (the sharpest pixels the encoder
@@ -39,26 +39,37 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from fontTools.ttLib import TTFont
-from PIL import Image
-
-from optical_memory.consumers import BaseConsumer, DeepSeekOCRConsumer, get_consumer
-from optical_memory.datasets import Conversation, planted_fact_conversation
-from optical_memory.imaging import fit_to_mode, fit_to_tier, gundam_views
-from optical_memory.memory import OpticalMemory
-from optical_memory.metrics import facts_found, score
-from optical_memory.readers import ReadCache, Reader, ReadStats, get_reader, read_many, reader_fingerprint
-from optical_memory.tokens import TOKENIZER_NAME, count_tokens
-from optical_memory.types import Fit, Mode, Page, Tier, Turn, gundam_grid
-from policies import AgeSchedule, ForgettingPolicy, TokenBudget
-from policies.recall_aware import (
+from optical_memory.policies import AgeSchedule, ForgettingPolicy, TokenBudget
+from optical_memory.policies.recall_aware import (
     CALIBRATION_DIR,
     CalibratedRecall,
     CalibrationPoint,
     RecallAwareBudget,
     line_height,
-    vertical_scale,
 )
-from renderers import PageRenderer, RenderStyle
+from optical_memory.renderers import PageRenderer, RenderStyle
+from PIL import Image
+
+from benchmarks.datasets import Conversation, planted_fact_conversation
+from benchmarks.metrics import facts_found, score
+from optical_memory.core.consumers import (
+    BaseConsumer,
+    DeepSeekOCRConsumer,
+    get_consumer,
+)
+from optical_memory.core.geometry import Fit, Mode, Tier, glyph_scale, gundam_grid
+from optical_memory.core.imaging import fit_to_mode, fit_to_tier, gundam_views
+from optical_memory.core.tokens import TOKENIZER_NAME, count_tokens
+from optical_memory.core.types import Page, Turn
+from optical_memory.memory import OpticalMemory
+from optical_memory.readers import (
+    ReadCache,
+    Reader,
+    ReadStats,
+    get_reader,
+    read_many,
+    reader_fingerprint,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SEED = 0
@@ -258,7 +269,7 @@ def sweep(
             recovery = score(text, page.text, facts)
             text_tokens = count_tokens(page.text)
             image_tokens, positions = price(consumer, page, level, tier)
-            scale = vertical_scale(page.width, page.height, tier)
+            scale = glyph_scale(page.width, page.height, tier)
             rows.append(
                 {
                     "reader": service.reader_name,

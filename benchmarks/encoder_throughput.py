@@ -56,13 +56,17 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import StaticCache
-from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2VisionConfig
-from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel
+from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import (
+    DeepseekOcr2VisionConfig,
+)
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
+    DeepseekOcr2VisionModel,
+)
 
-from optical_memory.configuration_deepseek_ocr import FULL_SAM, DeepSeekOCRConfig
-from optical_memory.deepencoder import DeepEncoder
-from optical_memory.modeling_deepseek_ocr import DeepSeekOCR
-from optical_memory.types import GUNDAM_TILE, Mode
+from optical_memory.core.geometry import GUNDAM_TILE, Mode
+from optical_memory.model.configuration_deepseek_ocr import FULL_SAM, DeepSeekOCRConfig
+from optical_memory.model.deepencoder import DeepEncoder
+from optical_memory.model.modeling_deepseek_ocr import DeepSeekOCR
 
 RESULTS = Path(__file__).parent / "results"
 RESULT_NAME = "encoder_throughput.json"
@@ -525,7 +529,7 @@ def run_encoder_section(
         recorder.put("encoder", "relative_error_vs_fp32_reference", {"error": f"{type(error).__name__}: {error}"})
 
     def measure(variant: str, mode: Mode) -> None:
-        # The analytic count equals FlopCounterMode's on explicit attention (tests/test_encoder_throughput.py);
+        # The analytic count equals FlopCounterMode's on explicit attention (tests/benchmarks/test_encoder_throughput.py);
         # the peer has no analytic count here and uses the counter's.
         own_flops = flops[mode.value]["counted_peer_ocr2" if variant == "peer_ocr2" else "analytic_reference"]
         for batch in batches:
@@ -826,7 +830,7 @@ def run_input_section(recorder: Recorder, device: torch.device, pages_in_batch: 
     """Host side of a BASE batch: CPU float32 then a pageable copy, against uint8 pinned and normalised on the GPU."""
     from PIL import Image, ImageDraw
 
-    from optical_memory.preprocessing import preprocess
+    from optical_memory.model.preprocessing import preprocess
 
     pages = []
     for index in range(pages_in_batch):

@@ -1,7 +1,7 @@
 """Reliability under faults: writers killed at random moments, many writers at once, and a full disk.
 
 Run: ``python -m benchmarks.reliability [--crash-trials 1000] [--processes 8] [--turns 200] [--postgres URL]``.
-Prints a table and writes ``benchmarks/results/reliability.json``. The tests (``tests/test_store_faults.py``) run
+Prints a table and writes ``benchmarks/results/reliability.json``. The tests (``tests/store/test_store_faults.py``) run
 the same scenarios at smaller counts.
 
 - crash: one writer process per trial adds turns through ``OpticalMemory`` (a tiny page and a one-turn hot window,
@@ -30,15 +30,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from optical_memory.policies import AgeSchedule
+from optical_memory.renderers import RenderStyle
 from tqdm import tqdm
 
-from optical_memory.backends import open_store
-from optical_memory.imaging import decode_png
+from optical_memory.core.imaging import decode_png
 from optical_memory.memory import OpticalMemory
-from optical_memory.sqlite_store import SQLiteStore
-from optical_memory.store import Scope, Store, StoreError
-from policies import AgeSchedule
-from renderers import RenderStyle
+from optical_memory.store.backends import open_store
+from optical_memory.store.base import Scope, Store, StoreError
+from optical_memory.store.sqlite import SQLiteStore
 
 RESULTS = Path(__file__).parent / "results"
 

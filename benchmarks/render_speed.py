@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.render_speed [--preset deepseek-ocr] [--repeats 5]``. Prints a table and writes
 ``benchmarks/results/render_speed.json``.
 
-Workload: real human chats (chitchat corpus, ``report`` split, see ``optical_memory.datasets``) whose consecutive
+Workload: real human chats (chitchat corpus, ``report`` split, see ``benchmarks.datasets``) whose consecutive
 messages are merged into turns of at least ``--turn-tokens`` cl100k tokens, so turns have the length of LLM chat turns
 and a full 1280 px page at the ``deepseek-ocr`` preset holds about 1,000 tokens (raw chitchat turns are one-liners and
 fill a page with headers). The process is pinned to one CPU and rates are pages per CPU-second of this process, so
@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import PIL
+from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, render_key
+from optical_memory.renderers.png import encode_page_png
 from PIL import Image
 from tqdm import tqdm
 
-from optical_memory.datasets import chitchat_session
-from optical_memory.imaging import encode_png
-from optical_memory.tokens import TOKENIZER_NAME, count_tokens
-from optical_memory.types import Role, Turn
+from benchmarks.datasets import chitchat_session
 from benchmarks.memory_overhead import measure_memory_overhead
-from renderers import PageLayout, PageRenderer, RenderStyle, render_key
-from renderers.png import encode_page_png
+from optical_memory.core.imaging import encode_png
+from optical_memory.core.tokens import TOKENIZER_NAME, count_tokens
+from optical_memory.core.types import Role, Turn
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -104,7 +104,7 @@ def measure_rendering(
     """Pages per second per core for each rendering stage, on full pages of real chat text.
 
     Stages: ``paginate`` (layout + ``render_key``), ``draw`` (greyscale image), PNG encoding of that "L" image with
-    ``optical_memory.imaging.encode_png`` (Pillow; also of the RGB conversion, for reference) and with
+    ``optical_memory.core.imaging.encode_png`` (Pillow; also of the RGB conversion, for reference) and with
     ``renderers.png.encode_page_png`` (fixed Up filter + ISA-L deflate), and their sums. ``render_key_us_per_page``
     is the key alone once the text is known; a cache hit costs ``paginate`` (layout is what yields the text).
     """

@@ -5,7 +5,7 @@ Run on a CUDA machine::
     python -m benchmarks.sam_attention_kernel --out DIR
 
 Each kind attends a block's projected map the way the DeepEncoder's fast path does
-(``optical_memory.deepencoder_fast.attend_map``): a global block on a BASE page (64×64 grid) and a TINY page (32×32),
+(``optical_memory.model.deepencoder_fast.attend_map``): a global block on a BASE page (64×64 grid) and a TINY page (32×32),
 and a windowed block on a BASE page (64×64 cut into 25 windows of 14×14 after bias padding; in place for ``triton``,
 through padded partitions for the others). Full-size SAM heads (12 of 64), random ``qkv`` maps and random
 relative-position tables. Useful FLOPs count q·kᵀ and p·v of the reference's attention only (4·N²·head_dim per head
@@ -21,13 +21,15 @@ import json
 from pathlib import Path
 
 import torch
-from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2SamVisionLayer
+from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
+    DeepseekOcr2SamVisionLayer,
+)
 
 from benchmarks.encoder_throughput import metadata, relative_error, time_device
-from optical_memory import global_attention_kernel, window_attention_kernel
-from optical_memory.configuration_deepseek_ocr import DeepSeekOCRConfig
-from optical_memory.deepencoder_fast import attend_map
-from optical_memory.sam_attention import SAM_ATTENTION
+from optical_memory.model.configuration_deepseek_ocr import DeepSeekOCRConfig
+from optical_memory.model.deepencoder_fast import attend_map
+from optical_memory.model.kernels import global_attention, window_attention
+from optical_memory.model.sam_attention import SAM_ATTENTION
 
 KINDS = ("folded", "triton", "flex")
 # name: (grid side, window size, pages per batch).
@@ -86,7 +88,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tuned = {
         str(key): str(chosen)
-        for kernel in (global_attention_kernel, window_attention_kernel)
+        for kernel in (global_attention, window_attention)
         for key, chosen in kernel.tuned_configs().items()
     }
     print(json.dumps(tuned, indent=1))

@@ -8,14 +8,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from optical_memory.types import Fit, Mode, Page, PageView, Role, Tier, TokenReport, Turn
+from optical_memory.core.geometry import Fit, Mode, Tier
+from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
 
 _LAZY = {
     "OpticalMemory": "optical_memory.memory",
     "Context": "optical_memory.context",
-    "get_consumer": "optical_memory.consumers",
-    "compress_messages": "optical_memory.messages",
-    "open_store": "optical_memory.backends",
+    "get_consumer": "optical_memory.core.consumers",
+    "compress_messages": "optical_memory.compress",
+    "open_store": "optical_memory.store.backends",
 }
 
 __all__ = ["Fit", "Mode", "Page", "PageView", "Role", "Tier", "TokenReport", "Turn", *_LAZY]

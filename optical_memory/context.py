@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optical_memory.consumers import BaseConsumer
-from optical_memory.imaging import encode_png, png_data_url
-from optical_memory.types import PageView, Role, TokenReport, Turn
-
-PAGES_PREAMBLE = (
-    "Earlier turns of this conversation, rendered as pages (oldest first). Each page prints its id ('page N'); "
-    "call recall_page with that number for a page's exact text."
-)
+from optical_memory.core.consumers import BaseConsumer
+from optical_memory.core.imaging import encode_png
+from optical_memory.core.types import PageView, TokenReport, Turn
+from optical_memory.messages.dialect import PLAIN_PREAMBLE
+from optical_memory.messages.dialects import OpenAIDialect
 
 
 @dataclass(frozen=True)
@@ -33,32 +30,28 @@ class Context:
 
     def to_openai(self, *, system: str | None = None) -> list[dict[str, Any]]:
         """OpenAI chat-completions messages: optional system prompt, one user message holding the pages as
-        ``image_url`` parts (data URLs; ``detail`` from the tier), then the recent turns as ordinary messages."""
-        messages: list[dict[str, Any]] = []
-        if system is not None:
-            messages.append({"role": "system", "content": system})
+        ``image_url`` parts (data URLs; ``detail`` as the tier was priced), then the recent turns as ordinary messages
+        (a turn whose head is on the last page starts with its "(continued from page N)" mark)."""
+        dialect = OpenAIDialect()
+        messages: list[dict[str, Any]] = [] if system is None else [{"role": "system", "content": system}]
         parts: list[dict[str, Any]] = []
         for view in self.shown_pages:
-            if view.as_text:
-                parts.append({"type": "text", "text": view.page.text})
+            if view.as_text or view.tier is None or view.image is None:
+                parts.append(dialect.text_block(view.page.text))
             else:
-                assert view.image is not None
-                image_url: dict[str, Any] = {"url": png_data_url(encode_png(view.image))}
-                image_url["detail"] = (view.tier.detail if view.tier is not None else None) or "high"
-                parts.append({"type": "image_url", "image_url": image_url})
+                parts.append(dialect.page_block(encode_png(view.image), view.tier))
         if parts:
-            messages.append({"role": "user", "content": [{"type": "text", "text": PAGES_PREAMBLE}, *parts]})
-        messages.extend(openai_message(turn) for turn in self.recent)
+            messages.append(dialect.pages_message([dialect.text_block(PLAIN_PREAMBLE), *parts]))
+        for turn in self.recent:
+            if turn.metadata.get("continued"):
+                messages.append(dialect.continued(turn, turn.content, self.page_of(turn.index)))
+            else:
+                messages.append(dialect.restore(turn))
         return messages
 
-
-def openai_message(turn: Turn) -> dict[str, Any]:
-    """One turn as an OpenAI chat message, keeping tool-call plumbing stored in the turn's metadata."""
-    message: dict[str, Any] = {"role": turn.role.value, "content": turn.content}
-    if turn.name:
-        message["name"] = turn.name
-    if turn.role is Role.TOOL and "tool_call_id" in turn.metadata:
-        message["tool_call_id"] = turn.metadata["tool_call_id"]
-    if turn.role is Role.ASSISTANT and turn.metadata.get("tool_calls"):
-        message["tool_calls"] = turn.metadata["tool_calls"]
-    return message
+    def page_of(self, turn_index: int) -> str:
+        """The label of the last page that shows part of turn ``turn_index``."""
+        label = next((view.page.label for view in reversed(self.pages) if turn_index in view.page.turn_indices), None)
+        if label is None:
+            raise ValueError(f"turn {turn_index} is on no page of this context")
+        return label

@@ -12,55 +12,39 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image
 
-from optical_memory.backends import open_store
-from optical_memory.consumers import BaseConsumer, DeepSeekOCRConsumer, get_consumer
 from optical_memory.context import Context
-from optical_memory.imaging import decode_png, encode_png, fit_to_tier
-from optical_memory.store import Scope, StaleSession, Store, StoredPage
-from optical_memory.tokens import TOKENIZER_NAME
-from optical_memory.types import (
-    Page,
-    PageView,
-    Role,
-    TokenReport,
-    Turn,
+from optical_memory.core.consumers import (
+    BaseConsumer,
+    DeepSeekOCRConsumer,
+    consumer_names,
+    get_consumer,
+)
+from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
+from optical_memory.core.retry import retry_transient
+from optical_memory.core.tokens import TOKENIZER_NAME
+from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
+from optical_memory.core.validation import (
     validate_budget,
     validate_int,
     validate_text,
     validate_timestamp,
 )
-from policies import ForgettingPolicy, TokenBudget
-from renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.policies import ForgettingPolicy, TokenBudget
+from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.store.backends import open_store
+from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
 
-if TYPE_CHECKING:
-    import torch
-
-    from optical_memory.deepencoder import VisionEmbedding
-
-# Optimistic commits that lose to other writers retry, with jittered, growing pauses, for this long: a writer that
-# keeps losing to a faster one of the same session waits its turn instead of failing.
+# Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
+# to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
-
-
-def _commit_attempts() -> Iterator[int]:
-    """Attempt numbers until the patience runs out."""
-    deadline = time.monotonic() + _COMMIT_PATIENCE_SECONDS
-    attempt = 0
-    while attempt == 0 or time.monotonic() < deadline:
-        yield attempt
-        attempt += 1
-
-
-def _back_off(attempt: int) -> None:
-    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+_COMMIT_MAX_PAUSE_SECONDS = 0.05
 
 
 def validate_options(hot_turns: object, policy: object) -> None:
@@ -210,27 +194,34 @@ class OpticalMemory:
 
         Without a turn, every unsealed turn past the hot window is sealed, even onto a partly filled page.
         """
-        with self._lock:
-            for attempt in _commit_attempts():
-                turn = None if make_turn is None else make_turn()
+        def attempt() -> tuple[Turn | None, list[Page]]:
+            turn = None if make_turn is None else make_turn()
+            if turn is not None:
+                self._turns.append(turn)  # tentatively, so sealing sees it without copying a long session
+            try:
+                sealed = self._seal(self._turns, full_only=turn is not None)
+            finally:
                 if turn is not None:
-                    self._turns.append(turn)  # tentatively, so sealing sees it without copying a long session
-                try:
-                    sealed = self._seal(self._turns, full_only=turn is not None)
-                finally:
-                    if turn is not None:
-                        self._turns.pop()
-                if turn is None and not sealed:
-                    return None, []
-                try:
-                    self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
-                except StaleSession:
-                    _back_off(attempt)
-                    self._reload()
-                    continue
-                self._apply(turn, sealed)
-                return turn, [page for page, _ in sealed]
-        raise RuntimeError(f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s")
+                    self._turns.pop()
+            if turn is None and not sealed:
+                return None, []
+            self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
+            self._apply(turn, sealed)
+            return turn, [page for page, _ in sealed]
+
+        with self._lock:
+            try:
+                return retry_transient(
+                    attempt,
+                    lambda error: isinstance(error, StaleSession),
+                    seconds=_COMMIT_PATIENCE_SECONDS,
+                    max_delay=_COMMIT_MAX_PAUSE_SECONDS,
+                    before_retry=self._reload,
+                )
+            except StaleSession:
+                raise RuntimeError(
+                    f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s"
+                ) from None
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
@@ -337,19 +328,6 @@ class OpticalMemory:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def encode(self, ctx: Context, model: "torch.nn.Module", *, batch_size: int = 4) -> list["VisionEmbedding"]:
-        """Vision embeddings of ``ctx``'s image pages at their modes, oldest first, in the decoder's layout.
-
-        ``model`` is a ``DeepSeekOCR`` or a bare ``DeepEncoder``; each result's ``positions`` equals the page's
-        ``Mode.decoder_positions`` and together they fill the context's ``report.decoder_positions``.
-        """
-        from optical_memory.deepencoder import encode_views
-
-        if not isinstance(ctx.consumer, DeepSeekOCRConsumer):
-            raise ValueError(f"encode needs a deepseek-ocr context, got one priced for {ctx.consumer.name!r}")
-        views = [view for view in ctx.pages if view.mode is not None]
-        return encode_views(model, [view.image for view in views], [view.mode for view in views], batch_size=batch_size)
-
     def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
         page = stored.page
         if level is None:
@@ -421,3 +399,32 @@ class OpticalMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_memory(
+    store: Store,
+    *,
+    user: str,
+    session: str,
+    consumer: BaseConsumer,
+    hot_turns: int,
+    policy: ForgettingPolicy | None,
+) -> OpticalMemory:
+    """The memory of ``session`` whatever provider it was first rendered for: new sessions in ``consumer``'s preset
+    style, existing ones in the preset they were sealed with, so their pages stay and only the pricing changes
+    (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
+    validate_options(hot_turns, policy)
+    preferred = RenderStyle.preset(consumer.render_preset)
+    stored = store.open_session(Scope(user, session), preferred.session_key())
+    style = preferred
+    if stored != preferred.session_key():
+        presets = sorted({get_consumer(name).render_preset for name in consumer_names()})
+        matches = [candidate for candidate in map(RenderStyle.preset, presets) if candidate.session_key() == stored]
+        if not matches:
+            raise ValueError(
+                f"session {session!r} was rendered with a custom style; open it with OpticalMemory and that style"
+            )
+        style = matches[0]
+    return OpticalMemory(
+        store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style
+    )

@@ -1,9 +1,14 @@
 """Forgetting and budget policies: which fidelity level each page is shown at."""
 
-from policies.age import DAY, HOUR, MONTH, WEEK, YEAR, AgeSchedule
-from policies.base import ForgettingPolicy, Levels, is_monotone, view_cost
-from policies.budget import TokenBudget
-from policies.recall_aware import CalibratedRecall, RecallAwareBudget
+from optical_memory.policies.age import DAY, HOUR, MONTH, WEEK, YEAR, AgeSchedule
+from optical_memory.policies.base import (
+    ForgettingPolicy,
+    Levels,
+    is_monotone,
+    view_cost,
+)
+from optical_memory.policies.budget import TokenBudget
+from optical_memory.policies.recall_aware import CalibratedRecall, RecallAwareBudget
 
 __all__ = [
     "AgeSchedule",

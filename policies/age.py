@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from optical_memory.types import Consumer, Page
-from policies.base import ForgettingPolicy, Levels, last_level
+from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
+
+from optical_memory.core.types import Consumer, Page
 
 HOUR = 3600.0
 DAY = 24 * HOUR

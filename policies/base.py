@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Sequence
 
-from optical_memory.types import Consumer, Page
+from optical_memory.core.types import Consumer, Page
 
 Levels = list[int | None]
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from optical_memory.types import Consumer, Page
-from policies.age import AgeSchedule
-from policies.base import ForgettingPolicy, Levels, base_levels, last_level, view_cost
+from optical_memory.policies.age import AgeSchedule
+from optical_memory.policies.base import (
+    ForgettingPolicy,
+    Levels,
+    base_levels,
+    last_level,
+    view_cost,
+)
+
+from optical_memory.core.types import Consumer, Page
 
 
 @dataclass(frozen=True)

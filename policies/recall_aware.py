@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+from optical_memory.policies.base import (
+    ForgettingPolicy,
+    Levels,
+    base_levels,
+    view_cost,
+)
 
-from optical_memory.types import GUNDAM_TILE, Consumer, Fit, Page, Tier, gundam_grid, validate_budget
-from policies.base import ForgettingPolicy, Levels, base_levels, view_cost
+from optical_memory.core.geometry import Tier, glyph_scale
+from optical_memory.core.types import Consumer, Page
+from optical_memory.core.validation import validate_budget
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 DEFAULT_CALIBRATION = CALIBRATION_DIR / "rapidocr_deepseek-ocr.json"
@@ -42,20 +49,6 @@ def line_height(page: Page) -> float | None:
     """Median height in master pixels of the page's drawn line boxes (``None`` for a page without lines)."""
     heights = [line.y1 - line.y0 for line in page.lines if line.y1 > line.y0]
     return float(statistics.median(heights)) if heights else None
-
-
-def vertical_scale(width: int, height: int, tier: Tier) -> float:
-    """How much a page's glyph heights are scaled when fitted to ``tier`` (GUNDAM: its 640-px tiles)."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"page size must be positive, got {width}x{height}")
-    if tier.fit is Fit.PAD:
-        return min(tier.size / width, tier.size / height)
-    if tier.fit is Fit.RESIZE:
-        return tier.size / height
-    if tier.fit is Fit.TILE:
-        cols, rows = gundam_grid(width, height)
-        return GUNDAM_TILE * rows / height if cols * rows > 1 else min(tier.size / width, tier.size / height)
-    return min(1.0, tier.size / max(width, height))
 
 
 def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
@@ -123,7 +116,7 @@ class CalibratedRecall:
         if same_tier:
             recall = _interpolate(same_tier, density)
         else:
-            effective = density * vertical_scale(page.width, page.height, tier)
+            effective = density * glyph_scale(page.width, page.height, tier)
             recall = _interpolate([(p.effective_line_px, p.metric(self.metric)) for p in self.points], effective)
         return min(1.0, max(0.0, recall))
 

@@ -5,11 +5,17 @@
 several times faster than Pillow's PNG writer.
 """
 
-from renderers.fonts import FontChain, FontFace, system_fallback_fonts
-from renderers.layout import Face, GlyphRun, LayoutLine, PageLayout, render_key
-from renderers.png import encode_page_png
-from renderers.renderer import PageRenderer, RenderedPage
-from renderers.style import RenderStyle
+from optical_memory.renderers.fonts import FontChain, FontFace, system_fallback_fonts
+from optical_memory.renderers.layout import (
+    Face,
+    GlyphRun,
+    LayoutLine,
+    PageLayout,
+    render_key,
+)
+from optical_memory.renderers.png import encode_page_png
+from optical_memory.renderers.renderer import PageRenderer, RenderedPage
+from optical_memory.renderers.style import RenderStyle
 
 __all__ = [
     "Face",

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
-from optical_memory.types import LineBox, Page, Role, Turn, TurnSegment, validate_int
-from renderers.fonts import FontFace
-from renderers.style import RenderStyle
+from optical_memory.renderers.fonts import FontFace
+from optical_memory.renderers.style import RenderStyle
+
+from optical_memory.core.types import LineBox, Page, Role, Turn, TurnSegment
+from optical_memory.core.validation import validate_int
 
 CONTINUED_MARK = " (continued)"
 NAME_SEPARATOR = " · "
@@ -402,8 +404,7 @@ def _validate(turns: Sequence[Turn], first_page_index: int, first_turn_offset: i
             raise TypeError(f"turns[{position}] must be a Turn, got {type(turn).__name__}")
         if not isinstance(turn.content, str):
             raise TypeError(f"turns[{position}].content must be a string, got {type(turn.content).__name__}")
-        if isinstance(turn.index, bool) or not isinstance(turn.index, int) or not 0 <= turn.index <= MAX_TURN_INDEX:
-            raise ValueError(f"turns[{position}].index must be an int from 0 to {MAX_TURN_INDEX}, got {turn.index!r}")
+        validate_int(turn.index, field_name=f"turns[{position}].index", minimum=0, maximum=MAX_TURN_INDEX)
         Role.parse(turn.role, field_name=f"turns[{position}].role")
         if isinstance(turn.timestamp, bool) or not isinstance(turn.timestamp, (int, float)):
             raise TypeError(f"turns[{position}].timestamp must be a number, got {type(turn.timestamp).__name__}")

@@ -4,7 +4,7 @@ Pillow's PNG writer tries every row filter on every row and then runs zlib; on a
 laying out and drawing the page together. Text pages are mostly runs of one grey, so one fixed filter ("Up": each
 row minus the row above, which zeroes blank and repeated rows) followed by ISA-L's deflate (``isal``, a zlib-format
 stream several times faster than zlib at equal size) gives files about as small, 5-7x faster. The output is a
-standard 8-bit greyscale PNG that any decoder (``optical_memory.imaging.decode_png``) reads back to identical pixels;
+standard 8-bit greyscale PNG that any decoder (``optical_memory.core.imaging.decode_png``) reads back to identical pixels;
 equal pixels give equal bytes for a given ``isal`` version.
 """
 

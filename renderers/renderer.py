@@ -12,12 +12,12 @@ from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from optical_memory.renderers.fonts import FontChain, FontFace
+from optical_memory.renderers.layout import Face, PageLayout, Paginator
+from optical_memory.renderers.style import RenderStyle
 from PIL import Image, ImageDraw
 
-from optical_memory.types import Page, Turn
-from renderers.fonts import FontChain, FontFace
-from renderers.layout import Face, PageLayout, Paginator
-from renderers.style import RenderStyle
+from optical_memory.core.types import Page, Turn
 
 WORD_IMAGE_CACHE_SIZE = 1 << 14  # a few hundred bytes to a few KiB each: at most ~25 MiB
 GLYPH_IMAGE_CACHE_SIZE = 1 << 13

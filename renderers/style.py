@@ -17,7 +17,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
-from renderers.fonts import FONT_DIR, MONO, SANS, SANS_BOLD, FontChain, bundled_chain
+from optical_memory.renderers.fonts import (
+    FONT_DIR,
+    MONO,
+    SANS,
+    SANS_BOLD,
+    FontChain,
+    bundled_chain,
+)
+
+from optical_memory.core.validation import validate_int
 
 # Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
 LAYOUT_VERSION = 1
@@ -36,10 +45,7 @@ def _header_chain() -> tuple[str, ...]:
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"RenderStyle.{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"RenderStyle.{name} must be between {low} and {high}, got {value}")
+    validate_int(value, field_name=f"RenderStyle.{name}", minimum=low, maximum=high)
 
 
 def _check_float(name: str, value: object, low: float, high: float) -> None:

@@ -12,7 +12,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from optical_memory.types import Page, Role, TurnSegment
+from optical_memory.core.types import Page, Role, TurnSegment
 
 
 def make_page(index: int, *, text: str = "hello world " * 100, turns: tuple[int, ...] | None = None,

@@ -9,13 +9,13 @@ from typing import Any, Callable
 
 import psycopg
 import pytest
-
-from optical_memory.backends import open_store
-from optical_memory.postgres_store import PostgresStore
-from optical_memory.sqlite_store import SQLiteStore
-from optical_memory.store import Store
-from optical_memory.store_schema import ColumnTypes
 from postgres import PostgresServer
+
+from optical_memory.store.backends import open_store
+from optical_memory.store.base import Store
+from optical_memory.store.postgres import PostgresStore
+from optical_memory.store.schema import ColumnTypes
+from optical_memory.store.sqlite import SQLiteStore
 
 
 @dataclass

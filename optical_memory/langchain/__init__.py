@@ -6,6 +6,11 @@
 ``SummarizationMiddleware``, pricing images by the provider's rule).
 """
 
+from optical_memory.core.extras import require
+
+for _module in ("langchain_core", "langchain"):
+    require(_module, "langchain")
+
 from optical_memory.langchain.history import OpticalChatMessageHistory
 from optical_memory.langchain.middleware import OpticalMemoryMiddleware
 from optical_memory.langchain.provider import detect_consumer

@@ -1,4 +1,4 @@
-"""LangChain messages as turns and back: the LangChain dialect of ``optical_memory.dialect``.
+"""LangChain messages as turns and back: the LangChain dialect of ``optical_memory.messages.dialect``.
 
 A stored turn keeps its message verbatim (``message_to_dict``), so ids, names, tool calls, usage metadata and image
 blocks come back unchanged. Pages go out as LangChain's standard image blocks
@@ -23,12 +23,24 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from optical_memory.consumers import BaseConsumer
-from optical_memory.content_blocks import ToolUsePart, iter_images, page_text, parse_content
-from optical_memory.dialect import NO_TEXT, Dialect, TurnDraft, continued_text, tool_exchange_metadata
-from optical_memory.imaging import png_base64, png_data_url
+from optical_memory.core.consumers import BaseConsumer
+from optical_memory.core.geometry import Tier
+from optical_memory.core.imaging import png_base64, png_data_url
+from optical_memory.core.types import Role, Turn
 from optical_memory.langchain.tokens import count_tokens
-from optical_memory.types import Role, Tier, Turn
+from optical_memory.messages.content_blocks import (
+    ToolUsePart,
+    iter_images,
+    page_text,
+    parse_content,
+)
+from optical_memory.messages.dialect import (
+    NO_TEXT,
+    Dialect,
+    TurnDraft,
+    continued_text,
+    tool_exchange_metadata,
+)
 
 PAGES_MESSAGE_ID = "optical-memory-pages"
 

@@ -21,16 +21,17 @@ from typing import Sequence
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
-from optical_memory.consumers import BaseConsumer, get_consumer
-from optical_memory.dialect import PLAIN_PREAMBLE, OpticalMessages, add_drafts, build_messages
+from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.core.types import Role
+from optical_memory.core.validation import validate_budget
 from optical_memory.langchain.convert import LANGCHAIN
-from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
-from optical_memory.backends import open_store
-from optical_memory.memory import OpticalMemory
-from optical_memory.store import Store
-from optical_memory.types import Role, validate_budget
-from policies import ForgettingPolicy
+from optical_memory.memory import OpticalMemory, open_memory
+from optical_memory.messages.dialect import PLAIN_PREAMBLE
+from optical_memory.policies import ForgettingPolicy
+from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
+from optical_memory.store.backends import open_store
+from optical_memory.store.base import Store
 
 SYSTEM_SESSION_SUFFIX = "#system"
 

@@ -26,19 +26,18 @@ from langchain_core.messages import BaseMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
-from optical_memory.consumers import BaseConsumer, get_consumer
-from optical_memory.context import PAGES_PREAMBLE
-from optical_memory.dialect import PLAIN_PREAMBLE, OpticalMessages, TurnDraft, add_drafts, build_messages
+from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.core.validation import validate_budget
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page
-from optical_memory.langchain.sessions import open_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
-from optical_memory.backends import open_store
-from optical_memory.memory import OpticalMemory, validate_options
-from optical_memory.store import Store
-from optical_memory.types import validate_budget
-from policies import ForgettingPolicy
+from optical_memory.memory import OpticalMemory, open_memory, validate_options
+from optical_memory.messages.dialect import PAGES_PREAMBLE, PLAIN_PREAMBLE, TurnDraft
+from optical_memory.policies import ForgettingPolicy
+from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
+from optical_memory.store.backends import open_store
+from optical_memory.store.base import Store
 
 
 @dataclass
@@ -119,10 +118,6 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         if thread_id is None:
             raise ValueError("thread_id is required: the middleware keeps one memory per thread")
         return self._thread(str(thread_id)).memory
-
-    def memory(self, thread_id: str) -> OpticalMemory:
-        """The ``OpticalMemory`` of ``thread_id``."""
-        return self.memory_for(thread_id)
 
     def history(self, thread_id: str) -> list[BaseMessage]:
         """Every message of the thread the middleware has seen, verbatim, in order."""

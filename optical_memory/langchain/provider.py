@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optical_memory.consumers import BaseConsumer, consumer_names, get_consumer
+from optical_memory.core.consumers import BaseConsumer, consumer_names, get_consumer
 
 
 def model_identity(model: object) -> tuple[str | None, str | None]:

@@ -13,9 +13,13 @@ from typing import Iterable
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.messages.utils import MessageLikeRepresentation
 
-from optical_memory.consumers import BaseConsumer, get_consumer
-from optical_memory.content_blocks import ToolUsePart, parse_content, parts_tokens
-from optical_memory.dialect import TOKENS_PER_MESSAGE
+from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.messages.content_blocks import (
+    ToolUsePart,
+    parse_content,
+    parts_tokens,
+)
+from optical_memory.messages.dialect import TOKENS_PER_MESSAGE
 
 DEFAULT_CONSUMER = "openai:gpt-4o"
 

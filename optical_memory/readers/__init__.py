@@ -6,7 +6,13 @@
 
 from optical_memory.readers.base import Reader
 from optical_memory.readers.batch import ReadStats, read_many
-from optical_memory.readers.cache import ReadCache, default_cache_dir, read_key, reader_fingerprint, reading_key
+from optical_memory.readers.cache import (
+    ReadCache,
+    default_cache_dir,
+    read_key,
+    reader_fingerprint,
+    reading_key,
+)
 from optical_memory.readers.registry import get_reader, reader_names
 
 __all__ = [

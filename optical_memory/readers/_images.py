@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from optical_memory.types import validate_int
+from optical_memory.core.validation import validate_int
 
 
 def as_rgb(image: object) -> Image.Image:

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 
 from PIL import Image
 
-from optical_memory.types import Mode
+from optical_memory.core.geometry import Mode
 
 
 class Reader(ABC):

@@ -12,10 +12,15 @@ from typing import Any, Mapping, Sequence
 from PIL import Image
 from tqdm import tqdm
 
+from optical_memory.core.geometry import Mode
+from optical_memory.core.validation import validate_int
 from optical_memory.readers.base import Reader
 from optical_memory.readers.cache import ReadCache, reading_key
-from optical_memory.readers.registry import SINGLE_PROCESS_READERS, THREADED_READERS, get_reader
-from optical_memory.types import Mode
+from optical_memory.readers.registry import (
+    SINGLE_PROCESS_READERS,
+    THREADED_READERS,
+    get_reader,
+)
 
 _worker_reader: Reader | None = None
 
@@ -94,8 +99,8 @@ def read_many(
     """
     wall_started = time.perf_counter()
     _check_inputs(images, modes)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    if workers is not None:
+        validate_int(workers, field_name="workers", minimum=1)
     cores = os.cpu_count() or 1
     options = dict(reader_options or {})
     if isinstance(reader, Reader):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from optical_memory.imaging import pixel_hash
+from optical_memory.core.geometry import Mode
+from optical_memory.core.imaging import pixel_hash
 from optical_memory.readers.base import Reader
-from optical_memory.types import Mode
 
 CACHE_ENV = "OPTICAL_MEMORY_CACHE"
 

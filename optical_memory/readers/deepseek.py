@@ -1,6 +1,6 @@
 """DeepSeek-OCR as a ``Reader``: what the decoder itself reads back from a page at a given mode.
 
-Works with either backend (``DeepSeekOCR`` or ``DeepSeekOCR2``, e.g. from ``optical_memory.weights.load_backend``):
+Works with either backend (``DeepSeekOCR`` or ``DeepSeekOCR2``, e.g. from ``optical_memory.model.auto.load_backend``):
 both read a page through the same ``ocr`` call.
 """
 
@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
-from optical_memory.modeling_deepseek_ocr import FREE_OCR_PROMPT, IMAGE_MARKER, REFERENCE_NO_REPEAT_NGRAM, DeepSeekOCR
+from optical_memory.core.geometry import Mode
+from optical_memory.core.validation import validate_int
+from optical_memory.model.auto import load_backend
+from optical_memory.model.modeling_deepseek_ocr import DeepSeekOCR
+from optical_memory.model.prompts import (
+    FREE_OCR_PROMPT,
+    IMAGE_MARKER,
+    REFERENCE_NO_REPEAT_NGRAM,
+)
 from optical_memory.readers.base import Reader
-from optical_memory.types import Mode
-from optical_memory.weights import load_backend
 
 if TYPE_CHECKING:
     import torch
@@ -53,13 +59,10 @@ class DeepSeekOCRReader(Reader):
             model = load_backend(model, dtype=dtype, device=device)
         if not isinstance(model, OCRBackend):
             raise TypeError(f"model must have an ocr(image, mode, ...) method, got {type(model).__name__}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        validate_int(max_new_tokens, field_name="max_new_tokens", minimum=1)
         if not isinstance(prompt, str) or prompt.count(IMAGE_MARKER) != 1:
             raise ValueError(f"prompt must be a string with exactly one {IMAGE_MARKER} marker, got {prompt!r}")
-        ngram = no_repeat_ngram_size
-        if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 0:
-            raise ValueError(f"no_repeat_ngram_size must be a non-negative integer, got {no_repeat_ngram_size!r}")
+        validate_int(no_repeat_ngram_size, field_name="no_repeat_ngram_size", minimum=0)
         if tokenizer is not None and not isinstance(model, DeepSeekOCR):
             raise TypeError("tokenizer applies to DeepSeekOCR only; DeepSeek-OCR-2 reads with its processor's")
         self.model = model

@@ -9,9 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from optical_memory.core.extras import require
+from optical_memory.core.geometry import Mode
 from optical_memory.readers._images import as_rgb, optional_int, upscale_longest_side
 from optical_memory.readers.base import Reader
-from optical_memory.types import Mode
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class RapidOCRReader(Reader):
 
     def _get_engine(self) -> Any:
         if self._engine is None:
-            from rapidocr import RapidOCR
+            RapidOCR = require("rapidocr", "ocr").RapidOCR
 
             params: dict[str, Any] = {
                 "Global.use_cls": False,

@@ -7,9 +7,10 @@ from typing import Any
 
 from PIL import Image
 
+from optical_memory.core.extras import require
+from optical_memory.core.geometry import Mode
 from optical_memory.readers._images import as_rgb, optional_int, upscale_longest_side
 from optical_memory.readers.base import Reader
-from optical_memory.types import Mode
 
 DEFAULT_TESSDATA = "/usr/share/tesseract-ocr/5/tessdata/"
 
@@ -40,16 +41,12 @@ class TesseractReader(Reader):
     @property
     def fingerprint(self) -> str:
         """Everything that changes what this reader returns: the cache key's reader part."""
-        import tesserocr
-
-        version = tesserocr.tesseract_version().split()[1]
+        version = require("tesserocr", "ocr").tesseract_version().split()[1]
         return f"tesseract-{version}-{self.lang}-up{self.upscale_to}"
 
     def _get_api(self) -> Any:
         if self._api is None:
-            from tesserocr import PyTessBaseAPI
-
-            self._api = PyTessBaseAPI(path=self.tessdata, lang=self.lang)
+            self._api = require("tesserocr", "ocr").PyTessBaseAPI(path=self.tessdata, lang=self.lang)
         return self._api
 
     def read(self, image: Image.Image, mode: Mode | None = None) -> str:

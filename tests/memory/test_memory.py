@@ -1,0 +1,274 @@
+"""The memory middleware end to end: sealing, recall, persistence, budgets, fail-closed, scoping and bad input."""
+
+import asyncio
+import base64
+import io
+import random
+import sqlite3
+import time
+
+import pytest
+from optical_memory.policies import TokenBudget, is_monotone
+from PIL import Image
+
+from optical_memory import OpticalMemory
+from optical_memory.core.imaging import pixel_hash
+from optical_memory.core.types import Role
+
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+
+
+def sentence(rng: random.Random, n: int = 60) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)) + "."
+
+
+def fill(mem: OpticalMemory, n: int, seed: int = 0, start: float | None = None) -> None:
+    """``n`` alternating turns a minute apart, ending now (so wall-clock age does not forget them)."""
+    rng = random.Random(seed)
+    start = time.time() - 60 * n if start is None else start
+    for i in range(n):
+        mem.add("user" if i % 2 == 0 else "assistant", sentence(rng), timestamp=start + 60 * i)
+
+
+@pytest.fixture
+def mem():
+    with OpticalMemory.open(":memory:", hot_turns=4) as memory:
+        yield memory
+
+
+def test_turns_past_the_hot_window_are_sealed_onto_full_pages(mem):
+    fill(mem, 80)
+    assert len(mem.turns) == 80
+    assert len(mem.pages) >= 2
+    shown = [(s.turn_index, s.start, s.end) for p in mem.pages for s in p.segments]
+    # Sealed text is contiguous: every character of the sealed turns is on exactly one page, in order.
+    position = (0, 0)
+    for turn_index, start, end in shown:
+        assert (turn_index, start) == position or (start == 0 and position == (turn_index, 0))
+        content = mem.turns[turn_index].content
+        position = (turn_index, end) if end < len(content) else (turn_index + 1, 0)
+    assert position[0] <= 80 - 4
+
+
+def test_recall_returns_the_exact_text_and_accepts_labels(mem):
+    fill(mem, 60)
+    page = mem.pages[0]
+    for segment in page.segments:
+        assert mem.turns[segment.turn_index].content[segment.start : segment.end] in mem.recall(0)
+    assert mem.recall(page.label) == mem.recall("0") == mem.recall(page) == page.text
+    with pytest.raises(ValueError, match="no page"):
+        mem.recall(999)
+    with pytest.raises(ValueError, match="page id"):
+        mem.recall("chapter two")
+
+
+def test_context_layout_and_report(mem):
+    fill(mem, 120)
+    ctx = mem.context(budget=None)
+    assert len(ctx.pages) == len(mem.pages)
+    assert ctx.recent[-1].content == mem.turns[-1].content
+    assert len(ctx.recent) >= 4
+    report = ctx.report
+    assert report.pages_total == len(mem.pages)
+    assert report.pages_as_images + report.pages_as_text + report.pages_dropped == report.pages_total
+    assert report.image_tokens == sum(v.tokens for v in ctx.pages if v.image is not None)
+    assert report.decoder_positions == sum(v.mode.decoder_positions() for v in ctx.pages if v.mode is not None)
+    assert report.compression == pytest.approx(report.paged_text_tokens / report.image_tokens)
+    view = next(v for v in ctx.pages if v.mode is not None)
+    assert view.image.size == (view.mode.size, view.mode.size)
+
+
+def test_budget_is_respected_and_levels_stay_monotone(mem):
+    fill(mem, 150)
+    for budget in (20_000, 3000, 1500, 800):
+        ctx = mem.context(budget=budget)
+        assert ctx.report.total_tokens <= budget
+        assert is_monotone([v.level for v in ctx.pages])
+    with pytest.raises(ValueError, match="smaller than the recent turns"):
+        mem.context(budget=10)
+
+
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), -1, "100", True])
+def test_bad_budgets_are_rejected(mem, budget):
+    with pytest.raises((ValueError, TypeError), match="budget"):
+        mem.context(budget=budget)
+
+
+def test_fail_closed_sends_short_pages_as_text():
+    with OpticalMemory.open(":memory:", hot_turns=0) as memory:
+        memory.add("user", "short note")
+        memory.flush()
+        ctx = memory.context()
+        (view,) = ctx.pages
+        assert view.as_text and view.image is None and view.mode is None
+        assert view.tokens == view.text_tokens
+        assert ctx.report.pages_as_text == 1 and ctx.report.image_tokens == 0
+
+
+def test_reopen_restores_pages_modes_and_context_byte_for_byte(tmp_path):
+    db = tmp_path / "memory.db"
+    with OpticalMemory.open(db, session="s", hot_turns=4) as first:
+        fill(first, 90, start=1_000_000.0)
+        before = first.context(budget=2500, now=2_000_000.0)
+        before_images = [pixel_hash(v.image) for v in before.pages if v.image is not None]
+    with OpticalMemory.open(db, session="s", hot_turns=4) as second:
+        after = second.context(budget=2500, now=2_000_000.0)
+        assert second.turns == first.turns
+        assert second.pages == first.pages
+        assert after.report == before.report
+        assert [v.level for v in after.pages] == [v.level for v in before.pages]
+        assert [pixel_hash(v.image) for v in after.pages if v.image is not None] == before_images
+        assert after.to_openai() == before.to_openai()
+
+
+def test_users_and_sessions_are_isolated(tmp_path):
+    db = tmp_path / "shared.db"
+    with OpticalMemory.open(db, user="ada", session="a") as a, OpticalMemory.open(db, user="bob", session="a") as b:
+        a.add("user", "ada's secret is 4471")
+        b.add("user", "bob's note")
+        assert [t.content for t in a.turns] == ["ada's secret is 4471"]
+        assert [t.content for t in b.turns] == ["bob's note"]
+        assert {(s.user, s.session) for s in a.store.sessions()} == {("ada", "a"), ("bob", "a")}
+
+
+def test_identical_pages_are_rendered_and_stored_once(tmp_path):
+    db = tmp_path / "m.db"
+    for session in ("one", "two"):
+        with OpticalMemory.open(db, session=session, hot_turns=2) as memory:
+            fill(memory, 60, seed=7)
+    with sqlite3.connect(db) as raw:
+        (pages,) = raw.execute("SELECT COUNT(*) FROM pages").fetchone()
+        (images,) = raw.execute("SELECT COUNT(*) FROM images").fetchone()
+    assert pages >= 4 and images == pages // 2
+
+
+def test_forget_pixels_replaces_the_stored_image_with_the_smaller_one(tmp_path):
+    with OpticalMemory.open(tmp_path / "f.db", hot_turns=2, forget_pixels=True) as memory:
+        fill(memory, 300)
+        master = memory.page_image(len(memory.pages) - 1)
+        assert master.size == (memory.style.width, memory.style.height)
+        ctx = memory.context()
+        old = ctx.pages[0]
+        assert old.level is not None and old.level > 0
+        assert memory.page_image(0).size == (old.tier.size, old.tier.size)
+        assert memory.recall(0) == old.page.text
+
+
+def test_bad_input_leaves_nothing_half_written(tmp_path):
+    with OpticalMemory.open(tmp_path / "b.db") as memory:
+        memory.add("user", "fine")
+        for role, content, error in [
+            ("user", "", ValueError),
+            ("user", "   \n", ValueError),
+            ("wizard", "hi", ValueError),
+            ("user", 42, TypeError),
+            (None, "hi", TypeError),
+            ("user", "bad \ud800 surrogate", ValueError),
+        ]:
+            with pytest.raises(error):
+                memory.add(role, content)
+        with pytest.raises(ValueError, match="timestamp"):
+            memory.add("user", "hi", timestamp=float("nan"))
+        assert [t.content for t in memory.turns] == ["fine"]
+    with OpticalMemory.open(tmp_path / "b.db") as reopened:
+        assert [t.content for t in reopened.turns] == ["fine"]
+
+
+def test_store_path_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        OpticalMemory.open(tmp_path / "missing" / "m.db")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(ValueError, match="not a usable SQLite"):
+        OpticalMemory.open(junk)
+    with pytest.raises(ValueError, match="directory"):
+        OpticalMemory.open(tmp_path)
+    with pytest.raises(TypeError, match="hot_turns"):
+        OpticalMemory.open(":memory:", hot_turns=2.5)
+
+
+def test_tool_results_stay_with_their_call():
+    with OpticalMemory.open(":memory:", hot_turns=1) as memory:
+        rng = random.Random(3)
+        for _ in range(30):
+            memory.add("user", sentence(rng))
+            memory.add("assistant", "calling lookup", metadata={"tool_calls": [{"id": "c1", "type": "function"}]})
+            memory.add("tool", sentence(rng, 80), metadata={"tool_call_id": "c1"})
+            memory.add("tool", sentence(rng, 80), metadata={"tool_call_id": "c1"})
+            ctx = memory.context()
+            first = ctx.recent[0]
+            assert first.role is not Role.TOOL
+            assert not (first.metadata.get("continued") and first.metadata.get("tool_calls"))
+        assert len(memory.pages) >= 5
+
+
+def test_async_twins():
+    async def run():
+        with OpticalMemory.open(":memory:", hot_turns=2) as memory:
+            rng = random.Random(0)
+            for _ in range(30):
+                await memory.aadd("user", sentence(rng))
+            ctx = await memory.acontext(budget=5000)
+            return memory, ctx
+
+    memory, ctx = asyncio.run(run())
+    assert len(ctx.recent) >= 2 and ctx.report.budget == 5000
+
+
+def test_to_openai_messages(mem):
+    fill(mem, 80)
+    ctx = mem.context()
+    messages = ctx.to_openai(system="be brief")
+    assert messages[0] == {"role": "system", "content": "be brief"}
+    parts = messages[1]["content"]
+    assert parts[0]["type"] == "text" and "page" in parts[0]["text"]
+    images = [p for p in parts if p["type"] == "image_url"]
+    assert images
+    header, data = images[0]["image_url"]["url"].split(",", 1)
+    assert header == "data:image/png;base64"
+    first_image = next(v for v in ctx.pages if v.image is not None)
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (first_image.mode.size,) * 2
+    assert messages[-1]["content"] == mem.turns[-1].content
+
+
+def test_host_consumer_prices_with_its_own_rule(mem):
+    fill(mem, 150)
+    ctx = mem.context(consumer="openai:gpt-4o", policy=TokenBudget(base=None))
+    view = next(v for v in ctx.pages if not v.as_text)
+    assert view.tokens == 765 and view.mode is None
+    assert max(view.image.size) == 768
+    assert ctx.report.decoder_positions is None
+
+
+def test_a_session_reopens_when_only_system_fallback_fonts_differ(tmp_path):
+    from optical_memory.renderers import RenderStyle
+    from optical_memory.renderers.fonts import SANS, system_fallback_fonts
+
+    fallbacks = system_fallback_fonts()
+    if not fallbacks:
+        pytest.skip("no system fallback fonts installed")
+    db = tmp_path / "fonts.db"
+    with OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS), *fallbacks))) as first:
+        first.add("user", "hello")
+    with OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS),))) as second:
+        assert [t.content for t in second.turns] == ["hello"]
+    with pytest.raises(ValueError, match="another render style"):
+        OpticalMemory.open(db, style=RenderStyle(font_files=(str(SANS),), font_px=14))
+
+
+def test_another_process_forgetting_pixels_does_not_break_this_one(tmp_path):
+    db = tmp_path / "shared.db"
+    with OpticalMemory.open(db, hot_turns=2) as reader, OpticalMemory.open(db, hot_turns=2, forget_pixels=True) as writer:
+        fill(writer, 300)
+        reader._reload()
+        stale_key = reader._pages[0].image_key
+        writer.context()
+        assert writer._pages[0].image_key != stale_key
+        assert reader.page_image(0).size == writer.page_image(0).size
+        assert all(view.image is not None for view in reader.context().pages if view.tier and not view.as_text)
+
+
+def test_metadata_must_be_json(mem):
+    with pytest.raises(TypeError, match="metadata"):
+        mem.add("user", "hi", metadata={"when": object()})
+    assert mem.turns == []

