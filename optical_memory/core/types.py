@@ -140,10 +140,10 @@ class Consumer(Protocol):
 class PageView:
     """A page as one context presents it.
 
-    ``level`` indexes the consumer's ladder (``None``: forgotten); ``reason`` says why it has that level or goes as
-    text, and ``expected_recall`` what the consumer's reading model predicts it reads back. ``as_text`` means the page's turns go as text
+    ``level`` indexes the consumer's ladder (``None``: forgotten). ``as_text`` means the page's turns go as text
     because the image would have cost more than the text it replaces (fail-closed). ``tokens`` is what the consumer
-    is charged for this view (0 when forgotten). ``image`` (the page fitted to its tier) is produced on first access,
+    is charged for this view (0 when forgotten). ``reason`` says why the page has its level or goes as text, and
+    ``expected_recall`` what the consumer's reading model predicts it reads back (``None``: no model). ``image`` (the page fitted to its tier) is produced on first access,
     so pricing a context never decodes pixels it does not send.
     """
 
