@@ -4,7 +4,8 @@ Turns older than the hot window flow onto pages; a page is rendered and sealed o
 drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
 the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
 forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
-cheaper than its text (fail-closed).
+cheaper than its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read
+back (the reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ from optical_memory.core.validation import (
     validate_text,
     validate_timestamp,
 )
-from optical_memory.policies import ForgettingPolicy, TokenBudget
+from optical_memory.policies import (
+    DEFAULT_MIN_RECALL,
+    AgeSchedule,
+    ForgettingPolicy,
+    ReadingGate,
+    ReadingModel,
+    RecallAwareBudget,
+)
+from optical_memory.policies import reading_model as default_reading_model
+from optical_memory.policies.reading import view_choices
 from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
@@ -47,11 +57,19 @@ _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
 
 
-def validate_options(hot_turns: object, policy: object) -> None:
-    """Reject a bad hot window or policy before anything touches the store."""
+def validate_options(hot_turns: object, policy: object, reading_model: object = None) -> None:
+    """Reject a bad hot window, policy or reading model before anything touches the store."""
     validate_int(hot_turns, field_name="hot_turns", minimum=0)
     if policy is not None and not isinstance(policy, ForgettingPolicy):
         raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+    if reading_model is not None and not isinstance(reading_model, ReadingModel):
+        raise TypeError(f"reading_model must be a ReadingModel, got {type(reading_model).__name__}")
+
+
+def default_policy() -> ForgettingPolicy:
+    """Under a budget, the levels that maximise expected recall (spending the budget on what the consumer can
+    read); without one, the age schedule."""
+    return RecallAwareBudget(unbudgeted=AgeSchedule())
 
 
 def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
@@ -79,6 +97,11 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
 class OpticalMemory:
     """A chat history kept as text for recent turns and as shrinking page images for older ones.
 
+    ``policy`` defaults to ``RecallAwareBudget`` (under a budget) over the age schedule (without one).
+    ``reading_model`` predicts what the consumer reads back of a page at each level (default: the consumer's,
+    ``optical_memory.policies.reading_model``; a host's capacity comes from ``load_reading_model`` after
+    ``optical-memory calibrate``); a page goes as an image only where it predicts at least ``min_recall``.
+
     Example::
 
         mem = OpticalMemory.open("memory.db", session="user-42", hot_turns=8)
@@ -98,13 +121,17 @@ class OpticalMemory:
         style: RenderStyle | None = None,
         forget_pixels: bool = False,
         clock: Callable[[], float] = time.time,
+        min_recall: float = DEFAULT_MIN_RECALL,
+        reading_model: ReadingModel | None = None,
     ) -> None:
-        validate_options(hot_turns, policy)
+        validate_options(hot_turns, policy, reading_model)
         self.store = store
         self.scope = Scope(user, session)
         self.hot_turns = hot_turns
         self.consumer = get_consumer(consumer)
-        self.policy = policy if policy is not None else TokenBudget()
+        self.policy = policy if policy is not None else default_policy()
+        self.reading_model = reading_model
+        self.min_recall = ReadingGate(self._reading_model(self.consumer, self.policy, None), min_recall).min_recall
         self.style = style if style is not None else RenderStyle.preset(self.consumer.render_preset)
         self.renderer = PageRenderer(self.style)
         self.forget_pixels = forget_pixels
@@ -118,7 +145,7 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
-        self._forgotten_views: dict[tuple[int, str], PageView] = {}
+        self._forgotten_views: dict[str, dict[int, PageView]] = {}
         self._reload()
 
     @classmethod
@@ -293,15 +320,22 @@ class OpticalMemory:
         *,
         policy: ForgettingPolicy | None = None,
         now: float | None = None,
+        min_recall: float | None = None,
+        reading_model: ReadingModel | None = None,
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
-        Raises ``ValueError`` if the unsealed recent turns alone exceed the budget.
+        ``min_recall`` and ``reading_model`` override the memory's for this call. Raises ``ValueError`` if the
+        unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
         consumer = self.consumer if consumer is None else get_consumer(consumer)
         policy = self.policy if policy is None else policy
+        validate_options(0, policy, reading_model)
+        gate = ReadingGate(
+            self._reading_model(consumer, policy, reading_model), self.min_recall if min_recall is None else min_recall
+        )
         now = self.clock() if now is None else now
         with self._lock:
             turns, stored_pages = list(self._turns), list(self._pages)
@@ -316,39 +350,92 @@ class OpticalMemory:
                 " lower hot_turns"
             )
         pages = [stored.page for stored in stored_pages]
-        levels = policy.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
-        )
+        page_budget = None if budget is None else budget - hot_tokens
+        levels = policy.choose(pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate)
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, policy, now, len(turns))
-        views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
-        return Context(views, recent, self._report(views, hot_tokens, budget, consumer), consumer)
+        chooser = type(policy).__name__
+        views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
+        # Most pages of a long session are forgotten: their views hold no pixels and rarely change, so reuse them.
+        forgotten_views = self._forgotten_views.setdefault(consumer.name, {})
+        older_reason = ""
+        spent_on_newer = 0
+        for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
+            level, page = levels[position], stored_pages[position].page
+            if level is not None:
+                view = views[position] = self._view(stored_pages[position], level, consumer, gate, chooser)
+                spent_on_newer += view.tokens
+                continue
+            if older_reason:
+                reason = older_reason
+            else:
+                reason = self._forgotten_reason(page, consumer, gate, chooser, page_budget, spent_on_newer)
+                older_reason = f"forgotten: older than {page.label}, which is forgotten (older is never sharper)"
+            view = forgotten_views.get(page.index)
+            if view is None or view.page is not page or view.reason != reason:
+                view = forgotten_views[page.index] = PageView(
+                    page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0
+                )
+            views[position] = view
+        return Context(views, recent, self._report(views, hot_tokens, budget, consumer, gate), consumer)
+
+    def _reading_model(
+        self, consumer: BaseConsumer, policy: ForgettingPolicy, explicit: ReadingModel | None
+    ) -> ReadingModel:
+        """The reading model that gates ``consumer``'s views: the one passed, the recall-aware policy's own, the
+        memory's, or the consumer's default, the first of those made for this consumer."""
+        candidates = [explicit, policy.model if isinstance(policy, RecallAwareBudget) else None, self.reading_model]
+        for model in candidates:
+            if model is not None and model.consumer == consumer.name:
+                return model
+        if explicit is not None:
+            raise ValueError(f"reading_model is for consumer {explicit.consumer!r}, not {consumer.name!r}")
+        return default_reading_model(consumer)
 
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
+    @staticmethod
+    def _forgotten_reason(
+        page: Page,
+        consumer: BaseConsumer,
+        gate: ReadingGate,
+        chooser: str,
+        page_budget: int | None,
+        spent_on_newer: int,
+    ) -> str:
+        """Why the newest forgotten page is forgotten: the policy without a budget, or what the budget had left."""
+        if page_budget is None:
+            return f"forgotten by {chooser} without a budget"
+        choices = view_choices(consumer, page, gate)
+        cheapest = min(choices, key=lambda choice: choice.tokens)
+        reason = (f"forgotten by {chooser}: newer pages took {spent_on_newer} of the {page_budget} tokens left after the recent"
+                  f" turns; its cheapest view costs {cheapest.tokens} ({'text' if cheapest.as_text else 'image'} at"
+                  f" {consumer.tiers[cheapest.level].name})")
+        readable = [choice for choice in choices if choice.reading is not None and not choice.as_text]
+        if not readable and any(choice.reading is not None for choice in choices):
+            best = max((c for c in choices if c.reading is not None), key=lambda c: c.reading.value)  # type: ignore[union-attr]
+            reason += (f"; no level reads at min_recall {gate.min_recall:.0%} (best: {best.reading.value:.1%} at"  # type: ignore[union-attr]
+                       f" {consumer.tiers[best.level].name}), so it could only go as text")
+        return reason
+
+    def _view(
+        self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, chooser: str
+    ) -> PageView:
         page = stored.page
-        if level is None:
-            # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
-            key = (page.index, consumer.name)
-            view = self._forgotten_views.get(key)
-            if view is None or view.page is not page:
-                view = self._forgotten_views[key] = PageView(page, None, None, 0, consumer.text_tokens(page.text))
-            return view
-        text_tokens = consumer.text_tokens(page.text)
+        choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
-        image_tokens = consumer.page_tokens(page, level)
-        if image_tokens >= text_tokens:
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
         return PageView(
             page,
             level,
             tier,
-            image_tokens,
-            text_tokens,
-            load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            choice.tokens,
+            choice.text_tokens,
+            as_text=choice.as_text,
+            load_image=None if choice.as_text else lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            reason=f"{chooser} chose {tier.name}; {choice.reason}",
+            expected_recall=choice.recall,
         )
 
     def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
@@ -366,7 +453,9 @@ class OpticalMemory:
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
-    def _report(self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer) -> TokenReport:
+    def _report(
+        self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer, gate: ReadingGate
+    ) -> TokenReport:
         images: list[PageView] = []
         as_text: list[PageView] = []
         dropped: list[PageView] = []
@@ -375,6 +464,7 @@ class OpticalMemory:
         positions = None
         if isinstance(consumer, DeepSeekOCRConsumer):
             positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
+        dropped_text_tokens = sum(v.text_tokens for v in dropped)
         return TokenReport(
             consumer=consumer.name,
             tokenizer=TOKENIZER_NAME,
@@ -388,7 +478,9 @@ class OpticalMemory:
             pages_as_images=len(images),
             pages_as_text=len(as_text),
             pages_dropped=len(dropped),
-            dropped_text_tokens=sum(v.text_tokens for v in dropped),
+            dropped_text_tokens=dropped_text_tokens,
+            expected_recall=_expected_recall([*images, *as_text], hot_tokens, dropped_text_tokens),
+            min_recall=gate.min_recall,
         )
 
     def close(self) -> None:
@@ -399,6 +491,19 @@ class OpticalMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _expected_recall(shown: Sequence[PageView], hot_tokens: int, forgotten_tokens: int) -> float | None:
+    """Expected share of all the session's text read back: recent turns in full, each shown page by its view, the
+    forgotten pages' text not at all (``None`` when a shown page's recall is unknown)."""
+    read = float(hot_tokens)
+    total = hot_tokens + forgotten_tokens
+    for view in shown:
+        if view.expected_recall is None:
+            return None
+        read += view.text_tokens * view.expected_recall
+        total += view.text_tokens
+    return read / total if total else 1.0
 
 
 def open_memory(

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
-
 from optical_memory.core.types import Consumer, Page
+from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
+from optical_memory.policies.reading import ReadingGate
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -80,8 +80,16 @@ class AgeSchedule(ForgettingPolicy):
         return [by_index[bisect.bisect_left(max_ages, age)] for age in ages]
 
     def choose(
-        self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
+        self,
+        pages: Sequence[Page],
+        consumer: Consumer,
+        *,
+        now: float,
+        turn_count: int,
+        budget: int | None = None,
+        gate: ReadingGate | None = None,
     ) -> Levels:
+        """Levels by age alone (``budget`` and ``gate`` do not move them)."""
         levels = self._own_levels(pages, consumer, now=now, turn_count=turn_count)
         # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper.
         for i in range(len(levels) - 2, -1, -1):

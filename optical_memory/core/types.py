@@ -197,6 +197,10 @@ class TokenReport:
     pages_as_text: int
     pages_dropped: int
     dropped_text_tokens: int
+    # Expected share of the session's text (recent turns and every page, forgotten ones included) the consumer reads
+    # back from this context under its reading model; None when a page went as an image that no model predicts.
+    expected_recall: float | None = None
+    min_recall: float | None = None  # the floor below which a page went as text instead of as an image
 
     @property
     def total_tokens(self) -> int:

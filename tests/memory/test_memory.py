@@ -8,10 +8,15 @@ import sqlite3
 import time
 
 import pytest
-from optical_memory.policies import TokenBudget, is_monotone
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optical_memory.policies import AgeSchedule, RecallAwareBudget, TokenBudget, is_monotone, reading_model
+from optical_memory.renderers import RenderStyle
 from PIL import Image
 
 from optical_memory import OpticalMemory
+from optical_memory.cli.main import fill_memory, sample_transcript
+from optical_memory.cli.transcripts import load_transcript
 from optical_memory.core.imaging import pixel_hash
 from optical_memory.core.types import Role
 
@@ -272,3 +277,96 @@ def test_metadata_must_be_json(mem):
     with pytest.raises(TypeError, match="metadata"):
         mem.add("user", "hi", metadata={"when": object()})
     assert mem.turns == []
+
+
+# -- reading models: the gate, the default policy that spends the budget, and the reasons -----------------------
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """A memory of 12-px pages (~2,300 tokens each): DeepSeek-OCR's 64 TINY tokens cannot carry such a page."""
+    with OpticalMemory.open(":memory:", hot_turns=4, style=RenderStyle.preset("deepseek-ocr").with_density(12)) as memory:
+        fill(memory, 160, seed=3, start=0.0)
+        memory.flush()
+        yield memory
+
+
+def test_the_default_policy_spends_the_budget_the_age_schedule_leaves_unused():
+    turns = load_transcript(sample_transcript())
+    with OpticalMemory.open(":memory:", hot_turns=8) as memory:
+        fill_memory(memory, turns, progress=False)
+        now = max(turn.timestamp for turn in memory.turns)
+        assert isinstance(memory.policy, RecallAwareBudget)
+        aged = memory.context(budget=4000, now=now, policy=TokenBudget(base=AgeSchedule()))
+        ours = memory.context(budget=4000, now=now)
+    assert aged.report.total_tokens < 0.9 * 4000  # blurring by age alone never sharpens: budget left on the table
+    assert 4000 - 64 < ours.report.total_tokens <= 4000
+    assert ours.report.expected_recall > aged.report.expected_recall
+    assert is_monotone([view.level for view in ours.pages])
+    assert all(view.reason.startswith("RecallAwareBudget chose") for view in ours.pages if not view.forgotten)
+
+
+def test_without_a_budget_the_default_follows_the_age_schedule(mem):
+    fill(mem, 120, start=0.0)
+    now = 60.0 * 120
+    assert [v.level for v in mem.context(now=now).pages] == [v.level for v in mem.context(now=now, policy=AgeSchedule()).pages]
+
+
+def test_pages_the_decoder_cannot_read_go_as_text_and_say_why(dense):
+    gated = dense.context(policy=AgeSchedule(time_steps=None), now=0.0)
+    tiny = [view for view in gated.pages if view.tier is not None and view.tier.name == "tiny"]
+    assert tiny and all(view.as_text and view.tokens == view.text_tokens for view in tiny)
+    assert all("below min_recall 90%" in view.reason and view.expected_recall == 1.0 for view in tiny)
+    opened = dense.context(policy=AgeSchedule(time_steps=None), now=0.0, min_recall=0.0)
+    tiny = [view for view in opened.pages if view.tier is not None and view.tier.name == "tiny"]
+    assert tiny and all(not view.as_text and view.tokens == 64 and view.expected_recall < 0.5 for view in tiny)
+    assert opened.report.expected_recall < gated.report.expected_recall
+    assert (opened.report.min_recall, gated.report.min_recall) == (0.0, 0.9)
+
+
+def test_under_a_budget_unreadable_pages_are_forgotten_with_the_reason(dense):
+    ctx = dense.context(budget=1500, now=0.0)
+    assert ctx.report.total_tokens <= 1500 and ctx.report.expected_recall is not None
+    for view in ctx.pages:
+        assert view.reason
+        if not view.forgotten and not view.as_text:
+            assert view.expected_recall >= 0.9
+    forgotten = [view for view in ctx.pages if view.forgotten]
+    assert forgotten and forgotten[-1].reason.startswith("forgotten by RecallAwareBudget: newer pages took")
+    assert all(view.reason.startswith("forgotten: older than") for view in forgotten[:-1])
+    assert all(view.expected_recall == 0.0 for view in forgotten)
+
+
+@settings(max_examples=25, deadline=None)
+@given(budget=st.integers(0, 12000), floor=st.floats(0.0, 1.0))
+def test_with_the_gate_every_budget_is_kept_and_older_is_never_sharper(dense, budget, floor):
+    hot = dense.context(now=0.0).report.hot_text_tokens
+    if budget < hot:
+        with pytest.raises(ValueError, match="budget"):
+            dense.context(budget=budget, now=0.0, min_recall=floor)
+        return
+    ctx = dense.context(budget=budget, now=0.0, min_recall=floor)
+    assert ctx.report.total_tokens <= budget
+    assert is_monotone([view.level for view in ctx.pages])
+    assert all(view.expected_recall >= floor for view in ctx.pages if view.image is not None)
+
+
+def test_a_host_without_a_reading_model_says_so(mem):
+    fill(mem, 80)
+    ctx = mem.context(consumer="anthropic")
+    images = [view for view in ctx.pages if not view.forgotten and not view.as_text]
+    assert images and all(view.expected_recall is None and "no reading model for anthropic" in view.reason
+                          for view in images)
+    assert ctx.report.expected_recall is None
+
+
+def test_reading_model_and_min_recall_are_checked(mem):
+    fill(mem, 40)
+    with pytest.raises(ValueError, match="reading_model is for consumer 'deepseek-ocr'"):
+        mem.context(consumer="anthropic", reading_model=reading_model("deepseek-ocr"))
+    with pytest.raises(TypeError, match="reading_model must be a ReadingModel"):
+        OpticalMemory.open(":memory:", reading_model="deepseek")
+    with pytest.raises(ValueError, match="min_recall"):
+        OpticalMemory.open(":memory:", min_recall=1.5)
+    with pytest.raises(ValueError, match="min_recall"):
+        mem.context(min_recall=-1)
