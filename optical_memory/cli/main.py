@@ -1,10 +1,11 @@
-"""The ``optical-memory`` command: ``demo``, ``render`` and ``context``."""
+"""The ``optical-memory`` command: ``demo``, ``render``, ``context`` and ``calibrate``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from optical_memory.calibration import CalibrationSettings, run_calibration
 from optical_memory.cli.transcripts import TranscriptTurn, load_transcript
 from optical_memory.context import Context
 from optical_memory.core.consumers import consumer_names, get_consumer
@@ -166,6 +168,72 @@ def cmd_context(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    consumer = get_consumer(args.consumer)
+    model = args.model or consumer.name.partition(":")[2] or consumer.name
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{consumer.name}_{model}")
+    settings = CalibrationSettings(
+        consumer=consumer.name,
+        endpoint=args.endpoint,
+        out=Path(args.out) if args.out else Path(f"calibration_{safe}.json"),
+        cache_dir=Path(args.cache) if args.cache else Path(os.environ.get("OPTICAL_MEMORY_CACHE", ".cache")) / "calibrate",
+        model=model,
+        api_format=args.format,
+        api_key_env=args.api_key_env,
+        tiers=tuple(args.tiers.split(",")) if args.tiers else (),
+        densities=_ints(args.densities, "--densities"),
+        pages=args.pages,
+        seed=args.seed,
+        max_requests=args.max_requests,
+        max_output_tokens=args.max_output_tokens,
+        timeout=args.timeout,
+        command=" ".join(["optical-memory calibrate", *args.argv]),
+    )
+    result = run_calibration(settings, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    print(f"{result.sent} requests sent, {result.cached} from the cache; {'complete' if result.complete else 'partial'}"
+          f" calibration written to {result.path}")
+    print(f"{'tier':>10} {'font px':>8} {'compress':>9} {'facts':>6} {'recall':>7}  95% interval")
+    for point in result.points:
+        print(f"{point['tier']:>10} {point['density_font_px']:>8} {point['compression']:>8.2f}x {point['facts']:>6}"
+              f" {point['recall']:>7.1%}  [{point['ci_low']:.1%}, {point['ci_high']:.1%}]")
+    return 0
+
+
+def _ints(text: str | None, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",")) if text else ()
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated whole numbers, got {text!r}") from None
+
+
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure a model's reading capacity: planted-fact pages at each tier and density, via its chat API",
+    )
+    calibrate.add_argument("--consumer", required=True, help="whose tiers and pricing: openai:gpt-4o, anthropic, …")
+    calibrate.add_argument("--endpoint", required=True,
+                           help="base URL of an OpenAI-compatible server (e.g. http://localhost:8000/v1) or Anthropic's")
+    calibrate.add_argument("--format", default="openai", choices=["openai", "anthropic"], help="the endpoint's API")
+    calibrate.add_argument("--model", help="model name the endpoint serves (default: the consumer name's model part)")
+    calibrate.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY or"
+                                                 " ANTHROPIC_API_KEY; unset: no key is sent)")
+    calibrate.add_argument("--tiers", help="tiers to measure, comma-separated (default: the whole ladder)")
+    calibrate.add_argument("--densities", help="body font px, comma-separated (default: the preset and two denser)")
+    calibrate.add_argument("--pages", type=int, default=3, help="pages per density (default 3)")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--max-requests", type=int, help="send at most this many requests in this run")
+    calibrate.add_argument("--max-output-tokens", type=int, default=400)
+    calibrate.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    calibrate.add_argument("--cache", help="reply cache folder (default $OPTICAL_MEMORY_CACHE/calibrate or"
+                                           " .cache/calibrate)")
+    calibrate.add_argument("--out", help="calibration file to write (default calibration_<consumer>_<model>.json)")
+    calibrate.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
+    calibrate.set_defaults(func=cmd_calibrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optical-memory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,15 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--json", action="store_true", help="print JSON instead of a table")
     context.add_argument("--openai", help="also write the context as OpenAI chat messages to this file")
     context.set_defaults(func=cmd_context)
+    add_calibrate_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv[1:]
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, StoreError) as error:  # bad input, unwritable output, unusable store
+    # Bad input, unwritable output, an unusable store, an endpoint that refuses the request.
+    except (ValueError, TypeError, OSError, StoreError, RuntimeError) as error:
         parser.exit(2, f"optical-memory {args.command}: error: {error}\n")
 
 
