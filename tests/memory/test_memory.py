@@ -333,7 +333,7 @@ def test_under_a_budget_unreadable_pages_are_forgotten_with_the_reason(dense):
             assert view.expected_recall >= 0.9
     forgotten = [view for view in ctx.pages if view.forgotten]
     assert forgotten and forgotten[-1].reason.startswith("forgotten by RecallAwareBudget: newer pages took")
-    assert all(view.reason.startswith("forgotten: older than") for view in forgotten[:-1])
+    assert all(view.reason.startswith("forgotten: older than a forgotten page") for view in forgotten[:-1])
     assert all(view.expected_recall == 0.0 for view in forgotten)
 
 
