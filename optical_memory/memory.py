@@ -1,8 +1,11 @@
 """The memory middleware: turns in, optical contexts out.
 
 Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
-drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
-the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
+drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool call
+and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
+the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
+text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
+less than one page. At ``context`` time a
 forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
 cheaper than its text (fail-closed).
 """
@@ -37,7 +40,7 @@ from optical_memory.core.validation import (
     validate_timestamp,
 )
 from optical_memory.policies import ForgettingPolicy, TokenBudget
-from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
 
@@ -74,6 +77,18 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
     if offset:
         return not _in_tool_exchange(turns[index])
     return turns[index].role is not Role.TOOL
+
+
+def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | None:
+    """The index of the turn that opens the tool exchange ``position`` falls inside (the call before its results),
+    or ``None`` when sealing up to ``position`` splits no exchange."""
+    if _clean_boundary(turns, position):
+        return None
+    index, offset = position
+    start = index if offset else index - 1
+    while start > 0 and turns[start].role is Role.TOOL:
+        start -= 1
+    return start
 
 
 class OpticalMemory:
@@ -146,14 +161,13 @@ class OpticalMemory:
         """(turn index, character offset) where the not-yet-sealed text starts."""
         return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
 
-    def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
-        """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
-        first, offset = self._cursor()
+    def _pending_end(self, turns: Sequence[Turn], first: int) -> int:
+        """Where the hot window begins: the end of the turns that may be sealed."""
         end = max(first, len(turns) - self.hot_turns)
         # A tool result stays on the same side of the page/text boundary as the call it answers.
         while first < end < len(turns) and turns[end].role is Role.TOOL:
             end -= 1
-        return list(turns[first:end]), offset
+        return end
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -225,21 +239,49 @@ class OpticalMemory:
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
-        pending, offset = self._pending(turns)
-        if not pending:
-            return []
-        layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
-        if full_only:
-            layouts = [layout for layout in layouts if layout.full]
-            # Seal no page whose end would leave a tool exchange straddling the page/text boundary.
-            while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
-                layouts.pop()
+        first, offset = self._cursor()
+        layouts = self._layouts(turns, (first, offset), self._pending_end(turns, first), full_only=full_only)
         sealed = []
         for layout in layouts:
             page = layout.page
             image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
             sealed.append((page, image))
         return sealed
+
+    def _layouts(
+        self, turns: Sequence[Turn], start: tuple[int, int], end: int, *, full_only: bool
+    ) -> list[PageLayout]:
+        """The pages to seal from ``start`` (turn index, character offset) up to turn ``end``.
+
+        A page that would end inside a tool exchange ends instead before the call that opens it, and the exchange
+        starts the next page: the page/text boundary may then fall after that page, so sealing never waits for some
+        later page to happen to end between exchanges. Only an exchange longer than a page spans pages; those pages
+        are sealed once a page after them ends outside it.
+        """
+        layouts: list[PageLayout] = []
+        while start[0] < end:
+            restart = None
+            for layout in self.renderer.paginate(
+                turns[start[0]:end], first_page_index=len(self._pages) + len(layouts), first_turn_offset=start[1]
+            ):
+                if full_only and not layout.full:
+                    break
+                opening = _exchange_start(turns, _position_after(layout.page, turns))
+                if opening is not None and (opening, 0) > start:
+                    # The same turns up to the call lay out as the beginning of this very page.
+                    layout = self.renderer.paginate(
+                        turns[start[0]:opening], first_page_index=layout.page.index, first_turn_offset=start[1]
+                    )[0]
+                    restart = (opening, 0)
+                layouts.append(layout)
+                start = _position_after(layout.page, turns)
+                if restart is not None:
+                    break
+            if restart is None:
+                break
+        while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
+            layouts.pop()
+        return layouts
 
     def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]]) -> None:
         if turn is not None:

@@ -272,3 +272,63 @@ def test_metadata_must_be_json(mem):
     with pytest.raises(TypeError, match="metadata"):
         mem.add("user", "hi", metadata={"when": object()})
     assert mem.turns == []
+
+
+def agent_turns(n: int, *, every: int, results: int, seed: int = 0, result_words: int = 80):
+    """(role, content, metadata) of an agent loop: a user turn, an assistant turn that calls ``results`` tools at
+    once, their results, an answer, then plain turns up to ``every`` turns per round."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        call = f"c{len(out)}"
+        calls = [{"id": f"{call}-{k}", "type": "function", "function": {"name": "f", "arguments": "{}"}} for k in range(results)]
+        out.append(("user", sentence(rng), {}))
+        out.append(("assistant", "calling tools", {"tool_calls": calls}))
+        out.extend(("tool", sentence(rng, result_words), {"tool_call_id": c["id"]}) for c in calls)
+        out.append(("assistant", sentence(rng), {}))
+        while len(out) % every and len(out) < n:
+            out.append(("user" if len(out) % 2 else "assistant", sentence(rng), {}))
+    return out[:n]
+
+
+def unsealed_before_hot_window(memory: OpticalMemory, ctx) -> tuple[list, int]:
+    """The recent turns before the hot window and the tool exchange at its edge, and the offset into the first."""
+    turns = memory.turns
+    edge = len(turns) - memory.hot_turns
+    while 0 < edge < len(turns) and turns[edge].role is Role.TOOL:
+        edge -= 1
+    older = [turns[t.index] for t in ctx.recent if t.index < edge]
+    offset = len(older[0].content) - len(ctx.recent[0].content) if older else 0
+    return older, offset
+
+
+@pytest.mark.parametrize(("every", "results"), [(4, 1), (6, 3)])
+def test_tool_calls_never_stall_sealing(every, results):
+    """A page that would end inside a tool exchange ends before its call: what stays text past the hot window never
+    fills a page (before, it grew until some page happened to end cleanly: 41 recent turns at hot_turns=8)."""
+    with OpticalMemory.open(":memory:", hot_turns=8, clock=lambda: 0.0) as memory:
+        most_recent = 0
+        for role, content, metadata in agent_turns(400, every=every, results=results):
+            memory.add(role, content, metadata=metadata)
+            ctx = memory.context()
+            older, offset = unsealed_before_hot_window(memory, ctx)
+            layouts = memory.renderer.paginate(older, first_turn_offset=offset)
+            assert not any(layout.full for layout in layouts), f"{len(older)} unsealed turns fill a page"
+            assert ctx.recent[0].role is not Role.TOOL
+            most_recent = max(most_recent, len(ctx.recent))
+        per_page = max(len(page.turn_indices) for page in memory.pages)
+        assert most_recent <= memory.hot_turns + (1 + results) + per_page
+
+
+def test_a_tool_exchange_longer_than_a_page_is_sealed_once_a_later_page_ends_outside_it():
+    with OpticalMemory.open(":memory:", hot_turns=2, clock=lambda: 0.0) as memory:
+        rng = random.Random(1)
+        memory.add("user", sentence(rng))
+        memory.add("assistant", "calling", metadata={"tool_calls": [{"id": "big", "type": "function"}]})
+        memory.add("tool", sentence(rng, 3000), metadata={"tool_call_id": "big"})
+        for _ in range(30):
+            memory.add("assistant" if len(memory.turns) % 2 else "user", sentence(rng))
+        on_pages = {index for page in memory.pages for index in page.turn_indices}
+        assert {1, 2} <= on_pages
+        ctx = memory.context()
+        assert ctx.recent[0].index > 2
