@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image
 
-from optical_memory.context import Context
+from optical_memory.context import Context, check_budget
 from optical_memory.core.consumers import (
     BaseConsumer,
     DeepSeekOCRConsumer,
@@ -338,7 +338,10 @@ class OpticalMemory:
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
-        Raises ``ValueError`` if the unsealed recent turns alone exceed the budget.
+        ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
+        ``Context.messages`` fit the messages they build into the same budget with everything they add counted
+        (system prompt, preamble, framing). Raises ``ValueError`` (``check_budget``) if the unsealed recent turns
+        alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -347,16 +350,25 @@ class OpticalMemory:
         now = self.clock() if now is None else now
         with self._lock:
             turns, stored_pages = list(self._turns), list(self._pages)
-        first, offset = self._cursor()
+        return self._context(turns, stored_pages, budget, consumer, policy, now)
+
+    def _context(
+        self,
+        turns: list[Turn],
+        stored_pages: list[StoredPage],
+        budget: int | None,
+        consumer: BaseConsumer,
+        policy: ForgettingPolicy,
+        now: float,
+    ) -> Context:
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
             recent[0] = replace(recent[0], content=recent[0].content[offset:], metadata={**recent[0].metadata, "continued": True})
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
-        if budget is not None and hot_tokens > budget:
-            raise ValueError(
-                f"budget {budget} is smaller than the recent turns alone ({hot_tokens} tokens); raise the budget or"
-                " lower hot_turns"
-            )
+        if budget is not None:
+            check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
         levels = policy.choose(
             pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
@@ -364,7 +376,15 @@ class OpticalMemory:
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, policy, now, len(turns))
         views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
-        return Context(views, recent, self._report(views, hot_tokens, budget, consumer), consumer)
+        return Context(
+            views,
+            recent,
+            self._report(views, hot_tokens, budget, consumer),
+            consumer,
+            turns=turns,
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now),
+            cacheable_images=not self.forget_pixels,
+        )
 
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -23,6 +24,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from optical_memory.langchain import (
     OpticalMemoryMiddleware,
     count_tokens,
+    count_tool_tokens,
     detect_consumer,
     recall_page,
     recall_page_text,
@@ -275,7 +277,7 @@ def test_missing_thread_id_fails_clearly():
 
 def test_budget_below_the_recent_turns_fails_clearly():
     agent = create_agent(ScriptedChatModel(), [], middleware=[OpticalMemoryMiddleware(consumer=CONSUMER, budget=10)])
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         agent.invoke({"messages": [HumanMessage("a question that costs more than ten tokens, surely")]},
                      {"configurable": {"thread_id": "b"}})
 
@@ -304,3 +306,66 @@ def test_unsupported_content_is_rejected_before_the_model_runs():
     with pytest.raises(ValueError, match="'audio' is not supported"):
         agent.invoke({"messages": [audio]}, {"configurable": {"thread_id": "c"}})
     assert model.requests == []
+
+
+class ToolRecordingModel(ScriptedChatModel):
+    """A scripted model that also records the tools bound to each call (``calls``: (messages, tools) pairs)."""
+
+    bound: list = []
+    calls: list = []
+
+    def bind_tools(self, tools, **kwargs):
+        self.bound = list(tools)
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls.append((list(messages), list(self.bound)))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+@tool
+def timetable(station: str, day: str, after: str = "06:00", operator: str = "any") -> str:
+    """Departures from a station on a day: every train after a time, with its platform, operator, stops, seat
+    classes, bicycle spaces, catering, accessibility and the fares of each class. Use it before answering any
+    question about when a train leaves, from which platform, how long it takes or what it costs; never guess."""
+    return f"{station} {day}: 09:40 platform 4, 10:12 platform 2 ({operator}, after {after})."
+
+
+def test_tool_schemas_count_toward_the_budget():
+    """The JSON schemas of the tools bound to each call (recall_page's included) are sent too, so they count."""
+    model = ToolRecordingModel(script=travel_script)
+    middleware = OpticalMemoryMiddleware(consumer=CONSUMER, budget=BUDGET, hot_turns=6)
+    agent = create_agent(model, [weather, timetable], system_prompt=SYSTEM, middleware=[middleware])
+    config = {"configurable": {"thread_id": "schemas"}}
+    for i in range(30):
+        agent.invoke({"messages": [user_turn(i)]}, config)
+    assert len(model.calls) > 30
+    for messages, tools in model.calls:
+        assert {t.name for t in tools} == {"weather", "timetable", "recall_page"}
+        assert count_tokens(messages, consumer=CONSUMER) + count_tool_tokens(tools, consumer=CONSUMER) <= BUDGET
+    assert middleware.last_context("schemas").total_tokens <= BUDGET
+    assert count_tool_tokens([timetable], consumer=CONSUMER) > 100
+
+
+class DropRecallPage(AgentMiddleware):
+    """Another middleware that narrows the tools of each call, as tool-selection middleware does."""
+
+    def wrap_model_call(self, request, handler):
+        return handler(request.override(tools=[t for t in request.tools if t.name != "recall_page"]))
+
+
+@pytest.mark.parametrize(
+    ("middleware", "recall_tool", "mentioned"),
+    [([], True, True), ([], False, False), ([DropRecallPage()], True, False)],
+)
+def test_the_preamble_mentions_recall_page_only_when_the_call_carries_it(middleware, recall_tool, mentioned):
+    model = ToolRecordingModel(script=travel_script)
+    optical = OpticalMemoryMiddleware(consumer=CONSUMER, hot_turns=2, recall_tool=recall_tool)
+    agent = create_agent(model, [weather], middleware=[*middleware, optical])
+    config = {"configurable": {"thread_id": "preamble"}}
+    for i in range(12):
+        agent.invoke({"messages": [user_turn(i)]}, config)
+    messages, tools = model.calls[-1]
+    assert messages[0].id == PAGES_MESSAGE_ID
+    assert ("recall_page" in messages[0].content[0]["text"]) is mentioned
+    assert ("recall_page" in {t.name for t in tools}) is mentioned

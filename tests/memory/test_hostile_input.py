@@ -134,7 +134,7 @@ def test_a_one_megabyte_turn_is_kept_verbatim_in_the_hot_window(tmp_path):
         memory.add("user", text)
         context = memory.context(budget=10**7)
         assert context.recent[0].content == text
-        with pytest.raises(ValueError, match="smaller than the recent turns"):
+        with pytest.raises(ValueError, match="smaller than what every call must send"):
             memory.context(budget=1000)
     with OpticalMemory.open(tmp_path / "big.db", hot_turns=8) as reopened:
         assert reopened.turns[0].content == text

@@ -122,7 +122,7 @@ def test_anthropic_shape_keeps_the_system_prompt_separate():
 
 
 def test_a_budget_below_the_recent_turns_is_refused():
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         compress_messages(openai_chat(20), budget=100)
 
 
