@@ -44,6 +44,12 @@ from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, enco
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
 
+# Why a page has its level (``PageView.reason``): the level its age gives (the policy without a budget), a blurrier
+# one or none because of the budget, or sent as text because the image would cost more (followed by both prices).
+REASON_AGE = "age"
+REASON_BUDGET = "budget"
+REASON_FAIL_CLOSED = "fail-closed"
+
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
@@ -133,7 +139,7 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
-        self._forgotten_views: dict[tuple[int, str], PageView] = {}
+        self._forgotten_views: dict[tuple[int, str, str], PageView] = {}
         self._reload()
 
     @classmethod
@@ -370,12 +376,17 @@ class OpticalMemory:
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
-        levels = policy.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
+        # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
+        levels = aged if budget is None else policy.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=budget - hot_tokens
         )
         if self.forget_pixels and consumer == self.consumer:
-            self._forget_pixels(stored_pages, policy, now, len(turns))
-        views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
+            self._forget_pixels(stored_pages, aged)
+        views = [
+            self._view(stored, level, consumer, REASON_AGE if level == age else REASON_BUDGET)
+            for stored, level, age in zip(stored_pages, levels, aged)
+        ]
         return Context(
             views,
             recent,
@@ -390,20 +401,22 @@ class OpticalMemory:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
+    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer, reason: str) -> PageView:
         page = stored.page
         if level is None:
             # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
-            key = (page.index, consumer.name)
+            key = (page.index, consumer.name, reason)
             view = self._forgotten_views.get(key)
             if view is None or view.page is not page:
-                view = self._forgotten_views[key] = PageView(page, None, None, 0, consumer.text_tokens(page.text))
+                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason)
+                self._forgotten_views[key] = view
             return view
         text_tokens = consumer.text_tokens(page.text)
         tier = consumer.tier(level)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
+            reason = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
+            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         return PageView(
             page,
             level,
@@ -411,11 +424,11 @@ class OpticalMemory:
             image_tokens,
             text_tokens,
             load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            reason=reason,
         )
 
-    def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
+    def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
-        ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
         tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
         for stored, level in zip(stored_pages, ages):
             current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)

@@ -363,3 +363,26 @@ def test_to_openai_and_the_report_agree_on_what_is_sent(mem):
     assert fitted.messages == ctx.to_openai(system="be brief")
     assert fitted.total_tokens == count_message_tokens(fitted.messages, consumer=mem.consumer) <= 1800
     assert fitted.report.budget == 1800 and fitted.report.total_tokens <= fitted.total_tokens
+
+
+def test_each_page_says_why_it_has_its_level():
+    """"age": the level the policy gives without a budget; "budget": blurrier or forgotten to fit the budget;
+    "fail-closed: …": sent as text because the image would cost more."""
+    day = 86_400.0
+    with OpticalMemory.open(":memory:", hot_turns=4, clock=lambda: 0.0) as memory:
+        fill(memory, 150, start=-400 * day)  # 400 days ago, a minute apart: older than a year
+        fill(memory, 150, seed=1, start=-60 * 150)
+        aged = memory.context(now=0.0)
+        assert {v.reason for v in aged.pages} == {"age"}
+        assert aged.pages[0].forgotten and not aged.pages[-1].forgotten
+        tight = memory.context(budget=1500, now=0.0)
+        by_reason = {v.reason for v in tight.pages}
+        assert by_reason == {"age", "budget"}
+        for tight_view, aged_view in zip(tight.pages, aged.pages):
+            same = tight_view.level == aged_view.level
+            assert tight_view.reason == ("age" if same else "budget")
+    with OpticalMemory.open(":memory:", hot_turns=0) as memory:
+        memory.add("user", "short note")
+        memory.flush()
+        [view] = memory.context().pages
+        assert view.as_text and view.reason.startswith("fail-closed: the image would cost")
