@@ -369,3 +369,46 @@ def test_the_preamble_mentions_recall_page_only_when_the_call_carries_it(middlew
     assert messages[0].id == PAGES_MESSAGE_ID
     assert ("recall_page" in messages[0].content[0]["text"]) is mentioned
     assert ("recall_page" in {t.name for t in tools}) is mentioned
+
+
+def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path():
+    """to_openai, compress_messages, the middleware and the history send a turn whose head is on a page as its tail
+    after "(continued from page N)", and never a bare tail."""
+    from optical_memory import OpticalMemory, compress_messages
+    from optical_memory.langchain import OpticalChatMessageHistory
+
+    long_text = " ".join(f"w{i}" for i in range(4000))
+    openai_chat = [{"role": "user", "content": long_text}, {"role": "assistant", "content": "ok"},
+                   {"role": "user", "content": "next"}]
+
+    def tail_of(text: str, memory) -> str:
+        head = next(s for p in reversed(memory.pages) for s in p.segments if s.turn_index == 0)
+        assert 0 < head.end < len(long_text)  # the boundary does fall inside the long turn
+        return long_text[head.end:]
+
+    with OpticalMemory.open(":memory:", hot_turns=2, consumer=CONSUMER) as memory:
+        for message in openai_chat:
+            memory.add(message["role"], message["content"])
+        sent = memory.context(budget=20_000).to_openai(system="be brief")
+        tail = tail_of(long_text, memory)
+        label = memory.pages[-1].label
+    assert sent[2] == {"role": "user", "content": f"(continued from {label}) {tail}"}
+
+    compressed = compress_messages(openai_chat, hot_turns=2, consumer=CONSUMER, budget=20_000)
+    texts = [m["content"] for m in compressed if isinstance(m["content"], str)]
+    assert texts == ["ok", "next"]  # compress seals the whole turn: no tail is left to send
+
+    model = ScriptedChatModel()
+    middleware = OpticalMemoryMiddleware(consumer=CONSUMER, hot_turns=2, budget=20_000)
+    agent = create_agent(model, [], middleware=[middleware])
+    config = {"configurable": {"thread_id": "split"}}
+    agent.invoke({"messages": [HumanMessage(long_text, id="long")]}, config)
+    agent.invoke({"messages": [HumanMessage("next", id="next")]}, config)
+    memory = middleware.memory_for("split")
+    request = model.requests[-1]
+    assert request[1].id == "long"
+    assert request[1].text == f"(continued from {memory.pages[-1].label}) {tail_of(long_text, memory)}"
+
+    history = OpticalChatMessageHistory("split", ":memory:", consumer=CONSUMER, hot_turns=2, budget=20_000)
+    history.add_messages([HumanMessage(long_text, id="long"), AIMessage("ok", id="a"), HumanMessage("next", id="n")])
+    assert history.messages[1].text == f"(continued from {history.memory.pages[-1].label}) {tail_of(long_text, history.memory)}"
