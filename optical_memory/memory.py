@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -43,6 +44,8 @@ from optical_memory.policies import ForgettingPolicy, TokenBudget
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
+
+log = logging.getLogger(__name__)
 
 # Why a page has its level (``PageView.reason``): the level its age gives (the policy without a budget), a blurrier
 # one or none because of the budget, or sent as text because the image would cost more (followed by both prices).
@@ -226,6 +229,11 @@ class OpticalMemory:
             if turn is None and not sealed:
                 return None, []
             self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
+            for page, _ in sealed:
+                span = page.turn_indices
+                log.info("%s: sealed page %d (turns %d-%d)", self.scope, page.index, span[0], span[-1])
+            written = "no turn" if turn is None else f"turn {turn.index}"
+            log.debug("%s: committed %s and %d page(s)", self.scope, written, len(sealed))
             self._apply(turn, sealed)
             return turn, [page for page, _ in sealed]
 
@@ -239,6 +247,9 @@ class OpticalMemory:
                     before_retry=self._reload,
                 )
             except StaleSession:
+                log.warning(
+                    "%s: gave up writing after %g s of losing to other writers", self.scope, _COMMIT_PATIENCE_SECONDS
+                )
                 raise RuntimeError(
                     f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s"
                 ) from None
@@ -250,7 +261,12 @@ class OpticalMemory:
         sealed = []
         for layout in layouts:
             page = layout.page
-            image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
+            if self.store.has_image(page.render_key):
+                log.debug("%s: page %d is already stored (key %s), not drawn", self.scope, page.index, page.render_key)
+                image = b""
+            else:
+                image = encode_page_png(self.renderer.draw(layout))
+                log.debug("%s: drew page %d (%d bytes of PNG)", self.scope, page.index, len(image))
             sealed.append((page, image))
         return sealed
 
@@ -438,6 +454,7 @@ class OpticalMemory:
             smaller = encode_png(fit_to_tier(decode_png(self._image_bytes(stored.page.index)), tier))
             key = f"{stored.page.render_key}@{tier.name}"
             self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
+            log.info("%s: page %d pixels reduced to %s (forget_pixels)", self.scope, stored.page.index, tier.name)
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 

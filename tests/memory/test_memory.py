@@ -386,3 +386,18 @@ def test_each_page_says_why_it_has_its_level():
         memory.flush()
         [view] = memory.context().pages
         assert view.as_text and view.reason.startswith("fail-closed: the image would cost")
+
+
+def test_seal_render_and_store_events_go_to_the_optical_memory_logger_and_print_nothing_by_default(capfd, caplog):
+    import logging
+
+    with OpticalMemory.open(":memory:", hot_turns=2) as memory:
+        fill(memory, 30)
+    assert capfd.readouterr().err == ""
+    with caplog.at_level(logging.DEBUG, logger="optical_memory"):
+        with OpticalMemory.open(":memory:", hot_turns=2) as memory:
+            fill(memory, 30)
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("optical_memory")]
+    assert any("sealed page 0 (turns 0-" in m for m in messages)
+    assert any("drew page 0" in m for m in messages)
+    assert any("committed turn" in m for m in messages)
