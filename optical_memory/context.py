@@ -137,7 +137,8 @@ class Context:
         ``reserve`` is tokens sent beside these messages that the budget must leave room for (tool schemas, the
         rest of a prompt a history is placed in). ``preamble`` opens the pages message: mention the ``recall_page``
         tool in it only where that tool is registered. Raises ``ValueError`` (``check_budget``) when ``system``,
-        ``reserve`` and the recent turns alone exceed the budget.
+        ``reserve`` and the recent turns alone exceed the budget, and when the forgetting policy ignores budgets
+        and its pages do not fit.
         """
         budget = self.report.budget if budget is None else validate_budget(budget)
         reserve = validate_int(reserve, field_name="reserve", minimum=0)
@@ -177,7 +178,8 @@ class Context:
                     blocks.append(dialect.page_block(png, view.tier))  # type: ignore[arg-type]
                 for turn_index in view.page.turn_indices:
                     if last_pages.get(turn_index) == view.page.index:
-                        blocks.extend(labelled(self.turns[turn_index], paged_images.get(turn_index, []), view.page.label))
+                        images = paged_images.get(turn_index, [])
+                        blocks.extend(labelled(self.turns[turn_index], images, view.page.label))
             if not blocks:
                 return fixed
             return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot]
@@ -197,7 +199,11 @@ class Context:
             if total <= budget:
                 return OpticalMessages(messages, replace(ctx.report, budget=budget), total, budget, ctx)
             allowance -= total - budget
-        raise RuntimeError(f"could not fit the context into {budget} tokens for {consumer.name}")
+        raise ValueError(
+            f"the pages do not fit in budget {budget} for {consumer.name} ({total} tokens): the forgetting policy did"
+            " not shrink them to their allowance (AgeSchedule ignores budgets; TokenBudget and RecallAwareBudget fit"
+            " them)"
+        )
 
     def page_of(self, turn_index: int) -> str:
         """The label of the last page that shows part of turn ``turn_index``."""
