@@ -17,7 +17,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.tools import tool
-from langchain_fakes import ScriptedChatModel
+from langchain_fakes import ScriptedChatModel, ToolRecordingModel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -306,21 +306,6 @@ def test_unsupported_content_is_rejected_before_the_model_runs():
     with pytest.raises(ValueError, match="'audio' is not supported"):
         agent.invoke({"messages": [audio]}, {"configurable": {"thread_id": "c"}})
     assert model.requests == []
-
-
-class ToolRecordingModel(ScriptedChatModel):
-    """A scripted model that also records the tools bound to each call (``calls``: (messages, tools) pairs)."""
-
-    bound: list = []
-    calls: list = []
-
-    def bind_tools(self, tools, **kwargs):
-        self.bound = list(tools)
-        return self
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        self.calls.append((list(messages), list(self.bound)))
-        return super()._generate(messages, stop, run_manager, **kwargs)
 
 
 @tool
