@@ -46,8 +46,9 @@ def check_budget(budget: int, fixed_tokens: int, consumer: BaseConsumer) -> None
 @dataclass(frozen=True)
 class OpticalMessages:
     """Messages ready to send. ``report`` is the memory's accounting of pages and recent text (its ``budget`` is the
-    caller's); ``total_tokens`` is everything sent as the dialect counts it (framing, preamble, labels and user
-    images included) plus the reserved tokens, and never exceeds ``budget``."""
+    caller's, its ``page_image_bytes`` the PNG bytes of the pages these messages carry as images); ``total_tokens``
+    is everything sent as the dialect counts it (framing, preamble, labels and user images included) plus the
+    reserved tokens, and never exceeds ``budget``."""
 
     messages: list[Any]
     report: TokenReport
@@ -168,25 +169,29 @@ class Context:
                 out.extend([dialect.text_block(image_label(turn, number, page_label)), block])
             return out
 
-        def assemble(ctx: Context) -> list[Any]:
+        def assemble(ctx: Context) -> tuple[list[Any], int]:
+            """The messages for ``ctx``, and the PNG bytes of the pages they carry as images."""
             blocks: list[Any] = []
+            image_bytes = 0
             for view in ctx.shown_pages:
                 if view.as_text:
                     blocks.append(dialect.text_block(view.page.text))
                 else:
                     png = _PAGE_IMAGES.png(view, cacheable=self.cacheable_images)
+                    image_bytes += len(png)
                     blocks.append(dialect.page_block(png, view.tier))  # type: ignore[arg-type]
                 for turn_index in view.page.turn_indices:
                     if last_pages.get(turn_index) == view.page.index:
                         images = paged_images.get(turn_index, [])
                         blocks.extend(labelled(self.turns[turn_index], images, view.page.label))
             if not blocks:
-                return fixed
-            return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot]
+                return fixed, 0
+            return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot], image_bytes
 
         if budget is None:
-            messages = assemble(self)
-            return OpticalMessages(messages, self.report, dialect.cost(messages, consumer) + reserve, None, self)
+            messages, image_bytes = assemble(self)
+            report = replace(self.report, page_image_bytes=image_bytes)
+            return OpticalMessages(messages, report, dialect.cost(messages, consumer) + reserve, None, self)
 
         structure = [dialect.text_block(preamble)]
         for turn_index, images in paged_images.items():
@@ -194,10 +199,11 @@ class Context:
         allowance = budget - fixed_cost - dialect.cost([dialect.pages_message(structure)], consumer)
         for _ in range(_FIT_ATTEMPTS):
             ctx = self.reprice(self.report.hot_text_tokens + max(0, allowance))
-            messages = assemble(ctx)
+            messages, image_bytes = assemble(ctx)
             total = dialect.cost(messages, consumer) + reserve
             if total <= budget:
-                return OpticalMessages(messages, replace(ctx.report, budget=budget), total, budget, ctx)
+                report = replace(ctx.report, budget=budget, page_image_bytes=image_bytes)
+                return OpticalMessages(messages, report, total, budget, ctx)
             allowance -= total - budget
         raise ValueError(
             f"the pages do not fit in budget {budget} for {consumer.name} ({total} tokens): the forgetting policy did"

