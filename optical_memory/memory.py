@@ -5,9 +5,9 @@ drawn exactly once and never changes), together with the turn that filled it, in
 and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
 the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
 text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
-less than one page. At ``context`` time a
-forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
-cheaper than its text (fail-closed).
+less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
+a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
+(fail-closed).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def parse_block(block: object, *, where: str = "content[0]") -> Part:
         text = block.get(kind, "")
         return TextPart(text if isinstance(text, str) else "", reasoning=True)
     if kind == "redacted_thinking":
-        # Encrypted reasoning that Anthropic needs back verbatim; priced as its payload, the most it can cost.
+        # Encrypted reasoning that Anthropic needs back verbatim; its real size is unknown, so its payload is priced.
         data = block.get("data", "")
         return TextPart(data if isinstance(data, str) else "", reasoning=True)
     if kind in ("image", "image_url"):
