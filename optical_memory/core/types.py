@@ -182,10 +182,15 @@ class TokenReport:
 
     ``image_tokens`` are valid vision tokens for the DeepEncoder (the paper's count) or the host's own image-token
     charge; ``decoder_positions`` is set for the DeepEncoder only (image tokens plus row newlines and separators).
+    ``tokenizer`` names what counted the text; ``tokenizer_exact`` is false where that is a stated proxy (the
+    provider publishes no tokenizer), and the name says why. ``page_image_bytes`` is what the pages sent as images
+    weigh as PNG (base64 on the wire adds a third): ``None`` in a context, which prices pixels without encoding
+    them; set on the report of built messages, which encode them.
     """
 
     consumer: str
     tokenizer: str
+    tokenizer_exact: bool
     budget: int | None
     hot_text_tokens: int
     paged_text_tokens: int
@@ -197,6 +202,7 @@ class TokenReport:
     pages_as_text: int
     pages_dropped: int
     dropped_text_tokens: int
+    page_image_bytes: int | None = None
     # Expected share of the session's text (recent turns and every page, forgotten ones included) the consumer reads
     # back from this context under its reading model; None when a page went as an image that no model predicts.
     expected_recall: float | None = None

@@ -209,7 +209,8 @@ def test_the_gate_sends_below_the_floor_as_text_and_prices_it_so() -> None:
     gate = ReadingGate(reading_model(DEEPSEEK), 0.9)
     tiny = view_choices(DEEPSEEK, page, gate)[LEVEL["tiny"]]
     assert tiny.as_text and tiny.tokens == text_tokens and tiny.recall == 1.0
-    assert "below min_recall 90%" in tiny.reason and tiny.reading is not None and tiny.reading.recall < 0.9
+    assert tiny.reason.startswith("below min_recall: at tiny") and "under min_recall 90%" in tiny.reason
+    assert tiny.reading is not None and tiny.reading.recall < 0.9
     assert view_cost(DEEPSEEK, page, LEVEL["tiny"], gate) == text_tokens
     assert view_cost(DEEPSEEK, page, LEVEL["tiny"]) == 64  # no gate: the image, whatever it reads back
     large = view_choices(DEEPSEEK, page, gate)[LEVEL["large"]]
@@ -221,7 +222,7 @@ def test_the_gate_sends_below_the_floor_as_text_and_prices_it_so() -> None:
 def test_fail_closed_comes_before_the_gate_and_an_unknown_recall_is_not_gated() -> None:
     short = make_page(0, text="see you at nine")
     choice = view_choices(DEEPSEEK, short, ReadingGate(reading_model(DEEPSEEK)))[0]
-    assert choice.as_text and choice.reason.startswith("text (fail-closed)")
+    assert choice.as_text and choice.reason.startswith("fail-closed: the image would cost")
     host = get_consumer("anthropic")
     page = replace(make_page(1, text="the lantern by the harbour " * 600),
                    lines=tuple(LineBox(0, y, 1000, y + 16, 0, 1) for y in range(0, 800, 16)))
