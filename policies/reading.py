@@ -438,6 +438,18 @@ def view_choices(consumer: Consumer, page: Page, gate: ReadingGate | None) -> tu
     return choices
 
 
+def view_prices(consumer: Consumer, page: Page, gate: ReadingGate | None) -> tuple[list[int], list[float]]:
+    """Tokens and expected recalled text tokens of ``page`` at every level under ``gate``: what an optimiser reads
+    for every candidate page on every ``context`` call, cached beside ``view_choices``."""
+    cache = _CHOICES.of(page)
+    key = (consumer.name, gate, "prices")
+    prices = cache.get(key)
+    if prices is None:
+        choices = view_choices(consumer, page, gate)
+        prices = cache[key] = ([choice.tokens for choice in choices], [choice.value for choice in choices])
+    return prices
+
+
 def _choose(consumer: Consumer, page: Page, level: int, gate: ReadingGate | None) -> ViewChoice:
     text_tokens = consumer.text_tokens(page.text)
     image_tokens = consumer.page_tokens(page, level)

@@ -26,7 +26,7 @@ import numpy as np
 from optical_memory.core.types import Consumer, Page
 from optical_memory.core.validation import validate_budget
 from optical_memory.policies.base import ForgettingPolicy, Levels, base_levels
-from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model, view_choices
+from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model, view_choices, view_prices
 
 # λ is expected recalled text tokens per token spent: a coarse grid over every ratio a page can have, then two
 # finer grids between the last λ that overspends and the first that fits.
@@ -97,13 +97,12 @@ class RecallAwareBudget(ForgettingPolicy):
             cap = 0 if caps is None else caps[index]
             if cap is None:
                 break
-            choices = view_choices(consumer, pages[index], gate)
-            row = [choice.tokens for choice in choices]
+            row, worth = view_prices(consumer, pages[index], gate)
             cheapest_total += min(row[cap:])
             if cheapest_total > budget:
                 break
             costs.append(row)
-            values.append([choice.value for choice in choices])
+            values.append(worth)
             floors.append(cap)
         levels: Levels = [None] * count
         if not costs:
