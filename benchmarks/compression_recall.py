@@ -804,7 +804,9 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
     meta = results["meta"]
     table = [row for row in results["sweep_table"] if row["split"] == meta["report_split"]]
-    modes = list(dict.fromkeys(row["mode"] for row in table))
+    order = [mode.value for mode in SWEEP_MODES]
+    modes = sorted(dict.fromkeys(row["mode"] for row in table),
+                   key=lambda name: order.index(name) if name in order else len(order))
     deepseek = meta["consumer"] == "deepseek-ocr"
     figure, axes = plt.subplots(1, len(modes), figsize=(max(11.0, 3.6 * len(modes)), 4.8), sharey=True, squeeze=False)
     for axis, mode in zip(axes[0], modes):
@@ -848,7 +850,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
                 handles.append(handle)
                 labels.append(label)
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    who = "CPU OCR: pixel legibility, not DeepSeek-OCR decoding" if meta["reader"] != "deepseek-ocr" else "DeepSeek-OCR"
+    who = "CPU OCR, not DeepSeek-OCR decoding" if meta["reader"] != "deepseek-ocr" else "DeepSeek-OCR"
     figure.suptitle(f"Pixel legibility ({meta['reader']}, {who})\nbeside the reading model; consumer "
                     f"{meta['consumer']}, {meta['report_split']} split")
     figure.tight_layout(rect=(0, 0.1, 1, 1))
@@ -863,7 +865,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     looks = {name: (f"C{number}", "osD^vP"[number % 6], ["-", "--", "-.", ":"][number % 4])
              for number, name in enumerate(strategies)}
     budgets = sorted({row["budget"] for row in baseline_rows if row["budget"] is not None})
-    figure, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 4.4), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 6.0), sharey=True, squeeze=False)
     for axis, font_px in zip(axes[0], densities):
         for name in strategies:
             rows = [row for row in baseline_rows if row["strategy"] == name
@@ -892,7 +894,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.suptitle(f"Fact recall vs budget ({meta['reader']}, consumer {meta['consumer']}, "
                     f"{meta['baseline']['text_tokens']:,}-token chat)")
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.tight_layout(rect=(0, 0.3, 1, 1))
     figure.savefig(out / results["files"]["facts_png"], dpi=110)
     plt.close(figure)
 
