@@ -29,7 +29,7 @@ from optical_memory.renderers.fonts import (
 from optical_memory.core.validation import validate_int
 
 # Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 
 def _text_chain() -> tuple[str, ...]:
@@ -61,9 +61,9 @@ class RenderStyle:
 
     Pages are greyscale: ``background`` and ``ink`` are grey levels (0 black … 255 white), so a page is a
     one-channel "L" image. Sizes are pixels of the master canvas. ``line_spacing`` is a multiple of the larger of
-    the two type sizes; ``turn_gap`` is the blank space before each turn header, in line heights. Headers (page
-    label, turn headers) use ``header_font_files`` at ``font_px``; fenced code blocks use ``mono_font_files`` at
-    ``mono_font_px``.
+    the two type sizes; ``turn_gap`` is the blank space before each turn, in line heights. The page label, date
+    lines and role tags use ``header_font_files`` at ``font_px``; fenced code blocks use ``mono_font_files`` at
+    ``mono_font_px``; ``tab_size`` is the tab stop distance in spaces of the line's font.
     """
 
     width: int = 1280
@@ -73,7 +73,7 @@ class RenderStyle:
     line_spacing: float = 1.2
     margin_x: int = 24
     margin_y: int = 24
-    turn_gap: float = 0.4
+    turn_gap: float = 0.2
     tab_size: int = 4
     background: int = 255
     ink: int = 0
@@ -121,12 +121,12 @@ class RenderStyle:
         for name in ("font_files", "mono_font_files", "header_font_files"):
             chain = FontChain(getattr(self, name), field_name=f"RenderStyle.{name}")
             object.__setattr__(self, name, chain.files)
-        # A page must hold its label and at least one turn header with one line of content.
+        # A page must hold its label and a turn whose first word needs a line below its role tag.
         needed = 3 * self.line_height + self.turn_gap_px
         if needed > self.height - 2 * self.margin_y:
             raise ValueError(
-                f"RenderStyle.height {self.height} (margins {self.margin_y}) cannot hold the page label, a turn "
-                f"header and one line at line height {self.line_height} px: lower font_px or line_spacing"
+                f"RenderStyle.height {self.height} (margins {self.margin_y}) cannot hold the page label, a role "
+                f"tag and a line of text at line height {self.line_height} px: lower font_px or line_spacing"
             )
 
     @property
