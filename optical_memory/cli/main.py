@@ -42,7 +42,12 @@ def page_table(ctx: Context) -> str:
         turns = view.page.turn_indices
         span = f"{turns[0]}-{turns[-1]}"
         tier = view.tier.name if view.tier is not None else "-"
-        sent = "forgotten" if view.forgotten else "text (fail-closed)" if view.as_text else "image"
+        if view.forgotten:
+            sent = "forgotten"
+        elif view.as_text:
+            sent = "text (missing glyphs)" if view.page.missing_glyphs else "text (fail-closed)"
+        else:
+            sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
         rows.append(f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}  {sent}")
     return "\n".join(rows)
