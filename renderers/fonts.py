@@ -34,6 +34,7 @@ from optical_memory.renderers.scripts import (
     bidi_class,
     clusters,
     has_right_to_left,
+    iter_clusters,
     is_default_ignorable,
     needs_shaping,
 )
@@ -467,7 +468,7 @@ class FontFace:
             return count
         ends = []
         width = length = 0
-        for cluster in clusters(word):
+        for cluster in iter_clusters(word):  # lazily: a long run of flags is slow to segment whole
             width += self.measure(cluster).width
             if width > room:
                 break

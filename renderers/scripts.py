@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import regex
 
@@ -64,6 +64,11 @@ _NEUTRAL = frozenset({"B", "S", "WS", "ON", "BN", "LRE", "RLE", "LRO", "RLO", "P
 def clusters(text: str) -> list[str]:
     """The extended grapheme clusters of ``text``, in order."""
     return _CLUSTER.findall(text)
+
+
+def iter_clusters(text: str) -> Iterator[str]:
+    """The clusters of ``text`` one at a time, for callers that may stop early."""
+    return (match.group() for match in _CLUSTER.finditer(text))
 
 
 def first_cluster_length(text: str) -> int:
