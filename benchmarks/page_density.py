@@ -28,10 +28,11 @@ from optical_memory.cli.transcripts import load_transcript
 from optical_memory.renderers import PageRenderer, RenderStyle
 
 from benchmarks.render_speed import merged_chat_turns
-from optical_memory.core.tokens import TOKENIZER_NAME, count_tokens
+from optical_memory.core.tokens import count_tokens, encoding_label
 from optical_memory.core.types import Role, Turn
 
 RESULTS = Path(__file__).parent / "results" / "page_density.json"
+ENCODING = "cl100k_base"  # the encoding the density target is stated in
 
 
 def sample_turns() -> list[Turn]:
@@ -43,7 +44,7 @@ def sample_turns() -> list[Turn]:
 def density(renderer: PageRenderer, turns: Sequence[Turn]) -> dict[str, Any]:
     """Tokens and turns per full page when ``turns`` are paginated from the start."""
     full = [layout for layout in renderer.paginate(turns) if layout.full]
-    tokens = [count_tokens(layout.page.text) for layout in full]
+    tokens = [count_tokens(layout.page.text, ENCODING) for layout in full]
     turns_per_page = [len(layout.page.turn_indices) for layout in full]
     return {
         "turns": len(turns),
@@ -71,7 +72,7 @@ def measure(preset: str, argv: Sequence[str]) -> dict[str, Any]:
     return {
         "preset": preset,
         "style": {key: value for key, value in style.describe().items() if not key.endswith("font_files")},
-        "tokenizer": TOKENIZER_NAME,
+        "tokenizer": encoding_label(ENCODING),
         "workloads": {
             "sample conversation (demo)": density(renderer, sample_turns()),
             "LLM-length turns (render_speed)": density(renderer, merged_chat_turns(80_000)),
@@ -94,7 +95,7 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
                 f"{row['tokens_per_page_median']:>9} {row['tokens_per_page_mean']:>7} {row['tokens_per_page_min']:>5} "
                 f"{row['tokens_per_page_max']:>5} {row['turns_per_page_median']:>11}"
             )
-    rows.append(f"cl100k tokens ({TOKENIZER_NAME}) per full page; median unless named")
+    rows.append(f"tokens per full page, {encoding_label(ENCODING)}; median unless named")
     return "\n".join(rows)
 
 

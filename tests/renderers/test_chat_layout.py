@@ -90,5 +90,5 @@ def test_the_sample_conversation_fills_a_page_with_at_least_700_tokens():
     transcript = load_transcript(sample_transcript())
     turns = [Turn(i, Role.parse(t.role), t.content, t.timestamp, t.name) for i, t in enumerate(transcript)]
     full = [layout for layout in PageRenderer().paginate(turns) if layout.full]
-    tokens = [count_tokens(layout.page.text) for layout in full]
+    tokens = [count_tokens(layout.page.text, "cl100k_base") for layout in full]
     assert len(full) >= 10 and statistics.median(tokens) >= 700
