@@ -20,8 +20,8 @@ Rules (they define ``Page.text`` and where pages break, so the memory can seal f
   (or as a line break where the line is full). A newline ends the line it follows, so a turn's final newline opens
   no extra empty line. At a page break inside a turn the segment ends after the last character shown (a newline that
   ended its last line included); the next segment starts there.
-* Lines wrap at spaces and tabs, after any ideograph or kana (not before closing nor after opening punctuation), by
-  measured advance; never inside a grapheme cluster. A word wider than the line (or longer than 1,024 code points)
+* Lines wrap at spaces and tabs, and around any ideograph or kana (never before closing punctuation, nor between
+  opening punctuation and the ideograph after it), by measured advance; never inside a grapheme cluster. A word wider than the line (or longer than 1,024 code points)
   is broken between clusters. Spaces before a wrap point stay on the earlier line (they hang past the margin if need
   be; the line box ends at the last visible character). A tab advances to the next multiple of ``tab_size`` space
   advances that is at least one space away.
@@ -215,6 +215,7 @@ class Paginator:
         self._limit = style.text_width
         # Vertical metrics shared by every page builder.
         self.line_height = style.line_height
+        self.turn_gap = style.turn_gap_px
         self.bottom = style.height - style.margin_y
         text_face = faces[Face.TEXT]
         half_leading = (style.line_height - text_face.ascent - text_face.descent) / 2
@@ -504,7 +505,7 @@ class _PageBuilder:
     def could_start_turn(self) -> bool:
         """Whether the cheapest further turn (same day, first word fitting after its tag) would still fit."""
         paginator = self.paginator
-        return self.y + paginator.style.turn_gap_px + paginator.line_height <= paginator.bottom
+        return self.y + paginator.turn_gap + paginator.line_height <= paginator.bottom
 
     def _append(self, text: str) -> int:
         start = self.length
@@ -542,13 +543,13 @@ class _PageBuilder:
         lines = paginator._content_lines(turn.content, offset, indent)
         first = next(lines)
         tag_only = first.next_offset == first.filled.start < len(turn.content)
-        need = style.turn_gap_px + paginator.line_height * (1 + dated + tag_only)
+        need = paginator.turn_gap + paginator.line_height * (1 + dated + tag_only)
         if self.y + need > paginator.bottom:
             return None
         if not self.segments:
             label = f"page {self.index}" + (f" · {day}" if day is not None else "")
             self._header_line(label, y=style.margin_y)
-        self.y += style.turn_gap_px
+        self.y += paginator.turn_gap
         if dated:
             self._header_line(day)  # type: ignore[arg-type]
         if day is not None:
