@@ -8,8 +8,9 @@ Rules (they define ``Page.text`` and where pages break, so the memory can seal f
   (``2023-05-09``) precedes it.
 * Each turn part on a page (a *segment*) starts a line with its bold role tag, ``User:``, ``Assistant:``, ``Tool:``
   or ``System:`` (``User · Ada:`` when the turn has a name, ``Assistant (continued from page 6):`` when it began on
-  an earlier page), and its content follows on the same line after one space. A gap of ``turn_gap`` line heights
-  precedes every segment (and its date line).
+  an earlier page), and its content follows on the same line after one space (on the next line when its first
+  word would fit a line of its own but not after the tag). A gap of ``turn_gap`` line heights precedes every
+  segment (and its date line).
 * ``Page.text`` is ``"\\n".join([label, date?, tag₁ + " " + content₁[start₁:end₁], date?, tag₂ + " " + …])``:
   the content slices are verbatim; wrap points, run-on newline marks and continuation marks add nothing.
 * Fenced code: a line whose text, stripped of leading spaces and tabs, starts with three backticks or tildes opens or
@@ -21,10 +22,10 @@ Rules (they define ``Page.text`` and where pages break, so the memory can seal f
   no extra empty line. At a page break inside a turn the segment ends after the last character shown (a newline that
   ended its last line included); the next segment starts there.
 * Lines wrap at spaces and tabs, and around any ideograph or kana (never before closing punctuation, nor between
-  opening punctuation and the ideograph after it), by measured advance; never inside a grapheme cluster. A word wider than the line (or longer than 1,024 code points)
-  is broken between clusters. Spaces before a wrap point stay on the earlier line (they hang past the margin if need
-  be; the line box ends at the last visible character). A tab advances to the next multiple of ``tab_size`` space
-  advances that is at least one space away.
+  opening punctuation and the ideograph after it), by measured advance; never inside a grapheme cluster. A word
+  wider than the line (or longer than 1,024 code points) is broken between clusters. Spaces before a wrap point
+  stay on the earlier line (they hang past the margin if need be; the line box ends at the last visible character).
+  A tab advances to the next multiple of ``tab_size`` space advances that is at least one space away.
 * Right-to-left text is reordered by the bidi algorithm (``renderers.scripts``); a prose paragraph whose first
   strong character is right-to-left is right-aligned. Tags, marks and code blocks stay left-to-right.
 * A character no font of the chain covers, and a control character other than newline and tab, is drawn as a mark

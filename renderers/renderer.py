@@ -80,8 +80,9 @@ class PageRenderer:
         ``first_turn_offset`` is how many characters of the first turn an earlier page already showed; its segment
         here is then a continuation. The last layout may be partial (``full`` False); full layouts never change
         when more turns are appended. ``Page.text`` is
-        ``"\\n".join([label, header₁ + "\\n" + content₁[start₁:end₁], header₂ + "\\n" + …])``, with content slices
-        verbatim and no characters added at wrap points; ``renderers.layout`` states every rule.
+        ``"\\n".join([label, date?, tag₁ + " " + content₁[start₁:end₁], date?, tag₂ + " " + …])``, with content
+        slices verbatim and no characters added at wrap points or for drawn marks; ``renderers.layout`` states every
+        rule.
         """
         return self._paginator.paginate(turns, first_page_index, first_turn_offset)
 
