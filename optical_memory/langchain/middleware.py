@@ -10,6 +10,9 @@ model any page's exact text back.
 Mirroring is append-only and by message id: a message is stored the first time the middleware sees it (in a model
 request, or in the final state after the run), so resuming a thread from a checkpointer, or invoking without one,
 both add each message once. Edits or removals of already-stored messages do not rewrite sealed pages.
+
+A thread's memory is its user's data: ``threads``, ``export_thread`` and ``delete_thread`` list, export (JSONL) and
+erase what the middleware stored per thread.
 """
 
 from __future__ import annotations

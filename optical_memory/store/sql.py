@@ -248,8 +248,7 @@ class SQLStore(Store):
 
     @staticmethod
     def _bump(query: Query, sid: int) -> int:
-        query("UPDATE sessions SET version = version + 1 WHERE id = ?", (sid,))
-        return int(query("SELECT version FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
+        return int(query("UPDATE sessions SET version = version + 1 WHERE id = ? RETURNING version", (sid,)).fetchone()[0])
 
     def image(self, key: str) -> bytes:
         _check_key(key, "key")

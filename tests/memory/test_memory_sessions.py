@@ -36,9 +36,9 @@ def chatter(memory: OpticalMemory, n: int, *, seed: int = 0) -> None:
 # -- several processes, one store -----------------------------------------------------------------------------------
 
 
-def test_a_memory_sees_what_another_memory_committed(tmp_path):
-    db = tmp_path / "shared.db"
-    with small(SQLiteStore(db)) as reader, small(SQLiteStore(db)) as writer:
+def test_a_memory_sees_what_another_memory_committed(store_backend):
+    """Two memories, each with its own connection, on one SQLite file or one PostgreSQL schema."""
+    with small(store_backend.open()) as reader, small(store_backend.open()) as writer:
         assert reader.turns == [] and reader.context().recent == []
         chatter(writer, 30)
         assert reader.turns == writer.turns and reader.pages == writer.pages and reader.pages
