@@ -6,7 +6,7 @@ Run ``python -m benchmarks.compression_recall [--quick] [--reader rapidocr|tesse
 1. **Density sweep.** Real chats (chitchat, one turn per chat so pages are full paragraphs; a few planted facts) are
    rendered at several body font sizes on the consumer's canvas; the first full pages are fitted to every mode
    (DeepSeek-OCR: LARGE, BASE, SMALL, TINY, GUNDAM; a host consumer: its tiers), read back, and scored
-   (``benchmarks.metrics``). Text tokens are cl100k (``optical_memory.core.tokens``); compression = text tokens /
+   (``benchmarks.metrics``). Text tokens are the consumer's (``consumer.text_tokens``); compression = text tokens /
    valid vision tokens (or the host's image tokens). The effective glyph height is the font's cap height times the
    scale the fit applies. A CPU OCR reader shows whether *the pixels still hold the text*; it is not DeepSeek-OCR
    decoding. For GUNDAM a CPU reader reads the 640-px tiles stitched back together (the sharpest pixels the encoder
@@ -59,7 +59,6 @@ from optical_memory.core.consumers import (
 )
 from optical_memory.core.geometry import Fit, Mode, Tier, glyph_scale, gundam_grid
 from optical_memory.core.imaging import fit_to_mode, fit_to_tier, gundam_views
-from optical_memory.core.tokens import TOKENIZER_NAME, count_tokens
 from optical_memory.core.types import Page, Turn
 from optical_memory.memory import OpticalMemory
 from optical_memory.readers import (
@@ -267,14 +266,14 @@ def sweep(
         for (page, level, tier, _), text in zip(jobs, texts):
             facts = [fact.answer for fact in conversation.facts if fact.answer in page.text]
             recovery = score(text, page.text, facts)
-            text_tokens = count_tokens(page.text)
+            text_tokens = consumer.text_tokens(page.text)
             image_tokens, positions = price(consumer, page, level, tier)
             scale = glyph_scale(page.width, page.height, tier)
             rows.append(
                 {
                     "reader": service.reader_name,
                     "reader_fingerprint": reader_fingerprint(service.reader),
-                    "tokenizer": TOKENIZER_NAME,
+                    "tokenizer": consumer.tokenizer,
                     "dataset": "chitchat-paragraphs+planted-facts",
                     "conversation": conversation.id,
                     "split": split,
@@ -397,11 +396,12 @@ def write_calibration(path: Path, points: Sequence[CalibrationPoint], provenance
 # -- part 3: budget baselines -----------------------------------------------------------------------------------
 
 
-def truncation_recall(conversation: Conversation, budget: int) -> dict[str, Any]:
-    """Keep the newest turns as text while they fit: the facts recalled are those in kept turns, verbatim."""
+def truncation_recall(conversation: Conversation, budget: int, consumer: BaseConsumer) -> dict[str, Any]:
+    """Keep the newest turns as text while they fit (counted as ``consumer`` counts the memory's text): the facts
+    recalled are those in kept turns, verbatim."""
     kept, used = 0, 0
     for turn in reversed(conversation.turns):
-        cost = count_tokens(turn.text)
+        cost = consumer.text_tokens(turn.text)
         if used + cost > budget:
             break
         kept, used = kept + 1, used + cost
@@ -497,7 +497,7 @@ def baseline_rows(
     )
     rows = []
     for budget in settings.budgets:
-        kept = truncation_recall(conversation, budget)
+        kept = truncation_recall(conversation, budget, consumer)
         rows.append(
             {
                 "strategy": "truncation (keep last N turns)",
@@ -526,7 +526,7 @@ def memory_density(table: Sequence[dict[str, Any]], last_tier: str, default: int
 # -- provenance, outputs ----------------------------------------------------------------------------------------
 
 
-def provenance(settings: Settings, reader: Reader, argv: Sequence[str]) -> dict[str, Any]:
+def provenance(settings: Settings, reader: Reader, consumer: BaseConsumer, argv: Sequence[str]) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
@@ -538,7 +538,7 @@ def provenance(settings: Settings, reader: Reader, argv: Sequence[str]) -> dict[
         "reader": reader.name,
         "reader_fingerprint": reader_fingerprint(reader),
         "consumer": settings.consumer,
-        "tokenizer": TOKENIZER_NAME,
+        "tokenizer": consumer.tokenizer,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.compression_recall", *argv]),
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
@@ -735,7 +735,7 @@ def run(settings: Settings, argv: Sequence[str]) -> dict[str, Any]:
         DEEPSEEK_DENSITIES if isinstance(consumer, DeepSeekOCRConsumer)
         else tuple(max(4, round(preset_px * factor)) for factor in HOST_DENSITY_FACTORS)
     )
-    info = provenance(settings, reader, argv)
+    info = provenance(settings, reader, consumer, argv)
     print(f"compression_recall: reader {reader.name}, consumer {consumer.name}, densities {densities}", file=sys.stderr)
 
     rows: list[dict[str, Any]] = []

@@ -31,6 +31,9 @@ from optical_memory.core.types import Role
 from optical_memory.core.validation import validate_int
 
 SPLITS = ("tune", "report")
+# Conversations are sized in cl100k tokens, as they were when the committed results were made, so that the same
+# seeds keep selecting the same chats whichever consumer later reads them.
+SIZING_ENCODING = "cl100k_base"
 DAY_SECONDS = 86_400.0
 _MIN_MESSAGES = 4
 
@@ -69,7 +72,7 @@ class Conversation:
     @property
     def text_tokens(self) -> int:
         """cl100k tokens of all turn texts (what keeping the whole conversation as text would cost)."""
-        return sum(count_tokens(turn.text) for turn in self.turns)
+        return sum(count_tokens(turn.text, SIZING_ENCODING) for turn in self.turns)
 
 
 def chat_split(chat_id: str) -> str:
@@ -165,7 +168,7 @@ def chitchat_session(
     tokens = 0
     for chat_id in candidates:
         chosen.append(chat_id)
-        tokens += sum(count_tokens(turn.text) for turn in chats[chat_id])
+        tokens += sum(count_tokens(turn.text, SIZING_ENCODING) for turn in chats[chat_id])
         if tokens >= min_tokens:
             break
     else:

@@ -31,10 +31,10 @@ from optical_memory.renderers.png import encode_page_png
 from PIL import Image
 from tqdm import tqdm
 
-from benchmarks.datasets import chitchat_session
+from benchmarks.datasets import SIZING_ENCODING, chitchat_session
 from benchmarks.memory_overhead import measure_memory_overhead
 from optical_memory.core.imaging import encode_png
-from optical_memory.core.tokens import TOKENIZER_NAME, count_tokens
+from optical_memory.core.tokens import count_tokens, encoding_label
 from optical_memory.core.types import Role, Turn
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,7 +48,7 @@ def merged_chat_turns(min_tokens: int, *, turn_tokens: int = 150, seed: int = 0)
     tokens = 0
     for message in conversation.turns:
         pending.append(message.text.replace("\n", " "))
-        tokens += count_tokens(message.text)
+        tokens += count_tokens(message.text, SIZING_ENCODING)
         if tokens >= turn_tokens:
             role = Role.USER if len(turns) % 2 == 0 else Role.ASSISTANT
             turns.append(Turn(len(turns), role, " ".join(pending), message.timestamp))
@@ -120,7 +120,7 @@ def measure_rendering(
     cold_paginate = _timed(lambda: layouts.extend(layout for layout in cold.paginate(turns) if layout.full), 1)[0]
     cold_draw = _timed(lambda: images.extend(cold.draw(layout) for layout in layouts), 1)[0]
     pages = len(layouts)
-    page_tokens = [count_tokens(layout.page.text) for layout in layouts]
+    page_tokens = [count_tokens(layout.page.text, SIZING_ENCODING) for layout in layouts]
 
     warm = cold
     rgb = [image.convert("RGB") for image in images]
@@ -152,7 +152,7 @@ def measure_rendering(
             "turn_tokens_min": turn_tokens,
             "turns": len(turns),
             "full_pages": pages,
-            "tokenizer": TOKENIZER_NAME,
+            "tokenizer": encoding_label(SIZING_ENCODING),
             "tokens_per_page_median": statistics.median(page_tokens),
             "tokens_per_page_min": min(page_tokens),
             "tokens_per_page_max": max(page_tokens),

@@ -34,7 +34,6 @@ from optical_memory.core.consumers import (
 )
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
-from optical_memory.core.tokens import TOKENIZER_NAME
 from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
 from optical_memory.core.validation import (
     validate_budget,
@@ -485,7 +484,8 @@ class OpticalMemory:
             positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
         return TokenReport(
             consumer=consumer.name,
-            tokenizer=TOKENIZER_NAME,
+            tokenizer=consumer.tokenizer,
+            tokenizer_exact=consumer.tokenizer_exact,
             budget=budget,
             hot_text_tokens=hot_tokens,
             paged_text_tokens=sum(v.text_tokens for v in images),

@@ -39,8 +39,9 @@ _FIT_ATTEMPTS = 8
 @dataclass(frozen=True)
 class OpticalMessages:
     """Messages ready to send. ``report`` is the memory's accounting of pages and recent text (its ``budget`` is the
-    caller's); ``total_tokens`` is everything sent as the dialect counts it (framing, preamble, labels and user
-    images included), which never exceeds ``budget``."""
+    caller's, its ``page_image_bytes`` the PNG bytes of the pages these messages carry as images); ``total_tokens``
+    is everything sent as the dialect counts it (framing, preamble, labels and user images included), which never
+    exceeds ``budget``."""
 
     messages: list[Any]
     report: TokenReport
@@ -147,24 +148,28 @@ def build_messages(
             out.extend([dialect.text_block(image_label(turn, number, page_label)), block])
         return out
 
-    def assemble(ctx: Context) -> list[Any]:
+    def assemble(ctx: Context) -> tuple[list[Any], int]:
+        """The messages for ``ctx``, and the PNG bytes of the pages they carry as images."""
         blocks: list[Any] = []
+        image_bytes = 0
         for view in ctx.shown_pages:
             if view.as_text:
                 blocks.append(dialect.text_block(view.page.text))
             else:
                 png = _PAGE_IMAGES.png(view, cacheable=not memory.forget_pixels)
+                image_bytes += len(png)
                 blocks.append(dialect.page_block(png, view.tier))  # type: ignore[arg-type]
             for turn_index in view.page.turn_indices:
                 if last_pages.get(turn_index) == view.page.index:
                     blocks.extend(labelled(turns[turn_index], paged_images.get(turn_index, []), view.page.label))
         if not blocks:
-            return fixed
-        return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot]
+            return fixed, 0
+        return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot], image_bytes
 
     if budget is None:
-        messages = assemble(probe)
-        return OpticalMessages(messages, probe.report, dialect.cost(messages, consumer), None, probe)
+        messages, image_bytes = assemble(probe)
+        report = replace(probe.report, page_image_bytes=image_bytes)
+        return OpticalMessages(messages, report, dialect.cost(messages, consumer), None, probe)
 
     reserve_blocks = [dialect.text_block(preamble)]
     for turn_index, images in paged_images.items():
@@ -173,9 +178,10 @@ def build_messages(
     allowance = budget - fixed_cost - reserve
     for _ in range(_FIT_ATTEMPTS):
         ctx = memory.context(probe.report.hot_text_tokens + max(0, allowance), consumer, policy=policy, now=now)
-        messages = assemble(ctx)
+        messages, image_bytes = assemble(ctx)
         total = dialect.cost(messages, consumer)
         if total <= budget:
-            return OpticalMessages(messages, replace(ctx.report, budget=budget), total, budget, ctx)
+            report = replace(ctx.report, budget=budget, page_image_bytes=image_bytes)
+            return OpticalMessages(messages, report, total, budget, ctx)
         allowance -= total - budget
     raise RuntimeError(f"could not fit the context into {budget} tokens for {consumer.name}")

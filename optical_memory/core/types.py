@@ -142,7 +142,8 @@ class PageView:
 
     ``level`` indexes the consumer's ladder (``None``: forgotten). ``as_text`` means the page's turns go as text
     because the image would have cost more than the text it replaces (fail-closed). ``tokens`` is what the consumer
-    is charged for this view (0 when forgotten). ``image`` (the page fitted to its tier) is produced on first access,
+    is charged for this view (0 when forgotten). ``reason`` says why the page has its level or goes as text, and
+    ``expected_recall`` what the consumer's reading model predicts it reads back (``None``: no model). ``image`` (the page fitted to its tier) is produced on first access,
     so pricing a context never decodes pixels it does not send.
     """
 
@@ -153,6 +154,8 @@ class PageView:
     text_tokens: int
     as_text: bool = False
     load_image: "Callable[[], Image.Image] | None" = field(default=None, repr=False, compare=False)
+    reason: str = ""  # why the page has its level or goes as text: "age", "budget", "fail-closed: …", …
+    expected_recall: float | None = None  # what the consumer's reading model predicts it reads back (None: no model)
 
     @cached_property
     def image(self) -> "Image.Image | None":
@@ -179,10 +182,15 @@ class TokenReport:
 
     ``image_tokens`` are valid vision tokens for the DeepEncoder (the paper's count) or the host's own image-token
     charge; ``decoder_positions`` is set for the DeepEncoder only (image tokens plus row newlines and separators).
+    ``tokenizer`` names what counted the text; ``tokenizer_exact`` is false where that is a stated proxy (the
+    provider publishes no tokenizer), and the name says why. ``page_image_bytes`` is what the pages sent as images
+    weigh as PNG (base64 on the wire adds a third): ``None`` in a context, which prices pixels without encoding
+    them; set on the report of built messages, which encode them.
     """
 
     consumer: str
     tokenizer: str
+    tokenizer_exact: bool
     budget: int | None
     hot_text_tokens: int
     paged_text_tokens: int
@@ -194,6 +202,7 @@ class TokenReport:
     pages_as_text: int
     pages_dropped: int
     dropped_text_tokens: int
+    page_image_bytes: int | None = None
 
     @property
     def total_tokens(self) -> int:

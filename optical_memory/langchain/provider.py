@@ -26,18 +26,23 @@ def model_identity(model: object) -> tuple[str | None, str | None]:
 
 
 def detect_consumer(model: object) -> BaseConsumer:
-    """The consumer for ``model``: ``ChatOpenAI(model="gpt-4o")`` → ``openai:gpt-4o``, ``ChatAnthropic`` →
-    ``anthropic``, ``ChatGoogleGenerativeAI`` → ``gemini`` …; ``ValueError`` when the model does not say."""
+    """The consumer for ``model``, looked up in the model registry by the model name it reports:
+    ``ChatOpenAI(model="gpt-4.1-nano")`` → the gpt-4.1-nano patch rule, ``ChatAnthropic(model="claude-opus-4-7")`` →
+    Claude's high-resolution patch rule, ``ChatGoogleGenerativeAI(model="gemini-2.5-pro")`` → ``gemini`` ….
+
+    A model that reports no name, or one the registry does not list, is a ``ValueError`` (never its provider's
+    best-known model's price): pass ``consumer=``, naming a listed model or a rule.
+    """
     provider, name = model_identity(model)
-    candidates = [f"{provider}:{name}" if provider and name else None, provider, name]
-    for candidate in candidates:
-        if not candidate:
-            continue
-        try:
-            return get_consumer(candidate)
-        except ValueError:
-            continue
-    raise ValueError(
-        f"cannot tell which image pricing applies to {type(model).__name__} (provider {provider!r}, model {name!r});"
-        f" pass consumer=, one of: {', '.join(consumer_names())}"
-    )
+    if not name:
+        raise ValueError(
+            f"cannot tell which image pricing applies to {type(model).__name__}: it reports no model name (provider"
+            f" {provider!r}); pass consumer=, one of: {', '.join(consumer_names())}"
+        )
+    try:
+        return get_consumer(f"{provider}:{name}" if provider else name)
+    except ValueError as error:
+        raise ValueError(
+            f"cannot tell which image pricing applies to {type(model).__name__} (provider {provider!r}, model"
+            f" {name!r}); pass consumer=, e.g. consumer=get_consumer({name!r}, rule=...). {error}"
+        ) from None

@@ -38,9 +38,10 @@ def message_tokens(message: BaseMessage, consumer: BaseConsumer, *, where: str =
 def count_tokens(
     messages: Iterable[MessageLikeRepresentation], *, consumer: str | BaseConsumer = DEFAULT_CONSUMER
 ) -> int:
-    """Tokens ``consumer`` charges for ``messages``: text with the project's tokenizer (cl100k), inline images by the
-    consumer's own rule (size read from the base64 data; OpenAI's ``detail`` respected), tool calls as their JSON,
-    plus 3 framing tokens per message.
+    """Tokens ``consumer`` charges for ``messages``: text with the consumer's tokenizer (``o200k_base`` for
+    gpt-4o-class models; a stated proxy where the provider publishes none), inline images by the consumer's own rule
+    (size read from the base64 data; OpenAI's ``detail`` respected), tool calls as their JSON, plus 3 framing tokens
+    per message.
 
     Usable as ``token_counter=`` in ``trim_messages`` and in ``SummarizationMiddleware`` (use
     ``functools.partial(count_tokens, consumer="anthropic")`` for another provider). Accepts anything LangChain

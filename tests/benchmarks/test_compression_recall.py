@@ -27,9 +27,9 @@ from benchmarks.datasets import (
     chitchat_sessions,
     planted_fact_conversation,
 )
+from optical_memory.core.consumers import get_consumer
 from optical_memory.core.geometry import Fit, Mode, Tier
 from optical_memory.core.imaging import fit_to_mode
-from optical_memory.core.tokens import count_tokens
 from optical_memory.core.types import Role
 from optical_memory.readers import get_reader
 
@@ -95,11 +95,12 @@ def test_truncation_keeps_the_newest_turns_that_fit() -> None:
     turns = tuple(ChatTurn(Role.USER, text, float(i)) for i, text in enumerate(texts))
     fact = PlantedFact("code", "code RHDM-1092 here", "?", "RHDM-1092", 1)
     conversation = Conversation("hand", "report", 0, turns, ("x",), (fact,))
-    newest_two = count_tokens(texts[3]) + count_tokens(texts[2])
-    assert truncation_recall(conversation, newest_two) == {"tokens_used": newest_two, "turns_kept": 2,
-                                                           "facts_recalled": 0}
-    with_fact = newest_two + count_tokens(texts[1])
-    assert truncation_recall(conversation, with_fact)["facts_recalled"] == 1
+    consumer = get_consumer("deepseek-ocr")
+    newest_two = consumer.text_tokens(texts[3]) + consumer.text_tokens(texts[2])
+    assert truncation_recall(conversation, newest_two, consumer) == {"tokens_used": newest_two, "turns_kept": 2,
+                                                                     "facts_recalled": 0}
+    with_fact = newest_two + consumer.text_tokens(texts[1])
+    assert truncation_recall(conversation, with_fact, consumer)["facts_recalled"] == 1
 
 
 def test_break_points_take_the_highest_compression_that_passes() -> None:
@@ -151,7 +152,7 @@ def test_script_runs_end_to_end_on_tiny_input(tmp_path) -> None:
     assert {row["split"] for row in results["sweep"]} == {"tune", "report"}
     for row in results["sweep"]:
         assert row["reader"] == "tesseract" and row["consumer"] == "deepseek-ocr" and row["density_font_px"] == 24
-        assert row["tokenizer"].startswith("cl100k_base")
+        assert row["tokenizer"] == get_consumer("deepseek-ocr").tokenizer  # text counted as the memory counts it
         assert row["vision_tokens"] == {"large": 400, "tiny": 64}[row["mode"]]
         assert row["compression"] == pytest.approx(row["text_tokens"] / row["vision_tokens"], rel=1e-3)
         assert 0.9 <= row["char_precision"] <= 1.0  # 24-px type is clear at both modes

@@ -221,16 +221,20 @@ def test_async_agent_loop():
 
 
 def test_consumer_is_told_from_the_model():
-    assert detect_consumer(ScriptedChatModel(provider="anthropic", model_name="claude-sonnet-4")).name == "anthropic"
+    sonnet = detect_consumer(ScriptedChatModel(provider="anthropic", model_name="claude-sonnet-4"))
+    assert (sonnet.name, sonnet.family) == ("anthropic:claude-sonnet-4", "anthropic:claude-standard")
     assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4o-mini")).name == "openai:gpt-4o-mini"
-    assert detect_consumer(ScriptedChatModel(provider="google_genai", model_name="gemini-2.5-pro")).name == "gemini"
+    assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4.1-nano")).family == "openai:gpt-4.1-nano"
+    assert detect_consumer(ScriptedChatModel(provider="google_genai", model_name="gemini-2.5-pro")).family == "gemini"
     with pytest.raises(ValueError, match="pass consumer="):
         detect_consumer(ScriptedChatModel())
+    with pytest.raises(ValueError, match="pass consumer="):  # a model the registry does not list is not guessed
+        detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-9-hyper"))
     model = ScriptedChatModel(provider="anthropic", model_name="claude-sonnet-4")
     middleware = OpticalMemoryMiddleware(hot_turns=2, budget=100_000)
     agent = create_agent(model, [], middleware=[middleware])
     agent.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": "a"}})
-    assert middleware.last_context("a").report.consumer == "anthropic"
+    assert middleware.last_context("a").report.consumer == "anthropic:claude-sonnet-4"
 
 
 def test_a_thread_keeps_its_page_style_when_the_provider_changes(tmp_path):

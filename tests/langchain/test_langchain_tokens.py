@@ -15,8 +15,10 @@ from langchain_fakes import ScriptedChatModel
 from PIL import Image
 
 from optical_memory.core.consumers import get_consumer
-from optical_memory.core.tokens import count_tokens as text_tokens
 from optical_memory.langchain import count_tokens
+
+# What the default consumer (gpt-4o) charges for text: o200k_base tokens.
+text_tokens = get_consumer("openai:gpt-4o").text_tokens
 
 
 def solid_png(width: int, height: int) -> str:
@@ -63,6 +65,20 @@ def test_images_are_priced_by_the_consumer_rule(consumer, expected):
     for name, block in shapes(SQUARE).items():
         message = HumanMessage([{"type": "text", "text": "look"}, block])
         assert count_tokens([message], consumer=consumer) == 3 + text_tokens("look") + expected, name
+
+
+def test_text_is_counted_with_the_consumers_own_tokenizer():
+    birthday = HumanMessage("お誕生日おめでとう")
+    assert count_tokens([birthday]) == 3 + 8  # gpt-4o bills o200k_base: 8 tokens (cl100k_base would say 9)
+    assert count_tokens([birthday], consumer="openai:gpt-4-turbo") == 3 + 9
+    assert count_tokens([birthday], consumer="deepseek-ocr") == 3 + get_consumer("deepseek-ocr").text_tokens(birthday.text)
+
+
+def test_images_are_priced_for_the_model_not_its_providers_flagship():
+    message = HumanMessage([shapes(solid_png(768, 768))["openai"]])
+    assert count_tokens([message], consumer="openai:gpt-4.1-nano-2025-04-14") == 3 + 1417  # 576 patches x 2.46
+    assert count_tokens([message], consumer="openai:gpt-4o") == 3 + 765
+    assert count_tokens([HumanMessage([shapes(solid_png(1928, 1928))["anthropic"]])], consumer="claude-opus-4-7") == 3 + 4761
 
 
 def test_openai_detail_low_is_flat_and_langchain_default_is_not_our_price():

@@ -273,3 +273,30 @@ def test_metadata_must_be_json(mem):
     with pytest.raises(TypeError, match="metadata"):
         mem.add("user", "hi", metadata={"when": object()})
     assert mem.turns == []
+
+
+@pytest.mark.parametrize("consumer", ["openai:gpt-4o", "openai:gpt-4-turbo", "anthropic", "deepseek-ocr"])
+def test_the_report_names_the_tokenizer_that_counted_the_text(mem, consumer):
+    from optical_memory.core.consumers import get_consumer
+
+    fill(mem, 60)
+    ctx = mem.context(consumer=consumer)
+    priced = get_consumer(consumer)
+    assert (ctx.report.tokenizer, ctx.report.tokenizer_exact) == (priced.tokenizer, priced.tokenizer_exact)
+    assert ctx.report.hot_text_tokens == sum(priced.text_tokens(turn.content) for turn in ctx.recent)
+    assert all(view.text_tokens == priced.text_tokens(view.page.text) for view in ctx.pages)
+    assert ctx.report.page_image_bytes is None  # pricing a context encodes no PNG
+
+
+def test_built_messages_report_the_greyscale_png_bytes_they_carry(mem):
+    from optical_memory.messages.dialects import OpenAIDialect
+    from optical_memory.prompt import build_messages
+
+    fill(mem, 150)
+    built = build_messages(mem, OpenAIDialect(), consumer="openai:gpt-4o", policy=TokenBudget(base=None))
+    pngs = [base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+            for message in built.messages if isinstance(message["content"], list)
+            for part in message["content"] if part["type"] == "image_url"]
+    assert len(pngs) == built.report.pages_as_images > 0
+    assert built.report.page_image_bytes == sum(len(png) for png in pngs)
+    assert {Image.open(io.BytesIO(png)).mode for png in pngs} == {"L"}
