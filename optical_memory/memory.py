@@ -1,10 +1,13 @@
 """The memory middleware: turns in, optical contexts out.
 
 Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
-drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
-the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
-forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
-cheaper than its text (fail-closed).
+drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool call
+and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
+the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
+text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
+less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
+a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
+(fail-closed).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -17,6 +20,7 @@ import asyncio
 import bisect
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -25,7 +29,7 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
-from optical_memory.context import Context
+from optical_memory.context import Context, check_budget
 from optical_memory.core.consumers import (
     BaseConsumer,
     DeepSeekOCRConsumer,
@@ -42,10 +46,18 @@ from optical_memory.core.validation import (
     validate_timestamp,
 )
 from optical_memory.policies import ForgettingPolicy, TokenBudget
-from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
 from optical_memory.store.search import excerpt, query_terms
+
+log = logging.getLogger(__name__)
+
+# Why a page has its level (``PageView.reason``): the level its age gives (the policy without a budget), a blurrier
+# one or none because of the budget, or sent as text because the image would cost more (followed by both prices).
+REASON_AGE = "age"
+REASON_BUDGET = "budget"
+REASON_FAIL_CLOSED = "fail-closed"
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
@@ -80,6 +92,18 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
     if offset:
         return not _in_tool_exchange(turns[index])
     return turns[index].role is not Role.TOOL
+
+
+def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | None:
+    """The index of the turn that opens the tool exchange ``position`` falls inside (the call before its results),
+    or ``None`` when sealing up to ``position`` splits no exchange."""
+    if _clean_boundary(turns, position):
+        return None
+    index, offset = position
+    start = index if offset else index - 1
+    while start > 0 and turns[start].role is Role.TOOL:
+        start -= 1
+    return start
 
 
 @dataclass(frozen=True)
@@ -149,7 +173,7 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
-        self._forgotten_views: dict[tuple[int, str], PageView] = {}
+        self._forgotten_views: dict[tuple[int, str, str], PageView] = {}
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
@@ -205,14 +229,13 @@ class OpticalMemory:
         """(turn index, character offset) where the not-yet-sealed text starts."""
         return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
 
-    def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
-        """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
-        first, offset = self._cursor()
+    def _pending_end(self, turns: Sequence[Turn], first: int) -> int:
+        """Where the hot window begins: the end of the turns that may be sealed."""
         end = max(first, len(turns) - self.hot_turns)
         # A tool result stays on the same side of the page/text boundary as the call it answers.
         while first < end < len(turns) and turns[end].role is Role.TOOL:
             end -= 1
-        return list(turns[first:end]), offset
+        return end
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -267,6 +290,11 @@ class OpticalMemory:
             version = self.store.commit(
                 self.scope, turn, sealed, expected_turns=len(self._turns), style_key=self.style.session_key()
             )
+            for page, _ in sealed:
+                span = page.turn_indices
+                log.info("%s: sealed page %d (turns %d-%d)", self.scope, page.index, span[0], span[-1])
+            written = "no turn" if turn is None else f"turn {turn.index}"
+            log.debug("%s: committed %s and %d page(s)", self.scope, written, len(sealed))
             self._apply(turn, sealed, version)
             return turn, [page for page, _ in sealed]
 
@@ -281,27 +309,63 @@ class OpticalMemory:
                     before_retry=self._sync,
                 )
             except StaleSession:
+                log.warning(
+                    "%s: gave up writing after %g s of losing to other writers", self.scope, _COMMIT_PATIENCE_SECONDS
+                )
                 raise RuntimeError(
                     f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s"
                 ) from None
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
-        pending, offset = self._pending(turns)
-        if not pending:
-            return []
-        layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
-        if full_only:
-            layouts = [layout for layout in layouts if layout.full]
-            # Seal no page whose end would leave a tool exchange straddling the page/text boundary.
-            while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
-                layouts.pop()
+        first, offset = self._cursor()
+        layouts = self._layouts(turns, (first, offset), self._pending_end(turns, first), full_only=full_only)
         sealed = []
         for layout in layouts:
             page = layout.page
-            image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
+            if self.store.has_image(page.render_key):
+                log.debug("%s: page %d is already stored (key %s), not drawn", self.scope, page.index, page.render_key)
+                image = b""
+            else:
+                image = encode_page_png(self.renderer.draw(layout))
+                log.debug("%s: drew page %d (%d bytes of PNG)", self.scope, page.index, len(image))
             sealed.append((page, image))
         return sealed
+
+    def _layouts(
+        self, turns: Sequence[Turn], start: tuple[int, int], end: int, *, full_only: bool
+    ) -> list[PageLayout]:
+        """The pages to seal from ``start`` (turn index, character offset) up to turn ``end``.
+
+        A page that would end inside a tool exchange ends instead before the call that opens it, and the exchange
+        starts the next page: the page/text boundary may then fall after that page, so sealing never waits for some
+        later page to happen to end between exchanges. Only an exchange longer than a page spans pages; those pages
+        are sealed once a page after them ends outside it.
+        """
+        layouts: list[PageLayout] = []
+        while start[0] < end:
+            restart = None
+            for layout in self.renderer.paginate(
+                turns[start[0]:end], first_page_index=len(self._pages) + len(layouts), first_turn_offset=start[1]
+            ):
+                if full_only and not layout.full:
+                    break
+                opening = _exchange_start(turns, _position_after(layout.page, turns))
+                if opening is not None and (opening, 0) > start:
+                    # The same turns up to the call lay out as the beginning of this very page.
+                    layout = self.renderer.paginate(
+                        turns[start[0]:opening], first_page_index=layout.page.index, first_turn_offset=start[1]
+                    )[0]
+                    restart = (opening, 0)
+                layouts.append(layout)
+                start = _position_after(layout.page, turns)
+                if restart is not None:
+                    break
+            if restart is None:
+                break
+        while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
+            layouts.pop()
+        return layouts
 
     def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]], version: int) -> None:
         if turn is not None:
@@ -402,7 +466,10 @@ class OpticalMemory:
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
-        Raises ``ValueError`` if the unsealed recent turns alone exceed the budget.
+        ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
+        ``Context.messages`` fit the messages they build into the same budget with everything they add counted
+        (system prompt, preamble, framing). Raises ``ValueError`` (``check_budget``) if the unsealed recent turns
+        alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -412,43 +479,67 @@ class OpticalMemory:
         with self._lock:
             self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-            first, offset = self._cursor()
+        return self._context(turns, stored_pages, budget, consumer, policy, now)
+
+    def _context(
+        self,
+        turns: list[Turn],
+        stored_pages: list[StoredPage],
+        budget: int | None,
+        consumer: BaseConsumer,
+        policy: ForgettingPolicy,
+        now: float,
+    ) -> Context:
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
             recent[0] = replace(recent[0], content=recent[0].content[offset:], metadata={**recent[0].metadata, "continued": True})
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
-        if budget is not None and hot_tokens > budget:
-            raise ValueError(
-                f"budget {budget} is smaller than the recent turns alone ({hot_tokens} tokens); raise the budget or"
-                " lower hot_turns"
-            )
+        if budget is not None:
+            check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
-        levels = policy.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
+        # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
+        levels = aged if budget is None else policy.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=budget - hot_tokens
         )
         if self.forget_pixels and consumer == self.consumer:
-            self._forget_pixels(stored_pages, policy, now, len(turns))
-        views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
-        return Context(views, recent, self._report(views, hot_tokens, budget, consumer), consumer)
+            self._forget_pixels(stored_pages, aged)
+        views = [
+            self._view(stored, level, consumer, REASON_AGE if level == age else REASON_BUDGET)
+            for stored, level, age in zip(stored_pages, levels, aged)
+        ]
+        return Context(
+            views,
+            recent,
+            self._report(views, hot_tokens, budget, consumer),
+            consumer,
+            turns=turns,
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now),
+            cacheable_images=not self.forget_pixels,
+        )
 
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
+    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer, reason: str) -> PageView:
         page = stored.page
         if level is None:
             # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
-            key = (page.index, consumer.name)
+            key = (page.index, consumer.name, reason)
             view = self._forgotten_views.get(key)
             if view is None or view.page is not page:
-                view = self._forgotten_views[key] = PageView(page, None, None, 0, consumer.text_tokens(page.text))
+                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason)
+                self._forgotten_views[key] = view
             return view
         text_tokens = consumer.text_tokens(page.text)
         tier = consumer.tier(level)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
+            reason = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
+            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         return PageView(
             page,
             level,
@@ -456,11 +547,11 @@ class OpticalMemory:
             image_tokens,
             text_tokens,
             load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            reason=reason,
         )
 
-    def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
+    def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
-        ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
         tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
         for stored, level in zip(stored_pages, ages):
             current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)
@@ -470,6 +561,7 @@ class OpticalMemory:
             smaller = encode_png(fit_to_tier(decode_png(self._image_bytes(stored.page.index)), tier))
             key = f"{stored.page.render_key}@{tier.name}"
             self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
+            log.info("%s: page %d pixels reduced to %s (forget_pixels)", self.scope, stored.page.index, tier.name)
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 

@@ -32,7 +32,7 @@ class StaleSession(StoreError):
     """Another writer appended to this session since it was loaded; reload and retry."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Scope:
     """Which conversation: several users and sessions share one store.
 
@@ -52,6 +52,11 @@ class Scope:
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}")
             if (not value and name != "companion") or len(value) > 256 or any(ord(ch) < 32 for ch in value):
                 raise ValueError(f"{name} must be 1-256 printable characters, got {value!r}")
+
+    def __repr__(self) -> str:
+        # The conversation itself reads as it always has (logs and messages name it); a companion adds its name.
+        companion = f", companion={self.companion!r}" if self.companion else ""
+        return f"Scope(user={self.user!r}, session={self.session!r}{companion})"
 
     @property
     def conversation(self) -> "Scope":

@@ -152,8 +152,26 @@ def test_messages_fit_the_budget(tmp_path, budget):
 
 def test_a_budget_below_the_recent_turns_is_refused(history):
     history.add_messages(chatter(10))
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         history.context(budget=50)
+
+
+def test_reserve_leaves_room_for_the_prompt_the_history_is_placed_in(tmp_path):
+    """The history cannot see the template's system message, the question or the tool schemas: ``reserve`` keeps
+    their tokens free, so the whole prompt fits the budget."""
+    system, question = SystemMessage("You are a terse assistant. " * 30), HumanMessage("And the last ferry?")
+    around = count_tokens([system, question], consumer="anthropic")
+    history = OpticalChatMessageHistory("r", tmp_path / "r.db", consumer="anthropic", hot_turns=4, budget=2500,
+                                        reserve=around)
+    history.add_messages(chatter(80))
+    prompt = ChatPromptTemplate.from_messages([system, MessagesPlaceholder("history"), question])
+    sent = prompt.invoke({"history": history.messages}).to_messages()
+    assert count_tokens(sent, consumer="anthropic") <= 2500
+    assert history.context().total_tokens == count_tokens(history.messages, consumer="anthropic") + around <= 2500
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
+        history.context(reserve=2400)
+    with pytest.raises(ValueError, match="reserve"):
+        OpticalChatMessageHistory("r", tmp_path / "r.db", reserve=-1)
 
 
 def test_a_turn_split_across_the_boundary_continues_as_text(tmp_path):

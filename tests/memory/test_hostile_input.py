@@ -135,7 +135,7 @@ def test_a_one_megabyte_turn_is_kept_verbatim_in_the_hot_window(tmp_path):
         memory.add("user", text)
         context = memory.context(budget=10**7)
         assert context.recent[0].content == text
-        with pytest.raises(ValueError, match="smaller than the recent turns"):
+        with pytest.raises(ValueError, match="smaller than what every call must send"):
             memory.context(budget=1000)
     with OpticalMemory.open(tmp_path / "big.db", hot_turns=8) as reopened:
         assert reopened.turns[0].content == text
@@ -289,7 +289,8 @@ def test_cli_refuses_bad_budgets_clearly(tmp_path, capsys, budget):
         (b'{"role": 5, "content": "x"}\n', "role must be a string"),
         (b'{"role": "user", "content": "\\ud800"}\n', "surrogate"),
         (b'{"role": "user", "content": "   "}\n', "empty or whitespace"),
-        (b'{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}\n', "not supported"),
+        (b'{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}\n', "cannot be priced or kept offline"),
+        (b'{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}\n', "not supported"),
         (b'{"role": "user", "content": "x", "timestamp": "yesterday"}\n', "timestamp"),
         (b'[1, 2, 3]', "expected an object"),
         (b'{"role": "user", "content": "x"', "malformed JSON"),
