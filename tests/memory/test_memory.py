@@ -111,10 +111,11 @@ def test_reopen_restores_pages_modes_and_context_byte_for_byte(tmp_path):
         fill(first, 90, start=1_000_000.0)
         before = first.context(budget=2500, now=2_000_000.0)
         before_images = [pixel_hash(v.image) for v in before.pages if v.image is not None]
+        turns, pages = first.turns, first.pages
     with OpticalMemory.open(db, session="s", hot_turns=4) as second:
         after = second.context(budget=2500, now=2_000_000.0)
-        assert second.turns == first.turns
-        assert second.pages == first.pages
+        assert second.turns == turns
+        assert second.pages == pages
         assert after.report == before.report
         assert [v.level for v in after.pages] == [v.level for v in before.pages]
         assert [pixel_hash(v.image) for v in after.pages if v.image is not None] == before_images
