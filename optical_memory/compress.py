@@ -12,10 +12,11 @@ the LangChain middleware), which renders each page once and stores it.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence, overload
 
 from optical_memory.core.consumers import BaseConsumer, get_consumer
-from optical_memory.core.types import Role
+from optical_memory.core.types import PageView, Role, TokenReport
 from optical_memory.memory import OpticalMemory
 from optical_memory.messages.content_blocks import parse_content
 from optical_memory.messages.dialect import PLAIN_PREAMBLE, TurnDraft
@@ -46,6 +47,49 @@ def count_message_tokens(
     return get_dialect(format).cost(messages, get_consumer(consumer))
 
 
+@dataclass(frozen=True)
+class CompressionReport:
+    """What ``compress_messages`` sent. ``total_tokens``: the returned messages as ``count_message_tokens`` counts
+    them, plus the Anthropic ``system=`` prompt; never above ``budget``. ``tokens``: the memory's accounting of the
+    pages and the recent text (pages as images, as text and forgotten, image tokens, compression). ``pages``: every
+    page as it was sent, with its tier, tokens and why it has its level (``PageView.reason``)."""
+
+    total_tokens: int
+    budget: int | None
+    tokens: TokenReport
+    pages: tuple[PageView, ...]
+
+
+@overload
+def compress_messages(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    budget: float | None = ...,
+    consumer: str | BaseConsumer = ...,
+    format: Format = ...,
+    system: str | Sequence[Mapping[str, Any]] | None = ...,
+    hot_turns: int = ...,
+    policy: ForgettingPolicy | None = ...,
+    preamble: str = ...,
+    return_report: Literal[False] = ...,
+) -> list[dict[str, Any]]: ...
+
+
+@overload
+def compress_messages(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    budget: float | None = ...,
+    consumer: str | BaseConsumer = ...,
+    format: Format = ...,
+    system: str | Sequence[Mapping[str, Any]] | None = ...,
+    hot_turns: int = ...,
+    policy: ForgettingPolicy | None = ...,
+    preamble: str = ...,
+    return_report: Literal[True],
+) -> tuple[list[dict[str, Any]], CompressionReport]: ...
+
+
 def compress_messages(
     messages: Sequence[Mapping[str, Any]],
     *,
@@ -56,18 +100,23 @@ def compress_messages(
     hot_turns: int = 8,
     policy: ForgettingPolicy | None = None,
     preamble: str = PLAIN_PREAMBLE,
-) -> list[dict[str, Any]]:
+    return_report: bool = False,
+) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], CompressionReport]:
     """The same conversation within ``budget`` tokens: recent turns verbatim, older ones as page images.
 
     ``format="openai"``: chat-completions messages; system/developer messages are never rendered and come first.
     ``format="anthropic"``: Messages-API messages; the system prompt stays separate (pass it as ``system=`` so it
     counts toward the budget; it is not returned). Tool calls and their results stay on the same side of the
-    page/text boundary; images inside turns stay images. Raises ``ValueError`` when the system prompt and the
-    ``hot_turns`` most recent turns alone exceed ``budget``.
+    page/text boundary; images inside turns stay images. Every content shape is either handled or refused with a
+    ``TypeError``/``ValueError`` naming the message and block. ``return_report=True`` returns ``(messages,
+    CompressionReport)``. Raises ``ValueError`` when the system prompt and the ``hot_turns`` most recent turns
+    alone exceed ``budget``.
     """
     dialect = get_dialect(format)
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
         raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
+    if not isinstance(return_report, bool):
+        raise TypeError(f"return_report must be a bool, got {type(return_report).__name__}")
     consumer = get_consumer(consumer)
     system_messages = _system_messages(system, format)
     drafts: list[TurnDraft] = []
@@ -81,8 +130,10 @@ def compress_messages(
         add_drafts(memory, drafts)
         memory.flush()
         result = build_messages(memory, dialect, system=system_messages, budget=budget, consumer=consumer, preamble=preamble)
-    out = result.messages
-    return out[1:] if format == "anthropic" and system is not None else out
+    out = result.messages[1:] if format == "anthropic" and system is not None else result.messages
+    if not return_report:
+        return out
+    return out, CompressionReport(result.total_tokens, result.budget, result.report, tuple(result.context.pages))
 
 
-__all__ = ["compress_messages", "count_message_tokens"]
+__all__ = ["CompressionReport", "compress_messages", "count_message_tokens"]

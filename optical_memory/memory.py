@@ -1,25 +1,35 @@
 """The memory middleware: turns in, optical contexts out.
 
 Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
-drawn exactly once and never changes), together with the turn that filled it, in one store transaction. Turns past
-the hot window that do not yet fill a page stay text until they do (or until ``flush``). At ``context`` time a
-forgetting policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is
-cheaper than its text (fail-closed).
+drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool call
+and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
+the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
+text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
+less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
+a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
+(fail-closed).
+
+Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
+row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
+full-text index. ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import json
+import logging
 import os
 import threading
 import time
-from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
-from optical_memory.context import Context
+from optical_memory.context import Context, check_budget
 from optical_memory.core.consumers import (
     BaseConsumer,
     DeepSeekOCRConsumer,
@@ -36,9 +46,18 @@ from optical_memory.core.validation import (
     validate_timestamp,
 )
 from optical_memory.policies import ForgettingPolicy, TokenBudget
-from optical_memory.renderers import PageRenderer, RenderStyle, encode_page_png
+from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
+from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
+from optical_memory.store.search import excerpt, query_terms
+
+log = logging.getLogger(__name__)
+
+# Why a page has its level (``PageView.reason``): the level its age gives (the policy without a budget), a blurrier
+# one or none because of the budget, or sent as text because the image would cost more (followed by both prices).
+REASON_AGE = "age"
+REASON_BUDGET = "budget"
+REASON_FAIL_CLOSED = "fail-closed"
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
@@ -75,6 +94,39 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
     return turns[index].role is not Role.TOOL
 
 
+def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | None:
+    """The index of the turn that opens the tool exchange ``position`` falls inside (the call before its results),
+    or ``None`` when sealing up to ``position`` splits no exchange."""
+    if _clean_boundary(turns, position):
+        return None
+    index, offset = position
+    start = index if offset else index - 1
+    while start > 0 and turns[start].role is Role.TOOL:
+        start -= 1
+    return start
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A turn that ``OpticalMemory.search`` found.
+
+    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, about 240 characters around the words
+    that matched. ``page`` is the label of the sealed page showing the first matching word of the snippet
+    (``"page 3"``, what ``recall`` takes), or ``"recent"`` while that part of the turn is still text. ``score``: higher
+    is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
+    one result list only.
+    """
+
+    turn_index: int
+    page: str
+    score: float
+    snippet: str
+    start: int
+    end: int
+    role: Role
+    timestamp: float
+
+
 class OpticalMemory:
     """A chat history kept as text for recent turns and as shrinking page images for older ones.
 
@@ -83,6 +135,9 @@ class OpticalMemory:
         mem = OpticalMemory.open("memory.db", session="user-42", hot_turns=8)
         mem.add("user", "Book the 9:40 train to Lyon for Ada Park.")
         ctx = mem.context(budget=4000, consumer="deepseek-ocr")
+
+    Opening writes nothing: the session is stored with its first turn. ``companion`` opens a stream kept beside the
+    session in a namespace of its own (e.g. ``"system"``), never reachable through any session id.
     """
 
     def __init__(
@@ -91,6 +146,7 @@ class OpticalMemory:
         *,
         user: str = "default",
         session: str = "default",
+        companion: str = "",
         hot_turns: int = 8,
         consumer: str | BaseConsumer = "deepseek-ocr",
         policy: ForgettingPolicy | None = None,
@@ -100,7 +156,7 @@ class OpticalMemory:
     ) -> None:
         validate_options(hot_turns, policy)
         self.store = store
-        self.scope = Scope(user, session)
+        self.scope = Scope(user, session, companion)
         self.hot_turns = hot_turns
         self.consumer = get_consumer(consumer)
         self.policy = policy if policy is not None else TokenBudget()
@@ -109,50 +165,77 @@ class OpticalMemory:
         self.forget_pixels = forget_pixels
         self.clock = clock
         self._lock = threading.RLock()
-        stored_style = store.open_session(self.scope, self.style.session_key())
-        if stored_style != self.style.session_key():
+        info = store.session(self.scope)
+        if info is not None and info.style_key != self.style.session_key():
             raise ValueError(
                 f"session {session!r} of user {user!r} was sealed with another render style; open it with the same"
                 " consumer/style it was created with"
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
-        self._forgotten_views: dict[tuple[int, str], PageView] = {}
-        self._reload()
+        self._forgotten_views: dict[tuple[int, str, str], PageView] = {}
+        # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
+        self._key: int | None = None
+        self._version: int | None = None
+        self._sync()
 
     @classmethod
     def open(cls, store: str | os.PathLike[str] | Store = ":memory:", **options: Any) -> "OpticalMemory":
-        """Open (or create) a memory in ``store``: a SQLite path, ``":memory:"``, a URL or a ``Store``."""
+        """Open a memory in ``store`` (a SQLite path, ``":memory:"``, a URL or a ``Store``); a new session is stored
+        with its first turn."""
         return cls(open_store(store), **options)
 
     # -- state ---------------------------------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        turns, pages = self.store.load(self.scope)
-        self._turns, self._pages = turns, pages
+        """Load the whole session again (another process replaced pixels this memory still points at)."""
+        with self._lock:
+            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._sync()
+
+    def _sync(self) -> None:
+        """Catch up with what other writers committed: one small row says whether anything changed, and only turns
+        and pages added since are loaded (everything, when the session was deleted and created anew)."""
+        with self._lock:
+            info = self.store.session(self.scope)
+            if info is None:
+                self._turns, self._pages, self._key, self._version = [], [], None, None
+                return
+            if (info.key, info.version) == (self._key, self._version):
+                return
+            if info.key != self._key:
+                self._turns, self._pages = [], []
+            # Read after the version, so what loads is at least that new: a later check only finds more.
+            turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1, after_page=len(self._pages) - 1)
+            self._turns.extend(turns)
+            self._pages.extend(pages)
+            self._key, self._version = info.key, info.version
 
     @property
     def turns(self) -> list[Turn]:
-        """Every turn of the session, verbatim, oldest first."""
-        return list(self._turns)
+        """Every turn of the session as committed (by any process), verbatim, oldest first."""
+        with self._lock:
+            self._sync()
+            return list(self._turns)
 
     @property
     def pages(self) -> list[Page]:
-        """Sealed pages, oldest first."""
-        return [stored.page for stored in self._pages]
+        """Sealed pages as committed (by any process), oldest first."""
+        with self._lock:
+            self._sync()
+            return [stored.page for stored in self._pages]
 
     def _cursor(self) -> tuple[int, int]:
         """(turn index, character offset) where the not-yet-sealed text starts."""
         return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
 
-    def _pending(self, turns: Sequence[Turn]) -> tuple[list[Turn], int]:
-        """Turns past the hot window that are not sealed yet, and the offset into the first of them."""
-        first, offset = self._cursor()
+    def _pending_end(self, turns: Sequence[Turn], first: int) -> int:
+        """Where the hot window begins: the end of the turns that may be sealed."""
         end = max(first, len(turns) - self.hot_turns)
         # A tool result stays on the same side of the page/text boundary as the call it answers.
         while first < end < len(turns) and turns[end].role is Role.TOOL:
             end -= 1
-        return list(turns[first:end]), offset
+        return end
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -204,57 +287,145 @@ class OpticalMemory:
                     self._turns.pop()
             if turn is None and not sealed:
                 return None, []
-            self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
-            self._apply(turn, sealed)
+            version = self.store.commit(
+                self.scope, turn, sealed, expected_turns=len(self._turns), style_key=self.style.session_key()
+            )
+            for page, _ in sealed:
+                span = page.turn_indices
+                log.info("%s: sealed page %d (turns %d-%d)", self.scope, page.index, span[0], span[-1])
+            written = "no turn" if turn is None else f"turn {turn.index}"
+            log.debug("%s: committed %s and %d page(s)", self.scope, written, len(sealed))
+            self._apply(turn, sealed, version)
             return turn, [page for page, _ in sealed]
 
         with self._lock:
+            self._sync()  # seal from what is committed, not from what this process last saw
             try:
                 return retry_transient(
                     attempt,
                     lambda error: isinstance(error, StaleSession),
                     seconds=_COMMIT_PATIENCE_SECONDS,
                     max_delay=_COMMIT_MAX_PAUSE_SECONDS,
-                    before_retry=self._reload,
+                    before_retry=self._sync,
                 )
             except StaleSession:
+                log.warning(
+                    "%s: gave up writing after %g s of losing to other writers", self.scope, _COMMIT_PATIENCE_SECONDS
+                )
                 raise RuntimeError(
                     f"could not write to {self.scope}: other writers kept winning for {_COMMIT_PATIENCE_SECONDS:g} s"
                 ) from None
 
     def _seal(self, turns: Sequence[Turn], *, full_only: bool) -> list[tuple[Page, bytes]]:
         """Render the pages that ``turns`` fill past the hot window (``full_only=False``: the partial one too)."""
-        pending, offset = self._pending(turns)
-        if not pending:
-            return []
-        layouts = self.renderer.paginate(pending, first_page_index=len(self._pages), first_turn_offset=offset)
-        if full_only:
-            layouts = [layout for layout in layouts if layout.full]
-            # Seal no page whose end would leave a tool exchange straddling the page/text boundary.
-            while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
-                layouts.pop()
+        first, offset = self._cursor()
+        layouts = self._layouts(turns, (first, offset), self._pending_end(turns, first), full_only=full_only)
         sealed = []
         for layout in layouts:
             page = layout.page
-            image = b"" if self.store.has_image(page.render_key) else encode_page_png(self.renderer.draw(layout))
+            if self.store.has_image(page.render_key):
+                log.debug("%s: page %d is already stored (key %s), not drawn", self.scope, page.index, page.render_key)
+                image = b""
+            else:
+                image = encode_page_png(self.renderer.draw(layout))
+                log.debug("%s: drew page %d (%d bytes of PNG)", self.scope, page.index, len(image))
             sealed.append((page, image))
         return sealed
 
-    def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]]) -> None:
+    def _layouts(
+        self, turns: Sequence[Turn], start: tuple[int, int], end: int, *, full_only: bool
+    ) -> list[PageLayout]:
+        """The pages to seal from ``start`` (turn index, character offset) up to turn ``end``.
+
+        A page that would end inside a tool exchange ends instead before the call that opens it, and the exchange
+        starts the next page: the page/text boundary may then fall after that page, so sealing never waits for some
+        later page to happen to end between exchanges. Only an exchange longer than a page spans pages; those pages
+        are sealed once a page after them ends outside it.
+        """
+        layouts: list[PageLayout] = []
+        while start[0] < end:
+            restart = None
+            for layout in self.renderer.paginate(
+                turns[start[0]:end], first_page_index=len(self._pages) + len(layouts), first_turn_offset=start[1]
+            ):
+                if full_only and not layout.full:
+                    break
+                opening = _exchange_start(turns, _position_after(layout.page, turns))
+                if opening is not None and (opening, 0) > start:
+                    # The same turns up to the call lay out as the beginning of this very page.
+                    layout = self.renderer.paginate(
+                        turns[start[0]:opening], first_page_index=layout.page.index, first_turn_offset=start[1]
+                    )[0]
+                    restart = (opening, 0)
+                layouts.append(layout)
+                start = _position_after(layout.page, turns)
+                if restart is not None:
+                    break
+            if restart is None:
+                break
+        while layouts and not _clean_boundary(turns, _position_after(layouts[-1].page, turns)):
+            layouts.pop()
+        return layouts
+
+    def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]], version: int) -> None:
         if turn is not None:
             self._turns.append(turn)
         self._pages.extend(StoredPage(page, page.render_key) for page, _ in sealed)
+        # Only when no other writer came in between is the new version exactly what this memory now holds;
+        # otherwise the next check loads what the others added.
+        if self._version is not None and version == self._version + 1:
+            self._version = version
 
     def clear(self) -> None:
-        """Forget this session entirely (turns, pages, and images no other session uses)."""
+        """Erase this session's stream (its turns, their index rows, pages, and images no other session shows) as
+        ``delete_session`` does; the memory stays usable and stores its next turn as a new session."""
         with self._lock:
             self.store.clear(self.scope)
-            self.store.open_session(self.scope, self.style.session_key())
-            self._turns, self._pages = [], []
+            self._turns, self._pages, self._key, self._version = [], [], None, None
+
+    # -- searching -----------------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, *, match: str = "all") -> list[SearchHit]:
+        """The ``k`` turns of this session (user, session and companion) whose words match ``query`` best.
+
+        Any text is a valid query: its words are searched as literals (quotes, ``*``, ``NEAR``, ``AND``, ``-``,
+        ``:``, parentheses or SQL quotes are never syntax), case and Latin/Greek/Cyrillic accents folded
+        (``optical_memory.store.search`` defines a word). ``match="all"`` finds turns holding every word, ``"any"``
+        turns holding at least one. Best first, ties newest first; a query without words finds nothing. Every
+        committed turn is searchable (the index is written in the turn's own transaction), whichever process
+        wrote it, and whether it is still text or sealed on a page.
+        """
+        terms = query_terms(query)
+        matches = self.store.search(self.scope, query, k=k, match=match)
+        with self._lock:
+            self._sync()
+            pages = list(self._pages)
+        hits = []
+        for found in matches:
+            turn = found.turn
+            cut = excerpt(turn.content, terms)
+            hits.append(
+                SearchHit(
+                    turn_index=turn.index,
+                    page=_page_label(pages, turn.index, cut.start if cut.anchor is None else cut.anchor),
+                    score=found.score,
+                    snippet=turn.content[cut.start : cut.end],
+                    start=cut.start,
+                    end=cut.end,
+                    role=turn.role,
+                    timestamp=turn.timestamp,
+                )
+            )
+        return hits
+
+    async def asearch(self, query: str, k: int = 10, *, match: str = "all") -> list[SearchHit]:
+        """``search`` without blocking the event loop."""
+        return await asyncio.to_thread(self.search, query, k, match=match)
 
     # -- reading -------------------------------------------------------------------------------------------------
 
     def _stored(self, page: int | str | Page) -> StoredPage:
+        self._sync()
         if isinstance(page, Page):
             page = page.index
         if isinstance(page, str):
@@ -295,7 +466,10 @@ class OpticalMemory:
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
-        Raises ``ValueError`` if the unsealed recent turns alone exceed the budget.
+        ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
+        ``Context.messages`` fit the messages they build into the same budget with everything they add counted
+        (system prompt, preamble, framing). Raises ``ValueError`` (``check_budget``) if the unsealed recent turns
+        alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -303,49 +477,74 @@ class OpticalMemory:
         policy = self.policy if policy is None else policy
         now = self.clock() if now is None else now
         with self._lock:
+            self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-        first, offset = self._cursor()
+        return self._context(turns, stored_pages, budget, consumer, policy, now)
+
+    def _context(
+        self,
+        turns: list[Turn],
+        stored_pages: list[StoredPage],
+        budget: int | None,
+        consumer: BaseConsumer,
+        policy: ForgettingPolicy,
+        now: float,
+    ) -> Context:
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
             recent[0] = replace(recent[0], content=recent[0].content[offset:], metadata={**recent[0].metadata, "continued": True})
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
-        if budget is not None and hot_tokens > budget:
-            raise ValueError(
-                f"budget {budget} is smaller than the recent turns alone ({hot_tokens} tokens); raise the budget or"
-                " lower hot_turns"
-            )
+        if budget is not None:
+            check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
-        levels = policy.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
+        # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
+        levels = aged if budget is None else policy.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=budget - hot_tokens
         )
         if self.forget_pixels and consumer == self.consumer:
-            self._forget_pixels(stored_pages, policy, now, len(turns))
-        views = [self._view(stored, level, consumer) for stored, level in zip(stored_pages, levels)]
-        return Context(views, recent, self._report(views, hot_tokens, budget, consumer), consumer)
+            self._forget_pixels(stored_pages, aged)
+        views = [
+            self._view(stored, level, consumer, REASON_AGE if level == age else REASON_BUDGET)
+            for stored, level, age in zip(stored_pages, levels, aged)
+        ]
+        return Context(
+            views,
+            recent,
+            self._report(views, hot_tokens, budget, consumer),
+            consumer,
+            turns=turns,
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now),
+            cacheable_images=not self.forget_pixels,
+        )
 
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer) -> PageView:
+    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer, reason: str) -> PageView:
         page = stored.page
         if level is None:
             # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
-            key = (page.index, consumer.name)
+            key = (page.index, consumer.name, reason)
             view = self._forgotten_views.get(key)
             if view is None or view.page is not page:
-                view = self._forgotten_views[key] = PageView(page, None, None, 0, consumer.text_tokens(page.text))
+                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason)
+                self._forgotten_views[key] = view
             return view
         text_tokens = consumer.text_tokens(page.text)
         tier = consumer.tier(level)
         if page.missing_glyphs:
             # Some characters are drawn as substitute marks: the image would not show all the text, so send the text.
             missing = page.missing_glyphs
-            reason = f"fail-closed: {missing} glyph{'s' if missing != 1 else ''} missing"
+            reason = f"{REASON_FAIL_CLOSED}: {missing} glyph{'s' if missing != 1 else ''} missing"
             return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True)
+            reason = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
+            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         return PageView(
             page,
             level,
@@ -353,11 +552,11 @@ class OpticalMemory:
             image_tokens,
             text_tokens,
             load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            reason=reason,
         )
 
-    def _forget_pixels(self, stored_pages: Sequence[StoredPage], policy: ForgettingPolicy, now: float, turn_count: int) -> None:
+    def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
-        ages = policy.choose([s.page for s in stored_pages], self.consumer, now=now, turn_count=turn_count)
         tier_rank = {tier.name: i for i, tier in enumerate(self.consumer.tiers)}
         for stored, level in zip(stored_pages, ages):
             current = -1 if stored.image_tier is None else tier_rank.get(stored.image_tier, -1)
@@ -367,6 +566,7 @@ class OpticalMemory:
             smaller = encode_png(fit_to_tier(decode_png(self._image_bytes(stored.page.index)), tier))
             key = f"{stored.page.render_key}@{tier.name}"
             self.store.replace_image(self.scope, stored.page.index, key, smaller, tier.name)
+            log.info("%s: page %d pixels reduced to %s (forget_pixels)", self.scope, stored.page.index, tier.name)
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
@@ -420,7 +620,8 @@ def open_memory(
     (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
     validate_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
-    stored = store.open_session(Scope(user, session), preferred.session_key())
+    info = store.session(Scope(user, session))
+    stored = preferred.session_key() if info is None else info.style_key
     style = preferred
     if stored != preferred.session_key():
         presets = sorted({get_consumer(name).render_preset for name in consumer_names()})
@@ -433,3 +634,84 @@ def open_memory(
     return OpticalMemory(
         store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style
     )
+
+
+def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> str:
+    """The label of the sealed page showing character ``offset`` of turn ``turn_index``, or ``"recent"``."""
+    # Pages are in turn order: start at the first one whose last turn is not before this turn.
+    first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
+    for stored in pages[first:]:
+        if stored.page.segments[0].turn_index > turn_index:
+            break
+        for segment in stored.page.segments:
+            if segment.turn_index == turn_index and segment.start <= offset < segment.end:
+                return stored.page.label
+    return "recent"
+
+
+# -- sessions as data their user owns -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """``store`` itself when it is a ``Store`` (left open), else the store it names, closed afterwards."""
+    if isinstance(store, Store):
+        yield store
+        return
+    opened = open_store(store)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def list_sessions(store: str | os.PathLike[str] | Store, *, user: str | None = None) -> list[SessionInfo]:
+    """Every stored session of ``user`` (all users: ``None``), each stream of it (the conversation, then its
+    companions) with its turn and page counts, sorted by user and session. Writes nothing."""
+    with _opened(store) as opened:
+        infos = []
+        for conversation in opened.sessions(user):
+            for scope in opened.scopes(conversation.user, conversation.session):
+                info = opened.session(scope)
+                if info is not None:  # deleted between the two reads
+                    infos.append(info)
+        return infos
+
+
+def delete_session(store: str | os.PathLike[str] | Store, session: str, *, user: str = "default") -> Erased:
+    """Erase ``session`` of ``user``: its turns, their search index rows, pages, images no other session shows,
+    its companions and its rows, in one transaction. What stays on disk afterwards is the backend's to say:
+    ``SQLiteStore`` (zeroed pages, merged index, truncated WAL) and ``PostgresStore`` (dead rows until VACUUM)
+    document it. A memory that has the session open finds it empty at its next read."""
+    with _opened(store) as opened:
+        return opened.delete_session(user, session)
+
+
+def export_session(
+    store: str | os.PathLike[str] | Store, session: str, out: IO[str], *, user: str = "default"
+) -> int:
+    """Write every turn of ``session`` (its companions too) to ``out`` as JSON lines, verbatim, and return how many.
+
+    A line is ``{"role", "content", "timestamp", "turn"}`` plus ``"name"`` and ``"metadata"`` when the turn has them,
+    and ``"companion"`` for a companion's turns (the conversation's come first): the JSONL that ``optical-memory
+    context`` reads back. ``ValueError`` when the session is not stored.
+    """
+    scope = Scope(user, session)
+    with _opened(store) as opened:
+        scopes = opened.scopes(scope.user, scope.session)
+        if not scopes:
+            raise ValueError(f"session {session!r} of user {user!r} is not stored")
+        written = 0
+        for stream in scopes:
+            for turn in opened.load(stream)[0]:
+                record: dict[str, Any] = {"role": turn.role.value, "content": turn.content, "timestamp": turn.timestamp,
+                                          "turn": turn.index}
+                if turn.name is not None:
+                    record["name"] = turn.name
+                if turn.metadata:
+                    record["metadata"] = dict(turn.metadata)
+                if stream.companion:
+                    record["companion"] = stream.companion
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        return written

@@ -46,6 +46,24 @@ class ScriptedChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 
+class ToolRecordingModel(ScriptedChatModel):
+    """A scripted model that also records the tools bound to each call: ``calls`` holds (messages, tools) pairs.
+
+    ``create_agent`` binds the tools of a call right before invoking the model, so the tools recorded with a call
+    are the ones its request carried."""
+
+    bound: list[Any] = []
+    calls: list[tuple[list[BaseMessage], list[Any]]] = []
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> "ToolRecordingModel":
+        self.bound = list(tools)
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        self.calls.append((list(messages), list(self.bound)))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
 def png_b64(width: int, height: int, *, seed: int = 0) -> str:
     """A small deterministic PNG (a few shapes on white), base64-encoded."""
     image = Image.new("RGB", (width, height), (255, 255, 255))

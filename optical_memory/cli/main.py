@@ -1,25 +1,37 @@
-"""The ``optical-memory`` command: ``demo``, ``render`` and ``context``."""
+"""The ``optical-memory`` command: ``demo``, ``render``, ``context`` and ``sessions``.
+
+Transcripts follow the rules of ``compress_messages``: system prompts are sent first and never drawn on a page, and
+a tool call stays with its results. Ages are measured from ``--now``, by default the transcript's last turn, so an
+old transcript is not forgotten merely because it is old.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import sys
-from importlib import resources
+from datetime import datetime, timezone
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from optical_memory.cli.transcripts import TranscriptTurn, load_transcript
+from optical_memory.cli.transcripts import TranscriptTurn, load_transcript, parse_time
 from optical_memory.context import Context
 from optical_memory.core.consumers import consumer_names, get_consumer
 from optical_memory.core.imaging import fit_to_tier
-from optical_memory.core.types import TokenReport
-from optical_memory.memory import OpticalMemory
-from optical_memory.store.base import StoreError
+from optical_memory.core.types import Role, TokenReport
+from optical_memory.memory import OpticalMemory, delete_session, export_session, list_sessions
+from optical_memory.messages.dialects import OpenAIDialect
+from optical_memory.policies import AgeSchedule, ForgettingPolicy, RecallAwareBudget, TokenBudget
+from optical_memory.prompt import build_messages
+from optical_memory.store.backends import POSTGRES_SCHEMES, SQLITE_PREFIX, open_store
+from optical_memory.store.base import Store, StoreError
 
 SAMPLE = "sample_conversation.jsonl"
 
@@ -29,14 +41,39 @@ def sample_transcript() -> Path:
     return Path(str(resources.files("optical_memory") / "data" / SAMPLE))
 
 
-def fill_memory(memory: OpticalMemory, turns: Sequence[TranscriptTurn], *, progress: bool = True) -> None:
+POLICIES = {
+    "age": AgeSchedule,
+    "budget": TokenBudget,
+    "recall-aware": lambda: RecallAwareBudget(base=AgeSchedule()),
+}
+LAST_TURN = "last-turn"
+
+
+def fill_memory(
+    memory: OpticalMemory, turns: Sequence[TranscriptTurn], *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Add the transcript's turns to ``memory`` and return its system messages, which are never drawn on a page."""
+    system = []
     for turn in tqdm(turns, desc="adding turns", unit="turn", disable=not progress):
-        memory.add(turn.role, turn.content, timestamp=turn.timestamp, name=turn.name)
+        if turn.role is Role.SYSTEM:
+            system.append(turn.metadata["message"])
+        else:
+            memory.add(turn.role, turn.content, timestamp=turn.timestamp, name=turn.name, metadata=turn.metadata)
+    return system
+
+
+def resolve_now(value: str, memory: OpticalMemory) -> float:
+    """``--now``: an ISO-8601 date, or ``last-turn`` (the newest turn's timestamp; the clock for an empty memory)."""
+    if value == LAST_TURN:
+        return max((turn.timestamp for turn in memory.turns), default=memory.clock())
+    return parse_time(value, field_name="--now")
 
 
 def page_table(ctx: Context) -> str:
-    """A fixed-width table: one row per page with its tier, tokens and compression."""
-    header = f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  sent as"
+    """A fixed-width table: one row per page with its tier, tokens, compression and why it has its level."""
+    header = (
+        f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<21} why"
+    )
     rows = [header, "-" * len(header)]
     for view in ctx.pages:
         turns = view.page.turn_indices
@@ -49,7 +86,11 @@ def page_table(ctx: Context) -> str:
         else:
             sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
-        rows.append(f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}  {sent}")
+        why = view.reason.partition(":")[0]
+        rows.append(
+            f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}"
+            f"  {sent:<21} {why}"
+        )
     return "\n".join(rows)
 
 
@@ -113,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     turns = load_transcript(args.transcript or sample_transcript())
     with OpticalMemory.open(db, session="demo", hot_turns=args.hot_turns, consumer=args.consumer) as memory:
         fill_memory(memory, turns)
-        now = max(t.timestamp for t in memory.turns)
+        now = resolve_now(LAST_TURN, memory)
         ctx = memory.context(budget=args.budget, now=now)
         print(f"\n{len(turns)} turns -> {len(memory.pages)} sealed pages in {db}\n")
         print(page_table(ctx))
@@ -153,57 +194,190 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_context(args: argparse.Namespace) -> int:
     turns = load_transcript(args.transcript)
-    with OpticalMemory.open(":memory:", hot_turns=args.hot_turns, consumer=args.consumer) as memory:
-        fill_memory(memory, turns, progress=not args.json)
-        ctx = memory.context(budget=args.budget)
+    policy: ForgettingPolicy = POLICIES[args.policy]()
+    with OpticalMemory.open(":memory:", hot_turns=args.hot_turns, consumer=args.consumer, policy=policy) as memory:
+        system = fill_memory(memory, turns, progress=not args.json)
+        now = resolve_now(args.now, memory)
+        # The context is what the OpenAI messages carry, fitted with the system prompt and framing counted.
+        sent = build_messages(memory, OpenAIDialect(), system=system, budget=args.budget, now=now)
+        ctx = sent.context
         if args.json:
-            json.dump({"report": ctx.report.as_dict(), "pages": [
-                {"page": v.page.index, "tier": v.tier.name if v.tier else None, "tokens": v.tokens,
-                 "text_tokens": v.text_tokens, "as_text": v.as_text} for v in ctx.pages
-            ], "recent_turns": len(ctx.recent)}, sys.stdout, indent=2)
+            json.dump({
+                "report": sent.report.as_dict(),
+                "sent_tokens": sent.total_tokens,
+                "now": now,
+                "policy": args.policy,
+                "pages": [
+                    {"page": v.page.index, "tier": v.tier.name if v.tier else None, "tokens": v.tokens,
+                     "text_tokens": v.text_tokens, "as_text": v.as_text, "reason": v.reason} for v in ctx.pages
+                ],
+                "recent_turns": len(ctx.recent),
+            }, sys.stdout, indent=2)
             print()
         else:
             print(page_table(ctx))
             print()
-            print(report_lines(ctx.report))
+            print(report_lines(sent.report))
+            moment = datetime.fromtimestamp(now, timezone.utc).isoformat()
+            print(f"sent as OpenAI messages: {sent.total_tokens} tokens (system prompt, preamble and framing included)")
+            print(f"policy {args.policy}; page ages measured at {moment} ({args.now})")
         if args.openai:
-            Path(args.openai).write_text(json.dumps(ctx.to_openai(), indent=1))
+            Path(args.openai).write_text(json.dumps(sent.messages, indent=1))
     return 0
 
 
+def _version() -> str:
+    try:
+        return metadata.version("optical-memory")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+_LOG_HANDLER = logging.StreamHandler()
+_LOG_HANDLER.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+
+
+def _configure_logging(level: str) -> None:
+    """Show the library's own log (seal, render and store events) on stderr at ``level``; silent by default."""
+    _LOG_HANDLER.setStream(sys.stderr)
+    logger = logging.getLogger("optical_memory")
+    if _LOG_HANDLER not in logger.handlers:
+        logger.addHandler(_LOG_HANDLER)
+    logger.setLevel(level.upper())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optical-memory", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="optical-memory", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="log seal, render and store events to stderr at this level (default: no log output)")
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do (each takes --help)")
+    transcript_help = "JSONL of {role, content, timestamp?, name?} records, or an OpenAI chat export (JSON)"
+    consumer_help = "who reads the pages, pricing them by its own rule (default: %(default)s)"
 
     demo = sub.add_parser("demo", help="the bundled 444-turn conversation -> pages that shrink with age")
-    demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    demo.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names())
-    demo.add_argument("--budget", type=float, default=3000, help="token budget for the context (default 3000)")
-    demo.add_argument("--hot-turns", type=int, default=8)
-    demo.add_argument("--transcript", help="use this JSONL instead of the bundled sample")
+    demo.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
+    demo.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names(), help=consumer_help)
+    demo.add_argument("--budget", type=float, default=3000, help="token budget for the context (default: %(default)g)")
+    demo.add_argument("--hot-turns", type=int, default=8, help="recent turns kept as text (default: %(default)s)")
+    demo.add_argument("--transcript", help=f"use this transcript instead of the bundled sample: {transcript_help}")
     demo.set_defaults(func=cmd_demo)
 
-    render = sub.add_parser("render", help="render a transcript to page PNGs")
-    render.add_argument("transcript")
-    render.add_argument("--out", required=True)
-    render.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names())
+    render = sub.add_parser("render", help="render a transcript to page PNGs (system prompts are not drawn)")
+    render.add_argument("transcript", help=transcript_help)
+    render.add_argument("--out", required=True, help="output folder; the pages go to OUT/pages")
+    render.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names(),
+                        help="whose render style and tiers to use (default: %(default)s)")
     render.add_argument("--all-tiers", action="store_true", help="also write each page at every tier of the consumer")
     render.set_defaults(func=cmd_render)
 
     context = sub.add_parser("context", help="the optical context of a transcript under a budget")
-    context.add_argument("transcript")
-    context.add_argument("--budget", type=float, required=True)
-    context.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names())
-    context.add_argument("--hot-turns", type=int, default=8)
-    context.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    context.add_argument("--openai", help="also write the context as OpenAI chat messages to this file")
+    context.add_argument("transcript", help=transcript_help)
+    context.add_argument("--budget", type=float,
+                         help="tokens for everything sent: system prompt, pages, recent turns, framing"
+                              " (default: no limit, only the age schedule)")
+    context.add_argument("--consumer", default="deepseek-ocr", choices=consumer_names(), help=consumer_help)
+    context.add_argument("--hot-turns", type=int, default=8, help="recent turns kept as text (default: %(default)s)")
+    context.add_argument("--policy", choices=sorted(POLICIES), default="budget",
+                         help="age: the age schedule alone; budget: blur the oldest pages first until the budget"
+                              " fits; recall-aware: keep the most expected recall within the budget"
+                              " (default: %(default)s)")
+    context.add_argument("--now", default=LAST_TURN,
+                         help="the moment page ages are measured from: an ISO-8601 date (2023-05-01T12:00:00Z) or"
+                              " 'last-turn', the transcript's newest timestamp (default: %(default)s)")
+    context.add_argument("--json", action="store_true",
+                         help="print JSON (report, pages with their reasons) instead of a table")
+    context.add_argument("--openai", help="also write the messages sent, as OpenAI chat messages, to this file")
     context.set_defaults(func=cmd_context)
+    add_sessions_parser(sub)
     return parser
+
+
+# -- sessions: a user's data in a store ------------------------------------------------------------------------------
+
+
+def open_existing_store(target: str) -> Store:
+    """The store at ``target`` (a path or URL); a path that does not exist is an error, never a new empty store."""
+    if not target.startswith((SQLITE_PREFIX, *POSTGRES_SCHEMES)) and not os.path.isfile(target):
+        raise ValueError(f"store {target!r} does not exist")
+    return open_store(target)
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    with open_existing_store(args.store) as store:
+        infos = list_sessions(store, user=args.user)
+    if args.json:
+        json.dump([{"user": i.scope.user, "session": i.scope.session, "companion": i.scope.companion or None,
+                    "turns": i.turns, "pages": i.pages, "created_at": i.created_at} for i in infos], sys.stdout, indent=2)
+        print()
+        return 0
+    header = f"{'user':<16} {'session':<24} {'companion':<10} {'turns':>7} {'pages':>6}  created (UTC)"
+    print(header)
+    print("-" * len(header))
+    for info in infos:
+        created = datetime.fromtimestamp(info.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        print(f"{info.scope.user:<16} {info.scope.session:<24} {info.scope.companion or '-':<10} {info.turns:>7}"
+              f" {info.pages:>6}  {created}")
+    return 0
+
+
+def cmd_sessions_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise ValueError("deleting erases the session for good: add --yes to confirm")
+    with open_existing_store(args.store) as store:
+        erased = delete_session(store, args.session, user=args.user)
+    if not erased.scopes:
+        raise ValueError(f"session {args.session!r} of user {args.user!r} is not stored")
+    print(f"deleted session {args.session!r} of user {args.user!r}: {erased.turns} turns, {erased.pages} pages,"
+          f" {erased.images} images no other session showed ({erased.scopes} stream(s) with companions)")
+    return 0
+
+
+def cmd_sessions_export(args: argparse.Namespace) -> int:
+    with open_existing_store(args.store) as store:
+        if args.out is None:
+            count = export_session(store, args.session, sys.stdout, user=args.user)
+        else:
+            with open(args.out, "w", encoding="utf-8") as out:
+                count = export_session(store, args.session, out, user=args.user)
+    print(f"exported {count} turns", file=sys.stderr)
+    return 0
+
+
+def add_sessions_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    sessions = sub.add_parser("sessions", help="list, export or delete the sessions kept in a store")
+    actions = sessions.add_subparsers(dest="action", required=True, help="what to do with the sessions")
+    store_help = "the store: a SQLite file path, sqlite:///path.db or postgresql://… (it must exist)"
+    user_help = "whose session (default: default, what OpticalMemory uses when no user is given)"
+
+    listing = actions.add_parser("list", help="every stored session with its companions, turn and page counts")
+    listing.add_argument("store", help=store_help)
+    listing.add_argument("--user", default=None, help="only this user's sessions (default: every user's)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(func=cmd_sessions_list)
+
+    export = actions.add_parser("export", help="a session's verbatim turns (companions too) as JSON lines")
+    export.add_argument("store", help=store_help)
+    export.add_argument("session", help="the session id")
+    export.add_argument("--user", default="default", help=user_help)
+    export.add_argument("--out", default=None, help="write to this file (default: standard output)")
+    export.set_defaults(func=cmd_sessions_export)
+
+    delete = actions.add_parser("delete", help="erase a session: turns, search index, pages, unshared images")
+    delete.add_argument("store", help=store_help)
+    delete.add_argument("session", help="the session id")
+    delete.add_argument("--user", default="default", help=user_help)
+    delete.add_argument("--yes", action="store_true", help="confirm: the session cannot be recovered afterwards")
+    delete.set_defaults(func=cmd_sessions_delete)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.log_level:
+        _configure_logging(args.log_level)
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, StoreError) as error:  # bad input, unwritable output, unusable store

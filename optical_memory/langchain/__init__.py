@@ -2,8 +2,9 @@
 
 ``OpticalChatMessageHistory`` (for ``RunnableWithMessageHistory`` and anything else that takes a
 ``BaseChatMessageHistory``), ``OpticalMemoryMiddleware`` (for ``langchain.agents.create_agent``), ``recall_page``
-(a tool returning a page's exact text by the id printed on it) and ``count_tokens`` (for ``trim_messages`` and
-``SummarizationMiddleware``, pricing images by the provider's rule).
+(a tool returning a page's exact text by the id printed on it), ``count_tokens`` (for ``trim_messages`` and
+``SummarizationMiddleware``, pricing images by the provider's rule) and ``count_tool_tokens`` (what the tool schemas
+bound to a model call cost).
 """
 
 from optical_memory.core.extras import require
@@ -15,12 +16,13 @@ from optical_memory.langchain.history import OpticalChatMessageHistory
 from optical_memory.langchain.middleware import OpticalMemoryMiddleware
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import recall_page, recall_page_text
-from optical_memory.langchain.tokens import count_tokens
+from optical_memory.langchain.tokens import count_tokens, count_tool_tokens
 
 __all__ = [
     "OpticalChatMessageHistory",
     "OpticalMemoryMiddleware",
     "count_tokens",
+    "count_tool_tokens",
     "detect_consumer",
     "recall_page",
     "recall_page_text",

@@ -5,8 +5,13 @@ every message verbatim; ``messages`` returns the system messages untouched, then
 turns as page images (LangChain standard image blocks after a short preamble, oldest first), then the recent turns
 as the very messages that were added. ``all_messages`` gives the whole history back verbatim.
 
-System messages are instructions, not memories: they are kept in a companion session (``<session_id>#system``) of
-the same store, never drawn on a page, and always come first.
+System messages are instructions, not memories: they are kept in the session's ``system`` companion (a namespace of
+the store's own, so no ``session_id`` reaches another session's system prompt), never drawn on a page, and always
+come first.
+
+A history cannot see the prompt it is placed in: a ``ChatPromptTemplate``'s own system message, the question after
+the history and the tool schemas bound to the model are not among its messages. ``budget`` covers what
+``messages`` returns; pass ``reserve=`` (tokens) for the rest of the prompt so the whole call fits.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from langchain_core.messages import BaseMessage
 
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.types import Role
-from optical_memory.core.validation import validate_budget
+from optical_memory.core.validation import validate_budget, validate_int
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER
 from optical_memory.memory import OpticalMemory, open_memory
@@ -33,7 +38,7 @@ from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Store
 
-SYSTEM_SESSION_SUFFIX = "#system"
+SYSTEM_COMPANION = "system"
 
 # Histories opened on the same file share one connection (RunnableWithMessageHistory builds one per call).
 _OPEN_STORES: "weakref.WeakValueDictionary[str, Store]" = weakref.WeakValueDictionary()
@@ -60,9 +65,12 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
     ``store`` is a SQLite path, a ``sqlite:///`` URL, a ``Store`` or a ready ``OpticalMemory`` (whose session must be
     ``session_id``; its own consumer, hot window and policy then apply unless given here). ``consumer`` prices pages
     and images for the model that reads them (default ``openai:gpt-4o``); ``budget`` caps what ``messages`` returns
-    (``None``: only the age policy applies). Example::
+    plus ``reserve`` (``None``: only the age policy applies). The history never sees the prompt it is placed in, so
+    ``reserve`` is the tokens that prompt adds around it (the template's system message and question, the tool
+    schemas bound to the model: ``count_tokens`` and ``count_tool_tokens`` measure them); ``messages`` then returns
+    at most ``budget - reserve`` tokens. Example::
 
-        history = OpticalChatMessageHistory("user-42", "chat.db", consumer="anthropic", budget=8000)
+        history = OpticalChatMessageHistory("user-42", "chat.db", consumer="anthropic", budget=8000, reserve=600)
     """
 
     per_thread = False  # one memory: the ``recall_page`` tool needs no thread id
@@ -75,6 +83,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         user: str = "default",
         consumer: str | BaseConsumer | None = None,
         budget: float | None = None,
+        reserve: int = 0,
         hot_turns: int = 8,
         policy: ForgettingPolicy | None = None,
         preamble: str = PLAIN_PREAMBLE,
@@ -98,12 +107,14 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         self.session_id = session_id
         self.consumer: BaseConsumer = self.memory.consumer if consumer is None else get_consumer(consumer)
         self.budget = None if budget is None else validate_budget(budget)
+        self.reserve = validate_int(reserve, field_name="reserve", minimum=0)
         self.policy = policy
         self.preamble = preamble
         self._system = OpticalMemory(
             self.memory.store,
             user=self.memory.scope.user,
-            session=session_id + SYSTEM_SESSION_SUFFIX,
+            session=session_id,
+            companion=SYSTEM_COMPANION,
             hot_turns=sys.maxsize,
             consumer=self.memory.consumer,
             style=self.memory.style,
@@ -115,15 +126,18 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
 
     # -- reading -------------------------------------------------------------------------------------------------
 
-    def context(self, *, budget: float | None = None, consumer: str | BaseConsumer | None = None) -> OpticalMessages:
-        """The messages ``messages`` returns, with their token report (``budget``/``consumer`` override the
-        history's own for this call)."""
+    def context(
+        self, *, budget: float | None = None, reserve: int | None = None, consumer: str | BaseConsumer | None = None
+    ) -> OpticalMessages:
+        """The messages ``messages`` returns, with their token report (``budget``, ``reserve`` and ``consumer``
+        override the history's own for this call); ``total_tokens`` includes the reserve."""
         system = [LANGCHAIN.restore(turn) for turn in self._system.turns]
         return build_messages(
             self.memory,
             LANGCHAIN,
             system=system,
             budget=self.budget if budget is None else budget,
+            reserve=self.reserve if reserve is None else reserve,
             consumer=self.consumer if consumer is None else consumer,
             policy=self.policy,
             preamble=self.preamble,

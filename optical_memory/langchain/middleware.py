@@ -3,13 +3,16 @@
 Before every model call (``wrap_model_call``) the middleware mirrors the conversation into an ``OpticalMemory`` kept
 per thread (the ``thread_id`` of the run's config), then hands the model the optical context instead of the raw
 history: the system prompt untouched, one message of pages, the recent turns verbatim, all within ``budget`` tokens
-as the model's provider prices them. The agent's state is never rewritten, so the full history stays in the
-checkpointer; the memory keeps it verbatim too (``history``), and the ``recall_page`` tool it registers gives the
-model any page's exact text back.
+as the model's provider prices them, together with the JSON schemas of the tools bound to the call. The agent's
+state is never rewritten, so the full history stays in the checkpointer; the memory keeps it verbatim too
+(``history``), and the ``recall_page`` tool it registers gives the model any page's exact text back.
 
 Mirroring is append-only and by message id: a message is stored the first time the middleware sees it (in a model
 request, or in the final state after the run), so resuming a thread from a checkpointer, or invoking without one,
 both add each message once. Edits or removals of already-stored messages do not rewrite sealed pages.
+
+A thread's memory is its user's data: ``threads``, ``export_thread`` and ``delete_thread`` list, export (JSONL) and
+erase what the middleware stored per thread.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import IO, Any, Awaitable, Callable, Sequence
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import BaseMessage
@@ -30,14 +33,14 @@ from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.validation import validate_budget
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
-from optical_memory.langchain.recall import recall_page
-from optical_memory.langchain.tokens import DEFAULT_CONSUMER
-from optical_memory.memory import OpticalMemory, open_memory, validate_options
+from optical_memory.langchain.recall import TOOL_NAME, recall_page
+from optical_memory.langchain.tokens import DEFAULT_CONSUMER, count_tool_tokens, tool_schema
+from optical_memory.memory import OpticalMemory, delete_session, export_session, open_memory, validate_options
 from optical_memory.messages.dialect import PAGES_PREAMBLE, PLAIN_PREAMBLE, TurnDraft
 from optical_memory.policies import ForgettingPolicy
 from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Store
+from optical_memory.store.base import Erased, Store
 
 
 @dataclass
@@ -52,10 +55,12 @@ class OpticalMemoryMiddleware(AgentMiddleware):
     """Agent middleware that shows the model older turns as page images.
 
     ``store``: a SQLite path, ``sqlite:///`` URL or ``Store`` (one session per thread id; the default keeps memories
-    for this process only). ``budget``: tokens the model may be sent per call (system prompt, pages and recent turns;
-    ``None``: only the age policy). ``hot_turns``: recent turns kept verbatim. ``policy``: a ``ForgettingPolicy``.
-    ``consumer``: whose image pricing applies; by default told from the chat model (``ls_provider``/model name).
-    ``recall_tool``: register the ``recall_page`` tool (the preamble before the pages mentions it only then).
+    for this process only). ``budget``: tokens the model may be sent per call, everything counted: the system
+    prompt, the JSON schemas of the tools bound to the call (``recall_page`` included), the pages message and the
+    recent turns with their framing (``None``: only the age policy). ``hot_turns``: recent turns kept verbatim.
+    ``policy``: a ``ForgettingPolicy``. ``consumer``: whose image pricing applies; by default told from the chat
+    model (``ls_provider``/model name). ``recall_tool``: register the ``recall_page`` tool. ``preamble``: the text
+    before the pages (by default it mentions ``recall_page`` only in calls that carry that tool).
     Example::
 
         agent = create_agent(model, tools, middleware=[OpticalMemoryMiddleware("memory.db", budget=8000)],
@@ -78,13 +83,15 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         validate_options(hot_turns, policy)
         if not isinstance(user, str) or not user.strip():
             raise TypeError(f"user must be a non-empty string, got {user!r}")
+        if preamble is not None and not isinstance(preamble, str):
+            raise TypeError(f"preamble must be a string, got {type(preamble).__name__}")
         self.store = open_store(store)
         self.budget = None if budget is None else validate_budget(budget)
         self.hot_turns = hot_turns
         self.policy = policy
         self.consumer = None if consumer is None else get_consumer(consumer)
         self.user = user
-        self.preamble = preamble if preamble is not None else PAGES_PREAMBLE if recall_tool else PLAIN_PREAMBLE
+        self.preamble = preamble
         self.tools = [recall_page(self)] if recall_tool else []
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._lock = threading.Lock()
@@ -160,15 +167,28 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         return str(thread_id)
 
     def optical_request(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
-        """``request`` with its messages replaced by the optical context of its thread."""
+        """``request`` with its messages replaced by the optical context of its thread, fitted to the budget with
+        the system prompt and the schemas of the tools bound to this call counted."""
         thread_id = self._thread_id(request.runtime)
         consumer = self.consumer or detect_consumer(request.model)
         thread = self._thread(thread_id, consumer)
         self._mirror(thread, request.messages)
         system = [request.system_message] if request.system_message is not None else []
+        tools = list(request.tools or [])
+        preamble = self.preamble
+        if preamble is None:
+            # The model is told about recall_page only when this call can actually use it.
+            offered = any(tool_schema(tool).get("function", tool).get("name") == TOOL_NAME for tool in tools)
+            preamble = PAGES_PREAMBLE if offered else PLAIN_PREAMBLE
         with thread.lock:
             result = build_messages(
-                thread.memory, LANGCHAIN, system=system, budget=self.budget, consumer=consumer, preamble=self.preamble
+                thread.memory,
+                LANGCHAIN,
+                system=system,
+                budget=self.budget,
+                reserve=count_tool_tokens(tools, consumer=consumer),
+                consumer=consumer,
+                preamble=preamble,
             )
             thread.last = result
         return request.override(messages=result.messages[len(system):])
@@ -193,3 +213,27 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         thread_id = self._thread_id(runtime)
         await asyncio.to_thread(lambda: self._mirror(self._thread(thread_id), state["messages"]))
         return None
+
+    # -- threads as data their user owns ---------------------------------------------------------------------------
+
+    def threads(self) -> list[str]:
+        """Ids of the threads whose memory this middleware's ``user`` has stored (sorted)."""
+        return [scope.session for scope in self.store.sessions(self.user)]
+
+    def delete_thread(self, thread_id: str) -> Erased:
+        """Erase a thread's memory as ``optical_memory.memory.delete_session`` does (turns, index rows, pages,
+        images no other thread shows). The agent's own checkpointer keeps its state: delete that thread there too."""
+        thread_id = _check_thread_id(thread_id)
+        with self._lock:
+            self._threads.pop(thread_id, None)
+        return delete_session(self.store, thread_id, user=self.user)
+
+    def export_thread(self, thread_id: str, out: IO[str]) -> int:
+        """Write a thread's stored messages to ``out`` as JSON lines (``optical_memory.memory.export_session``)."""
+        return export_session(self.store, _check_thread_id(thread_id), out, user=self.user)
+
+
+def _check_thread_id(thread_id: object) -> str:
+    if not isinstance(thread_id, str):
+        raise TypeError(f"thread_id must be a string, got {type(thread_id).__name__}")
+    return thread_id

@@ -8,10 +8,11 @@ conversation with pictures. ``count_tokens`` decodes each inline image's size an
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Any, Iterable
 
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.messages.utils import MessageLikeRepresentation
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.messages.content_blocks import (
@@ -64,4 +65,28 @@ def count_tokens(
             except ValueError as error:
                 raise ValueError(f"messages[{i}] is not a valid message: {str(error).splitlines()[0]}") from None
         total += message_tokens(message, consumer, where=f"messages[{i}]")
+    return total
+
+
+def tool_schema(tool: object, *, where: str = "tool") -> dict[str, Any]:
+    """The JSON a provider is sent for ``tool``: a provider tool given as a dict as is, anything else (a
+    ``BaseTool``, a function, a pydantic model) as ``convert_to_openai_tool`` writes it."""
+    if isinstance(tool, dict):
+        return tool
+    try:
+        return convert_to_openai_tool(tool)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{where} is not a tool LangChain can describe: {error}") from None
+
+
+def count_tool_tokens(tools: Iterable[object], *, consumer: str | BaseConsumer = DEFAULT_CONSUMER) -> int:
+    """Tokens the tool definitions bound to a model call cost: each tool's JSON schema (``tool_schema``, written
+    with ``json.dumps``) counted as text with the consumer's tokenizer. Providers do not document how they frame
+    tool definitions, so this counts what is sent, not a provider's private framing."""
+    consumer = get_consumer(consumer)
+    if isinstance(tools, (str, bytes, dict)) or not isinstance(tools, Iterable):
+        raise TypeError(f"tools must be a list of tools, got {type(tools).__name__}")
+    total = 0
+    for i, tool in enumerate(tools):
+        total += consumer.text_tokens(json.dumps(tool_schema(tool, where=f"tools[{i}]"), ensure_ascii=False))
     return total

@@ -23,8 +23,10 @@ from optical_memory.core.geometry import Fit, Tier, square_mode
 
 SUPPORTED_BLOCK_TYPES = (
     "text",
+    "refusal",
     "reasoning",
     "thinking",
+    "redacted_thinking",
     "image",
     "image_url",
     "tool_call",
@@ -163,9 +165,19 @@ def parse_block(block: object, *, where: str = "content[0]") -> Part:
         if not isinstance(text, str):
             raise TypeError(f"{where}.text must be a string, got {type(text).__name__}")
         return TextPart(text)
+    if kind == "refusal":
+        # What an OpenAI model says when it declines: the words of the turn, shown on its page like any text.
+        text = block.get("refusal")
+        if not isinstance(text, str):
+            raise TypeError(f"{where}.refusal must be a string, got {type(text).__name__}")
+        return TextPart(text)
     if kind in ("reasoning", "thinking"):
         text = block.get(kind, "")
         return TextPart(text if isinstance(text, str) else "", reasoning=True)
+    if kind == "redacted_thinking":
+        # Encrypted reasoning that Anthropic needs back verbatim; its real size is unknown, so its payload is priced.
+        data = block.get("data", "")
+        return TextPart(data if isinstance(data, str) else "", reasoning=True)
     if kind in ("image", "image_url"):
         return _image_part(block, where)
     if kind == "tool_call":

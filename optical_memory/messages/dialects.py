@@ -55,6 +55,14 @@ def _optional_name(message: Mapping[str, Any], where: str) -> str | None:
     return name if name.strip() else None
 
 
+def _refusal(message: Mapping[str, Any], where: str) -> str:
+    """An OpenAI assistant message's ``refusal`` (the model declining, sent beside ``content``), or ``""``."""
+    refusal = message.get("refusal")
+    if refusal is not None and not isinstance(refusal, str):
+        raise TypeError(f"{where}.refusal must be a string, got {type(refusal).__name__}")
+    return refusal or ""
+
+
 def _text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
@@ -110,9 +118,12 @@ class OpenAIDialect(_DictDialect):
         if role is None:
             raise ValueError(f"{where}.role {message.get('role')!r} is not one of: {', '.join(self._roles)}")
         parts = parse_content(message.get("content"), where=f"{where}.content")
-        pieces = [page_text(parts)]
+        pieces = [page_text(parts), _refusal(message, where)]
+        tool_calls = message.get("tool_calls") or []
+        if not isinstance(tool_calls, (list, tuple)):
+            raise TypeError(f"{where}.tool_calls must be a list of tool calls, got {type(tool_calls).__name__}")
         calls = []
-        for j, call in enumerate(message.get("tool_calls") or []):
+        for j, call in enumerate(tool_calls):
             function = call.get("function") if isinstance(call, Mapping) else None
             if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
                 raise ValueError(f"{where}.tool_calls[{j}] must have a function with a name and arguments")
@@ -150,7 +161,8 @@ class OpenAIDialect(_DictDialect):
         return {"type": "image_url", "image_url": image_url}
 
     def _extra_tokens(self, message: Mapping[str, Any], consumer: BaseConsumer) -> int:
-        total = 0
+        refusal = message.get("refusal")
+        total = consumer.text_tokens(refusal) if isinstance(refusal, str) and refusal else 0
         for call in message.get("tool_calls") or []:
             function = call.get("function", {}) if isinstance(call, Mapping) else {}
             total += consumer.text_tokens(str(function.get("name", ""))) + consumer.text_tokens(str(function.get("arguments", "")))

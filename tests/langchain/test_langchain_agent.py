@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -16,13 +17,14 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.tools import tool
-from langchain_fakes import ScriptedChatModel
+from langchain_fakes import ScriptedChatModel, ToolRecordingModel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from optical_memory.langchain import (
     OpticalMemoryMiddleware,
     count_tokens,
+    count_tool_tokens,
     detect_consumer,
     recall_page,
     recall_page_text,
@@ -279,7 +281,7 @@ def test_missing_thread_id_fails_clearly():
 
 def test_budget_below_the_recent_turns_fails_clearly():
     agent = create_agent(ScriptedChatModel(), [], middleware=[OpticalMemoryMiddleware(consumer=CONSUMER, budget=10)])
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         agent.invoke({"messages": [HumanMessage("a question that costs more than ten tokens, surely")]},
                      {"configurable": {"thread_id": "b"}})
 
@@ -308,3 +310,94 @@ def test_unsupported_content_is_rejected_before_the_model_runs():
     with pytest.raises(ValueError, match="'audio' is not supported"):
         agent.invoke({"messages": [audio]}, {"configurable": {"thread_id": "c"}})
     assert model.requests == []
+
+
+@tool
+def timetable(station: str, day: str, after: str = "06:00", operator: str = "any") -> str:
+    """Departures from a station on a day: every train after a time, with its platform, operator, stops, seat
+    classes, bicycle spaces, catering, accessibility and the fares of each class. Use it before answering any
+    question about when a train leaves, from which platform, how long it takes or what it costs; never guess."""
+    return f"{station} {day}: 09:40 platform 4, 10:12 platform 2 ({operator}, after {after})."
+
+
+def test_tool_schemas_count_toward_the_budget():
+    """The JSON schemas of the tools bound to each call (recall_page's included) are sent too, so they count."""
+    model = ToolRecordingModel(script=travel_script)
+    middleware = OpticalMemoryMiddleware(consumer=CONSUMER, budget=BUDGET, hot_turns=6)
+    agent = create_agent(model, [weather, timetable], system_prompt=SYSTEM, middleware=[middleware])
+    config = {"configurable": {"thread_id": "schemas"}}
+    for i in range(30):
+        agent.invoke({"messages": [user_turn(i)]}, config)
+    assert len(model.calls) > 30
+    for messages, tools in model.calls:
+        assert {t.name for t in tools} == {"weather", "timetable", "recall_page"}
+        assert count_tokens(messages, consumer=CONSUMER) + count_tool_tokens(tools, consumer=CONSUMER) <= BUDGET
+    assert middleware.last_context("schemas").total_tokens <= BUDGET
+    assert count_tool_tokens([timetable], consumer=CONSUMER) > 100
+
+
+class DropRecallPage(AgentMiddleware):
+    """Another middleware that narrows the tools of each call, as tool-selection middleware does."""
+
+    def wrap_model_call(self, request, handler):
+        return handler(request.override(tools=[t for t in request.tools if t.name != "recall_page"]))
+
+
+@pytest.mark.parametrize(
+    ("middleware", "recall_tool", "mentioned"),
+    [([], True, True), ([], False, False), ([DropRecallPage()], True, False)],
+)
+def test_the_preamble_mentions_recall_page_only_when_the_call_carries_it(middleware, recall_tool, mentioned):
+    model = ToolRecordingModel(script=travel_script)
+    optical = OpticalMemoryMiddleware(consumer=CONSUMER, hot_turns=2, recall_tool=recall_tool)
+    agent = create_agent(model, [weather], middleware=[*middleware, optical])
+    config = {"configurable": {"thread_id": "preamble"}}
+    for i in range(12):
+        agent.invoke({"messages": [user_turn(i)]}, config)
+    messages, tools = model.calls[-1]
+    assert messages[0].id == PAGES_MESSAGE_ID
+    assert ("recall_page" in messages[0].content[0]["text"]) is mentioned
+    assert ("recall_page" in {t.name for t in tools}) is mentioned
+
+
+def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path():
+    """to_openai, compress_messages, the middleware and the history send a turn whose head is on a page as its tail
+    after "(continued from page N)", and never a bare tail."""
+    from optical_memory import OpticalMemory, compress_messages
+    from optical_memory.langchain import OpticalChatMessageHistory
+
+    long_text = " ".join(f"w{i}" for i in range(4000))
+    openai_chat = [{"role": "user", "content": long_text}, {"role": "assistant", "content": "ok"},
+                   {"role": "user", "content": "next"}]
+
+    def tail_of(text: str, memory) -> str:
+        head = next(s for p in reversed(memory.pages) for s in p.segments if s.turn_index == 0)
+        assert 0 < head.end < len(long_text)  # the boundary does fall inside the long turn
+        return long_text[head.end:]
+
+    with OpticalMemory.open(":memory:", hot_turns=2, consumer=CONSUMER) as memory:
+        for message in openai_chat:
+            memory.add(message["role"], message["content"])
+        sent = memory.context(budget=20_000).to_openai(system="be brief")
+        tail = tail_of(long_text, memory)
+        label = memory.pages[-1].label
+    assert sent[2] == {"role": "user", "content": f"(continued from {label}) {tail}"}
+
+    compressed = compress_messages(openai_chat, hot_turns=2, consumer=CONSUMER, budget=20_000)
+    texts = [m["content"] for m in compressed if isinstance(m["content"], str)]
+    assert texts == ["ok", "next"]  # compress seals the whole turn: no tail is left to send
+
+    model = ScriptedChatModel()
+    middleware = OpticalMemoryMiddleware(consumer=CONSUMER, hot_turns=2, budget=20_000)
+    agent = create_agent(model, [], middleware=[middleware])
+    config = {"configurable": {"thread_id": "split"}}
+    agent.invoke({"messages": [HumanMessage(long_text, id="long")]}, config)
+    agent.invoke({"messages": [HumanMessage("next", id="next")]}, config)
+    memory = middleware.memory_for("split")
+    request = model.requests[-1]
+    assert request[1].id == "long"
+    assert request[1].text == f"(continued from {memory.pages[-1].label}) {tail_of(long_text, memory)}"
+
+    history = OpticalChatMessageHistory("split", ":memory:", consumer=CONSUMER, hot_turns=2, budget=20_000)
+    history.add_messages([HumanMessage(long_text, id="long"), AIMessage("ok", id="a"), HumanMessage("next", id="n")])
+    assert history.messages[1].text == f"(continued from {history.memory.pages[-1].label}) {tail_of(long_text, history.memory)}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import random
 
 import pytest
@@ -150,8 +152,26 @@ def test_messages_fit_the_budget(tmp_path, budget):
 
 def test_a_budget_below_the_recent_turns_is_refused(history):
     history.add_messages(chatter(10))
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         history.context(budget=50)
+
+
+def test_reserve_leaves_room_for_the_prompt_the_history_is_placed_in(tmp_path):
+    """The history cannot see the template's system message, the question or the tool schemas: ``reserve`` keeps
+    their tokens free, so the whole prompt fits the budget."""
+    system, question = SystemMessage("You are a terse assistant. " * 30), HumanMessage("And the last ferry?")
+    around = count_tokens([system, question], consumer="anthropic")
+    history = OpticalChatMessageHistory("r", tmp_path / "r.db", consumer="anthropic", hot_turns=4, budget=2500,
+                                        reserve=around)
+    history.add_messages(chatter(80))
+    prompt = ChatPromptTemplate.from_messages([system, MessagesPlaceholder("history"), question])
+    sent = prompt.invoke({"history": history.messages}).to_messages()
+    assert count_tokens(sent, consumer="anthropic") <= 2500
+    assert history.context().total_tokens == count_tokens(history.messages, consumer="anthropic") + around <= 2500
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
+        history.context(reserve=2400)
+    with pytest.raises(ValueError, match="reserve"):
+        OpticalChatMessageHistory("r", tmp_path / "r.db", reserve=-1)
 
 
 def test_a_turn_split_across_the_boundary_continues_as_text(tmp_path):
@@ -304,3 +324,40 @@ def test_bad_construction(tmp_path):
         OpticalChatMessageHistory("s", tmp_path / "x.db", hot_turns=2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="session"):
         OpticalChatMessageHistory(7, tmp_path / "x.db")  # type: ignore[arg-type]
+
+
+# -- companions and threads -------------------------------------------------------------------------------------------
+
+
+def test_no_session_id_reaches_another_sessions_system_prompt(tmp_path):
+    db = tmp_path / "tenants.db"
+    tenant = OpticalChatMessageHistory("tenant-a", db, hot_turns=4)
+    tenant.add_messages([SystemMessage("tenant-a's secret prompt", id="sys"), HumanMessage("hi from a", id="a")])
+    for session_id in ("tenant-a#system", "tenant-a#system#system", "tenant-a ", "TENANT-A"):
+        other = OpticalChatMessageHistory(session_id, db, hot_turns=4)
+        assert other.messages == [] and other.all_messages == []
+        other.add_messages([SystemMessage(f"{session_id}'s prompt"), HumanMessage(f"hi from {session_id}")])
+        assert [m.text for m in other.all_messages] == [f"{session_id}'s prompt", f"hi from {session_id}"]
+        other.clear()
+    assert [m.text for m in tenant.all_messages] == ["tenant-a's secret prompt", "hi from a"]
+    assert tenant.messages[0] == SystemMessage("tenant-a's secret prompt", id="sys")
+    assert [scope.session for scope in tenant.memory.store.sessions()] == ["tenant-a"]
+
+
+def test_the_middleware_lists_exports_and_deletes_threads(tmp_path):
+    from optical_memory.langchain import OpticalMemoryMiddleware
+
+    middleware = OpticalMemoryMiddleware(tmp_path / "agent.db", hot_turns=2)
+    for thread_id in ("t1", "t2", "t1#system"):
+        middleware.memory_for(thread_id).add("user", f"hello from {thread_id}")
+    assert middleware.threads() == ["t1", "t1#system", "t2"]
+    out = io.StringIO()
+    assert middleware.export_thread("t1", out) == 1
+    assert json.loads(out.getvalue())["content"] == "hello from t1"
+    erased = middleware.delete_thread("t1")
+    assert (erased.scopes, erased.turns) == (1, 1)
+    assert middleware.threads() == ["t1#system", "t2"] and middleware.history("t1") == []
+    assert [m.text for m in middleware.history("t1#system")] == ["hello from t1#system"]
+    with pytest.raises(TypeError, match="thread_id"):
+        middleware.delete_thread(None)  # type: ignore[arg-type]
+    assert middleware.threads() == ["t1#system", "t2"]

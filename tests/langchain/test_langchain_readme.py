@@ -9,7 +9,9 @@ import pytest
 from langchain_fakes import ScriptedChatModel
 
 from optical_memory.compress import count_message_tokens
-from optical_memory.langchain import OpticalChatMessageHistory, OpticalMemoryMiddleware
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from optical_memory.langchain import OpticalChatMessageHistory, OpticalMemoryMiddleware, count_tokens
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -40,3 +42,11 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     messages = namespace["messages"]
     assert count_message_tokens(messages) <= 4000 < count_message_tokens(namespace["history"])
     assert any(part.get("type") == "image_url" for part in messages[1]["content"])
+    report = namespace["report"]
+    assert report.total_tokens == count_message_tokens(messages) and report.budget == 4000
+    assert report.tokens.pages_as_images > 0 and all(page.reason for page in report.pages)
+
+    # The history's reserve=200 covers what its template adds around it: the system message and the question.
+    around = [SystemMessage("You are a travel assistant."), HumanMessage("Book the 9:40 to Lyon for Ada Park.")]
+    assert count_tokens(around, consumer="openai:gpt-4o") <= 200
+    assert OpticalChatMessageHistory("user-42", tmp_path / "chat.db", reserve=200).context(budget=8000).total_tokens <= 8000

@@ -84,7 +84,7 @@ def test_budget_is_respected_and_levels_stay_monotone(mem):
         ctx = mem.context(budget=budget)
         assert ctx.report.total_tokens <= budget
         assert is_monotone([v.level for v in ctx.pages])
-    with pytest.raises(ValueError, match="smaller than the recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         mem.context(budget=10)
 
 
@@ -111,10 +111,11 @@ def test_reopen_restores_pages_modes_and_context_byte_for_byte(tmp_path):
         fill(first, 90, start=1_000_000.0)
         before = first.context(budget=2500, now=2_000_000.0)
         before_images = [pixel_hash(v.image) for v in before.pages if v.image is not None]
+        turns, pages = first.turns, first.pages
     with OpticalMemory.open(db, session="s", hot_turns=4) as second:
         after = second.context(budget=2500, now=2_000_000.0)
-        assert second.turns == first.turns
-        assert second.pages == first.pages
+        assert second.turns == turns
+        assert second.pages == pages
         assert after.report == before.report
         assert [v.level for v in after.pages] == [v.level for v in before.pages]
         assert [pixel_hash(v.image) for v in after.pages if v.image is not None] == before_images
@@ -272,6 +273,135 @@ def test_metadata_must_be_json(mem):
     with pytest.raises(TypeError, match="metadata"):
         mem.add("user", "hi", metadata={"when": object()})
     assert mem.turns == []
+
+
+def agent_turns(n: int, *, every: int, results: int, seed: int = 0, result_words: int = 80):
+    """(role, content, metadata) of an agent loop: a user turn, an assistant turn that calls ``results`` tools at
+    once, their results, an answer, then plain turns up to ``every`` turns per round."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        call = f"c{len(out)}"
+        calls = [{"id": f"{call}-{k}", "type": "function", "function": {"name": "f", "arguments": "{}"}} for k in range(results)]
+        out.append(("user", sentence(rng), {}))
+        out.append(("assistant", "calling tools", {"tool_calls": calls}))
+        out.extend(("tool", sentence(rng, result_words), {"tool_call_id": c["id"]}) for c in calls)
+        out.append(("assistant", sentence(rng), {}))
+        while len(out) % every and len(out) < n:
+            out.append(("user" if len(out) % 2 else "assistant", sentence(rng), {}))
+    return out[:n]
+
+
+def unsealed_before_hot_window(memory: OpticalMemory, ctx) -> tuple[list, int]:
+    """The recent turns before the hot window and the tool exchange at its edge, and the offset into the first."""
+    turns = memory.turns
+    edge = len(turns) - memory.hot_turns
+    while 0 < edge < len(turns) and turns[edge].role is Role.TOOL:
+        edge -= 1
+    older = [turns[t.index] for t in ctx.recent if t.index < edge]
+    offset = len(older[0].content) - len(ctx.recent[0].content) if older else 0
+    return older, offset
+
+
+@pytest.mark.parametrize(("every", "results"), [(4, 1), (6, 3)])
+def test_tool_calls_never_stall_sealing(every, results):
+    """A page that would end inside a tool exchange ends before its call: what stays text past the hot window never
+    fills a page (before, it grew until some page happened to end cleanly: 41 recent turns at hot_turns=8)."""
+    with OpticalMemory.open(":memory:", hot_turns=8, clock=lambda: 0.0) as memory:
+        most_recent = 0
+        for role, content, metadata in agent_turns(400, every=every, results=results):
+            memory.add(role, content, metadata=metadata)
+            ctx = memory.context()
+            older, offset = unsealed_before_hot_window(memory, ctx)
+            layouts = memory.renderer.paginate(older, first_turn_offset=offset)
+            assert not any(layout.full for layout in layouts), f"{len(older)} unsealed turns fill a page"
+            assert ctx.recent[0].role is not Role.TOOL
+            most_recent = max(most_recent, len(ctx.recent))
+        per_page = max(len(page.turn_indices) for page in memory.pages)
+        assert most_recent <= memory.hot_turns + (1 + results) + per_page
+
+
+def test_a_tool_exchange_longer_than_a_page_is_sealed_once_a_later_page_ends_outside_it():
+    with OpticalMemory.open(":memory:", hot_turns=2, clock=lambda: 0.0) as memory:
+        rng = random.Random(1)
+        memory.add("user", sentence(rng))
+        memory.add("assistant", "calling", metadata={"tool_calls": [{"id": "big", "type": "function"}]})
+        memory.add("tool", sentence(rng, 3000), metadata={"tool_call_id": "big"})
+        for _ in range(30):
+            memory.add("assistant" if len(memory.turns) % 2 else "user", sentence(rng))
+        on_pages = {index for page in memory.pages for index in page.turn_indices}
+        assert {1, 2} <= on_pages
+        ctx = memory.context()
+        assert ctx.recent[0].index > 2
+
+
+def test_to_openai_fits_the_context_budget_with_everything_counted(mem):
+    """The system prompt, the preamble and the per-message framing count toward the budget too (before, budget 781
+    sent 873 tokens, and 26 of 73 budgets in a sweep went over)."""
+    from optical_memory.compress import count_message_tokens
+
+    fill(mem, 150)
+    system = "You are a travel assistant. Answer in one short paragraph. " * 6
+    for budget in range(850, 4000, 73):
+        ctx = mem.context(budget=budget)
+        messages = ctx.to_openai(system=system)
+        assert count_message_tokens(messages, consumer=mem.consumer) <= budget
+        assert messages[0] == {"role": "system", "content": system}
+        assert ctx.report.total_tokens <= budget
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
+        mem.context(budget=400).to_openai(system=system * 3)
+    with pytest.raises(TypeError, match="system must be a string"):
+        mem.context().to_openai(system=["hi"])
+
+
+def test_to_openai_and_the_report_agree_on_what_is_sent(mem):
+    from optical_memory.compress import count_message_tokens
+    from optical_memory.messages.dialects import OpenAIDialect
+
+    fill(mem, 150)
+    ctx = mem.context(budget=1800)
+    fitted = ctx.messages(OpenAIDialect(), system=[{"role": "system", "content": "be brief"}])
+    assert fitted.messages == ctx.to_openai(system="be brief")
+    assert fitted.total_tokens == count_message_tokens(fitted.messages, consumer=mem.consumer) <= 1800
+    assert fitted.report.budget == 1800 and fitted.report.total_tokens <= fitted.total_tokens
+
+
+def test_each_page_says_why_it_has_its_level():
+    """"age": the level the policy gives without a budget; "budget": blurrier or forgotten to fit the budget;
+    "fail-closed: …": sent as text because the image would cost more."""
+    day = 86_400.0
+    with OpticalMemory.open(":memory:", hot_turns=4, clock=lambda: 0.0) as memory:
+        fill(memory, 150, start=-400 * day)  # 400 days ago, a minute apart: older than a year
+        fill(memory, 150, seed=1, start=-60 * 150)
+        aged = memory.context(now=0.0)
+        assert {v.reason for v in aged.pages} == {"age"}
+        assert aged.pages[0].forgotten and not aged.pages[-1].forgotten
+        tight = memory.context(budget=1500, now=0.0)
+        by_reason = {v.reason for v in tight.pages}
+        assert by_reason == {"age", "budget"}
+        for tight_view, aged_view in zip(tight.pages, aged.pages):
+            same = tight_view.level == aged_view.level
+            assert tight_view.reason == ("age" if same else "budget")
+    with OpticalMemory.open(":memory:", hot_turns=0) as memory:
+        memory.add("user", "short note")
+        memory.flush()
+        [view] = memory.context().pages
+        assert view.as_text and view.reason.startswith("fail-closed: the image would cost")
+
+
+def test_seal_render_and_store_events_go_to_the_optical_memory_logger_and_print_nothing_by_default(capfd, caplog):
+    import logging
+
+    with OpticalMemory.open(":memory:", hot_turns=2) as memory:
+        fill(memory, 30)
+    assert capfd.readouterr().err == ""
+    with caplog.at_level(logging.DEBUG, logger="optical_memory"):
+        with OpticalMemory.open(":memory:", hot_turns=2) as memory:
+            fill(memory, 30)
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("optical_memory")]
+    assert any("sealed page 0 (turns 0-" in m for m in messages)
+    assert any("drew page 0" in m for m in messages)
+    assert any("committed turn" in m for m in messages)
 
 
 @pytest.mark.parametrize("consumer", ["openai:gpt-4o", "openai:gpt-4-turbo", "anthropic", "deepseek-ocr"])

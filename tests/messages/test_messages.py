@@ -122,8 +122,88 @@ def test_anthropic_shape_keeps_the_system_prompt_separate():
 
 
 def test_a_budget_below_the_recent_turns_is_refused():
-    with pytest.raises(ValueError, match="smaller than the system prompt and recent turns"):
+    with pytest.raises(ValueError, match="smaller than what every call must send"):
         compress_messages(openai_chat(20), budget=100)
+
+
+# Content shapes the OpenAI and Anthropic APIs accept: each is either compressed (old turns paged, recent ones
+# returned verbatim) or refused with a TypeError/ValueError that names the message and the block.
+HANDLED_SHAPES = {
+    "strings in a content list": ("openai", {"role": "user", "content": ["hi", "there"]}),
+    "text parts with cache_control": ("anthropic", {"role": "user", "content": [
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}),
+    "empty content list": ("openai", {"role": "user", "content": []}),
+    "assistant refusal part": ("openai", {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}),
+    "assistant refusal field": ("openai", {"role": "assistant", "content": None, "refusal": "I can't help with that."}),
+    "thinking block": ("anthropic", {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": "Let me see.", "signature": "c2ln"}, {"type": "text", "text": "Done."}]}),
+    "redacted thinking": ("anthropic", {"role": "assistant", "content": [
+        {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}, {"type": "text", "text": "Done."}]}),
+    "tool result as text blocks": ("anthropic", {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "42"}], "is_error": False}]}),
+}
+REFUSED_SHAPES = {
+    "audio input": ({"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]},
+                    ValueError, "'input_audio' is not supported"),
+    "file part": ({"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}, ValueError, "'file' is not supported"),
+    "image by web URL": ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]},
+                         ValueError, "by URL"),
+    "a number as content": ({"role": "user", "content": 7}, TypeError, r"content must be a string or a list"),
+    "a dict as content": ({"role": "user", "content": {"type": "text", "text": "x"}}, TypeError, r"content must be a string or a list"),
+    "None inside a list": ({"role": "user", "content": [None]}, TypeError, r"content\[0\] must be a string or a content block"),
+    "text that is not a string": ({"role": "user", "content": [{"type": "text", "text": 5}]}, TypeError, r"content\[0\]\.text"),
+    "a block without a type": ({"role": "user", "content": [{"text": "x"}]}, ValueError, "type None is not supported"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HANDLED_SHAPES))
+def test_accepted_content_shapes_are_compressed(shape):
+    format, odd = HANDLED_SHAPES[shape]
+    rng = random.Random(5)
+    before = []
+    if format == "anthropic" and odd["role"] == "user" and odd["content"] and odd["content"][0].get("type") == "tool_result":
+        before.append({"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]})
+    if not before and odd["role"] == "assistant":
+        before.append({"role": "user", "content": "go on"})
+    chat = [*before, odd] + [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}: " + sentence(rng)} for i in range(30)
+    ]
+    for hot_turns in (40, 3):  # the odd message recent, then on a page
+        out = compress_messages(chat, format=format, hot_turns=hot_turns, budget=6000)
+        assert count_message_tokens(out, format=format) <= 6000
+        if hot_turns == 40:
+            assert out == chat
+        else:
+            assert out[-3:] == chat[-3:]
+
+
+@pytest.mark.parametrize("shape", sorted(REFUSED_SHAPES))
+def test_unsupported_content_shapes_are_refused_by_name(shape):
+    message, error, match = REFUSED_SHAPES[shape]
+    chat = [{"role": "user", "content": "hello"}, message]
+    with pytest.raises(error, match=match):
+        compress_messages(chat)
+    with pytest.raises(error, match=r"messages\[1\]"):
+        compress_messages(chat)
+
+
+def test_return_report_gives_what_was_sent():
+    chat = openai_chat(60)
+    out, report = compress_messages(chat, budget=3000, hot_turns=6, return_report=True)
+    assert out == compress_messages(chat, budget=3000, hot_turns=6)
+    assert report.total_tokens == count_message_tokens(out) <= report.budget == 3000
+    assert report.tokens.pages_total == len(report.pages) > 0
+    assert report.tokens.pages_as_images == sum(1 for v in report.pages if not v.forgotten and not v.as_text)
+    assert all(v.reason for v in report.pages)
+    anthropic_out, anthropic_report = compress_messages(anthropic_chat(50), budget=5000, consumer="anthropic",
+                                                        format="anthropic", system=SYSTEM, return_report=True)
+    system_cost = count_message_tokens([{"role": "system", "content": SYSTEM}], consumer="anthropic", format="anthropic")
+    assert anthropic_report.total_tokens == count_message_tokens(anthropic_out, consumer="anthropic", format="anthropic") + system_cost
+
+
+def test_compressed_pages_never_mention_a_tool_that_is_not_there():
+    out = compress_messages(openai_chat(60), budget=3000, hot_turns=6)
+    assert "recall_page" not in json.dumps(out)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +214,8 @@ def test_a_budget_below_the_recent_turns_is_refused():
         ([{"role": "narrator", "content": "x"}], {}, ValueError, r"messages\[0\]\.role 'narrator'"),
         ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}], {}, ValueError, "'input_audio' is not supported"),
         ([{"role": "assistant", "content": None, "tool_calls": [{"id": "x"}]}], {}, ValueError, r"tool_calls\[0\]"),
+        ([{"role": "assistant", "content": "x", "tool_calls": "f()"}], {}, TypeError, r"messages\[0\]\.tool_calls must be a list"),
+        ([{"role": "user", "content": "x"}], {"return_report": "yes"}, TypeError, "return_report"),
         ([{"role": "user", "content": "x"}], {"format": "gemini"}, ValueError, "format 'gemini'"),
         ([{"role": "system", "content": "x"}], {"format": "anthropic"}, ValueError, "system="),
         ([{"role": "user", "content": "x"}], {"system": "sys"}, ValueError, "format='anthropic'"),
@@ -182,3 +264,14 @@ def test_live_anthropic_reads_a_planted_fact_from_a_page():
     assert all(PLANTED not in json.dumps(m) for m in out)
     reply = anthropic.Anthropic().messages.create(model="claude-sonnet-4-5", max_tokens=50, system=SYSTEM, messages=out)
     assert "4417" in "".join(block.text for block in reply.content if block.type == "text")
+
+
+def test_an_openai_refusal_is_shown_on_its_page_and_counted():
+    refusal = {"role": "assistant", "content": None, "refusal": "I can't book a seat on a ferry that has sunk."}
+    silent = {"role": "assistant", "content": None}
+    assert count_message_tokens([refusal]) > count_message_tokens([silent])
+    chat = [{"role": "user", "content": "Book the wreck."}, refusal] + openai_chat(20)[1:]
+    _, report = compress_messages(chat, hot_turns=4, return_report=True)
+    assert "I can't book a seat on a ferry that has sunk." in report.pages[0].page.text
+    with pytest.raises(TypeError, match=r"messages\[0\]\.refusal must be a string"):
+        compress_messages([{"role": "assistant", "content": None, "refusal": 3}])
