@@ -536,6 +536,11 @@ class OpticalMemory:
             return view
         text_tokens = consumer.text_tokens(page.text)
         tier = consumer.tier(level)
+        if page.missing_glyphs:
+            # Some characters are drawn as substitute marks: the image would not show all the text, so send the text.
+            missing = page.missing_glyphs
+            reason = f"{REASON_FAIL_CLOSED}: {missing} glyph{'s' if missing != 1 else ''} missing"
+            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
             reason = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"

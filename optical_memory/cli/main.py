@@ -72,19 +72,24 @@ def resolve_now(value: str, memory: OpticalMemory) -> float:
 def page_table(ctx: Context) -> str:
     """A fixed-width table: one row per page with its tier, tokens, compression and why it has its level."""
     header = (
-        f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<18} why"
+        f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<21} why"
     )
     rows = [header, "-" * len(header)]
     for view in ctx.pages:
         turns = view.page.turn_indices
         span = f"{turns[0]}-{turns[-1]}"
         tier = view.tier.name if view.tier is not None else "-"
-        sent = "forgotten" if view.forgotten else "text (fail-closed)" if view.as_text else "image"
+        if view.forgotten:
+            sent = "forgotten"
+        elif view.as_text:
+            sent = "text (missing glyphs)" if view.page.missing_glyphs else "text (fail-closed)"
+        else:
+            sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
         why = view.reason.partition(":")[0]
         rows.append(
             f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}"
-            f"  {sent:<18} {why}"
+            f"  {sent:<21} {why}"
         )
     return "\n".join(rows)
 
