@@ -110,9 +110,10 @@ def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | N
 class SearchHit:
     """A turn that ``OpticalMemory.search`` found.
 
-    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, about 240 characters around the words
-    that matched. ``page`` is the label of the sealed page showing the first matching word of the snippet
-    (``"page 3"``, what ``recall`` takes), or ``"recent"`` while that part of the turn is still text. ``score``: higher
+    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
+    words that matched. ``page`` is the label of the sealed page showing the first matching word (``"page 3"``, what
+    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), or ``"recent"`` while
+    that part of the turn is still text. ``score``: higher
     is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
     one result list only.
     """
@@ -404,14 +405,18 @@ class OpticalMemory:
         for found in matches:
             turn = found.turn
             cut = excerpt(turn.content, terms)
+            start, end = cut.start, cut.end
+            on_page = _page_segment(pages, turn.index, start if cut.anchor is None else cut.anchor)
+            if on_page is not None:  # the snippet stays within the page it names, so recall(page) holds it
+                start, end = max(start, on_page[1]), min(end, on_page[2])
             hits.append(
                 SearchHit(
                     turn_index=turn.index,
-                    page=_page_label(pages, turn.index, cut.start if cut.anchor is None else cut.anchor),
+                    page="recent" if on_page is None else on_page[0],
                     score=found.score,
-                    snippet=turn.content[cut.start : cut.end],
-                    start=cut.start,
-                    end=cut.end,
+                    snippet=turn.content[start:end],
+                    start=start,
+                    end=end,
                     role=turn.role,
                     timestamp=turn.timestamp,
                 )
@@ -636,8 +641,9 @@ def open_memory(
     )
 
 
-def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> str:
-    """The label of the sealed page showing character ``offset`` of turn ``turn_index``, or ``"recent"``."""
+def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[str, int, int] | None:
+    """The label of the sealed page showing character ``offset`` of turn ``turn_index`` and the span of the turn it
+    shows, or ``None`` while that character is still text."""
     # Pages are in turn order: start at the first one whose last turn is not before this turn.
     first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
     for stored in pages[first:]:
@@ -645,8 +651,8 @@ def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> st
             break
         for segment in stored.page.segments:
             if segment.turn_index == turn_index and segment.start <= offset < segment.end:
-                return stored.page.label
-    return "recent"
+                return stored.page.label, segment.start, segment.end
+    return None
 
 
 # -- sessions as data their user owns -----------------------------------------------------------------------------
