@@ -9,18 +9,24 @@ less than one page (only an exchange longer than a page spans pages). At ``conte
 a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
 (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
 gate); otherwise it goes as text. Each page view says why (``PageView.reason``).
+
+Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
+row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
+full-text index. ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -52,7 +58,8 @@ from optical_memory.policies import reading_model as default_reading_model
 from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_choices
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Scope, StaleSession, Store, StoredPage
+from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
+from optical_memory.store.search import excerpt, query_terms
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,28 @@ def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | N
     return start
 
 
+@dataclass(frozen=True)
+class SearchHit:
+    """A turn that ``OpticalMemory.search`` found.
+
+    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
+    words that matched. ``page`` is the label of the sealed page showing the first matching word (``"page 3"``, what
+    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), or ``"recent"`` while
+    that part of the turn is still text. ``score``: higher
+    is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
+    one result list only.
+    """
+
+    turn_index: int
+    page: str
+    score: float
+    snippet: str
+    start: int
+    end: int
+    role: Role
+    timestamp: float
+
+
 class OpticalMemory:
     """A chat history kept as text for recent turns and as shrinking page images for older ones.
 
@@ -137,6 +166,9 @@ class OpticalMemory:
         mem = OpticalMemory.open("memory.db", session="user-42", hot_turns=8)
         mem.add("user", "Book the 9:40 train to Lyon for Ada Park.")
         ctx = mem.context(budget=4000, consumer="deepseek-ocr")
+
+    Opening writes nothing: the session is stored with its first turn. ``companion`` opens a stream kept beside the
+    session in a namespace of its own (e.g. ``"system"``), never reachable through any session id.
     """
 
     def __init__(
@@ -145,6 +177,7 @@ class OpticalMemory:
         *,
         user: str = "default",
         session: str = "default",
+        companion: str = "",
         hot_turns: int = 8,
         consumer: str | BaseConsumer = "deepseek-ocr",
         policy: ForgettingPolicy | None = None,
@@ -156,7 +189,7 @@ class OpticalMemory:
     ) -> None:
         validate_options(hot_turns, policy, reading_model)
         self.store = store
-        self.scope = Scope(user, session)
+        self.scope = Scope(user, session, companion)
         self.hot_turns = hot_turns
         self.consumer = get_consumer(consumer)
         self.policy = policy if policy is not None else default_policy()
@@ -167,8 +200,8 @@ class OpticalMemory:
         self.forget_pixels = forget_pixels
         self.clock = clock
         self._lock = threading.RLock()
-        stored_style = store.open_session(self.scope, self.style.session_key())
-        if stored_style != self.style.session_key():
+        info = store.session(self.scope)
+        if info is not None and info.style_key != self.style.session_key():
             raise ValueError(
                 f"session {session!r} of user {user!r} was sealed with another render style; open it with the same"
                 " consumer/style it was created with"
@@ -176,28 +209,56 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten_views: dict[str, dict[int, PageView]] = {}
-        self._reload()
+        # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
+        self._key: int | None = None
+        self._version: int | None = None
+        self._sync()
 
     @classmethod
     def open(cls, store: str | os.PathLike[str] | Store = ":memory:", **options: Any) -> "OpticalMemory":
-        """Open (or create) a memory in ``store``: a SQLite path, ``":memory:"``, a URL or a ``Store``."""
+        """Open a memory in ``store`` (a SQLite path, ``":memory:"``, a URL or a ``Store``); a new session is stored
+        with its first turn."""
         return cls(open_store(store), **options)
 
     # -- state ---------------------------------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        turns, pages = self.store.load(self.scope)
-        self._turns, self._pages = turns, pages
+        """Load the whole session again (another process replaced pixels this memory still points at)."""
+        with self._lock:
+            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._sync()
+
+    def _sync(self) -> None:
+        """Catch up with what other writers committed: one small row says whether anything changed, and only turns
+        and pages added since are loaded (everything, when the session was deleted and created anew)."""
+        with self._lock:
+            info = self.store.session(self.scope)
+            if info is None:
+                self._turns, self._pages, self._key, self._version = [], [], None, None
+                return
+            if (info.key, info.version) == (self._key, self._version):
+                return
+            if info.key != self._key:
+                self._turns, self._pages = [], []
+            # Read after the version, so what loads is at least that new: a later check only finds more.
+            turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1, after_page=len(self._pages) - 1)
+            self._turns.extend(turns)
+            self._pages.extend(pages)
+            self._key, self._version = info.key, info.version
 
     @property
     def turns(self) -> list[Turn]:
-        """Every turn of the session, verbatim, oldest first."""
-        return list(self._turns)
+        """Every turn of the session as committed (by any process), verbatim, oldest first."""
+        with self._lock:
+            self._sync()
+            return list(self._turns)
 
     @property
     def pages(self) -> list[Page]:
-        """Sealed pages, oldest first."""
-        return [stored.page for stored in self._pages]
+        """Sealed pages as committed (by any process), oldest first."""
+        with self._lock:
+            self._sync()
+            return [stored.page for stored in self._pages]
 
     def _cursor(self) -> tuple[int, int]:
         """(turn index, character offset) where the not-yet-sealed text starts."""
@@ -261,23 +322,26 @@ class OpticalMemory:
                     self._turns.pop()
             if turn is None and not sealed:
                 return None, []
-            self.store.commit(self.scope, turn, sealed, expected_turns=len(self._turns))
+            version = self.store.commit(
+                self.scope, turn, sealed, expected_turns=len(self._turns), style_key=self.style.session_key()
+            )
             for page, _ in sealed:
                 span = page.turn_indices
                 log.info("%s: sealed page %d (turns %d-%d)", self.scope, page.index, span[0], span[-1])
             written = "no turn" if turn is None else f"turn {turn.index}"
             log.debug("%s: committed %s and %d page(s)", self.scope, written, len(sealed))
-            self._apply(turn, sealed)
+            self._apply(turn, sealed, version)
             return turn, [page for page, _ in sealed]
 
         with self._lock:
+            self._sync()  # seal from what is committed, not from what this process last saw
             try:
                 return retry_transient(
                     attempt,
                     lambda error: isinstance(error, StaleSession),
                     seconds=_COMMIT_PATIENCE_SECONDS,
                     max_delay=_COMMIT_MAX_PAUSE_SECONDS,
-                    before_retry=self._reload,
+                    before_retry=self._sync,
                 )
             except StaleSession:
                 log.warning(
@@ -338,21 +402,69 @@ class OpticalMemory:
             layouts.pop()
         return layouts
 
-    def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]]) -> None:
+    def _apply(self, turn: Turn | None, sealed: Sequence[tuple[Page, bytes]], version: int) -> None:
         if turn is not None:
             self._turns.append(turn)
         self._pages.extend(StoredPage(page, page.render_key) for page, _ in sealed)
+        # Only when no other writer came in between is the new version exactly what this memory now holds;
+        # otherwise the next check loads what the others added.
+        if self._version is not None and version == self._version + 1:
+            self._version = version
 
     def clear(self) -> None:
-        """Forget this session entirely (turns, pages, and images no other session uses)."""
+        """Erase this session's stream (its turns, their index rows, pages, and images no other session shows) as
+        ``delete_session`` does; the memory stays usable and stores its next turn as a new session."""
         with self._lock:
             self.store.clear(self.scope)
-            self.store.open_session(self.scope, self.style.session_key())
-            self._turns, self._pages = [], []
+            self._turns, self._pages, self._key, self._version = [], [], None, None
+
+    # -- searching -----------------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, *, match: str = "all") -> list[SearchHit]:
+        """The ``k`` turns of this session (user, session and companion) whose words match ``query`` best.
+
+        Any text is a valid query: its words are searched as literals (quotes, ``*``, ``NEAR``, ``AND``, ``-``,
+        ``:``, parentheses or SQL quotes are never syntax), case and Latin/Greek/Cyrillic accents folded
+        (``optical_memory.store.search`` defines a word). ``match="all"`` finds turns holding every word, ``"any"``
+        turns holding at least one. Best first, ties newest first; a query without words finds nothing. Every
+        committed turn is searchable (the index is written in the turn's own transaction), whichever process
+        wrote it, and whether it is still text or sealed on a page.
+        """
+        terms = query_terms(query)
+        matches = self.store.search(self.scope, query, k=k, match=match)
+        with self._lock:
+            self._sync()
+            pages = list(self._pages)
+        hits = []
+        for found in matches:
+            turn = found.turn
+            cut = excerpt(turn.content, terms)
+            start, end = cut.start, cut.end
+            on_page = _page_segment(pages, turn.index, start if cut.anchor is None else cut.anchor)
+            if on_page is not None:  # the snippet stays within the page it names, so recall(page) holds it
+                start, end = max(start, on_page[1]), min(end, on_page[2])
+            hits.append(
+                SearchHit(
+                    turn_index=turn.index,
+                    page="recent" if on_page is None else on_page[0],
+                    score=found.score,
+                    snippet=turn.content[start:end],
+                    start=start,
+                    end=end,
+                    role=turn.role,
+                    timestamp=turn.timestamp,
+                )
+            )
+        return hits
+
+    async def asearch(self, query: str, k: int = 10, *, match: str = "all") -> list[SearchHit]:
+        """``search`` without blocking the event loop."""
+        return await asyncio.to_thread(self.search, query, k, match=match)
 
     # -- reading -------------------------------------------------------------------------------------------------
 
     def _stored(self, page: int | str | Page) -> StoredPage:
+        self._sync()
         if isinstance(page, Page):
             page = page.index
         if isinstance(page, str):
@@ -410,6 +522,7 @@ class OpticalMemory:
         )
         now = self.clock() if now is None else now
         with self._lock:
+            self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
         return self._context(turns, stored_pages, budget, consumer, policy, now, gate)
 
@@ -620,7 +733,8 @@ def open_memory(
     (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
     validate_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
-    stored = store.open_session(Scope(user, session), preferred.session_key())
+    info = store.session(Scope(user, session))
+    stored = preferred.session_key() if info is None else info.style_key
     style = preferred
     if stored != preferred.session_key():
         presets = sorted({get_consumer(name).render_preset for name in consumer_names()})
@@ -633,3 +747,85 @@ def open_memory(
     return OpticalMemory(
         store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style
     )
+
+
+def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[str, int, int] | None:
+    """The label of the sealed page showing character ``offset`` of turn ``turn_index`` and the span of the turn it
+    shows, or ``None`` while that character is still text."""
+    # Pages are in turn order: start at the first one whose last turn is not before this turn.
+    first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
+    for stored in pages[first:]:
+        if stored.page.segments[0].turn_index > turn_index:
+            break
+        for segment in stored.page.segments:
+            if segment.turn_index == turn_index and segment.start <= offset < segment.end:
+                return stored.page.label, segment.start, segment.end
+    return None
+
+
+# -- sessions as data their user owns -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _opened(store: str | os.PathLike[str] | Store) -> Iterator[Store]:
+    """``store`` itself when it is a ``Store`` (left open), else the store it names, closed afterwards."""
+    if isinstance(store, Store):
+        yield store
+        return
+    opened = open_store(store)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def list_sessions(store: str | os.PathLike[str] | Store, *, user: str | None = None) -> list[SessionInfo]:
+    """Every stored session of ``user`` (all users: ``None``), each stream of it (the conversation, then its
+    companions) with its turn and page counts, sorted by user and session. Writes nothing."""
+    with _opened(store) as opened:
+        infos = []
+        for conversation in opened.sessions(user):
+            for scope in opened.scopes(conversation.user, conversation.session):
+                info = opened.session(scope)
+                if info is not None:  # deleted between the two reads
+                    infos.append(info)
+        return infos
+
+
+def delete_session(store: str | os.PathLike[str] | Store, session: str, *, user: str = "default") -> Erased:
+    """Erase ``session`` of ``user``: its turns, their search index rows, pages, images no other session shows,
+    its companions and its rows, in one transaction. What stays on disk afterwards is the backend's to say:
+    ``SQLiteStore`` (zeroed pages, merged index, truncated WAL) and ``PostgresStore`` (dead rows until VACUUM)
+    document it. A memory that has the session open finds it empty at its next read."""
+    with _opened(store) as opened:
+        return opened.delete_session(user, session)
+
+
+def export_session(
+    store: str | os.PathLike[str] | Store, session: str, out: IO[str], *, user: str = "default"
+) -> int:
+    """Write every turn of ``session`` (its companions too) to ``out`` as JSON lines, verbatim, and return how many.
+
+    A line is ``{"role", "content", "timestamp", "turn"}`` plus ``"name"`` and ``"metadata"`` when the turn has them,
+    and ``"companion"`` for a companion's turns (the conversation's come first): the JSONL that ``optical-memory
+    context`` reads back. ``ValueError`` when the session is not stored.
+    """
+    scope = Scope(user, session)
+    with _opened(store) as opened:
+        scopes = opened.scopes(scope.user, scope.session)
+        if not scopes:
+            raise ValueError(f"session {session!r} of user {user!r} is not stored")
+        written = 0
+        for stream in scopes:
+            for turn in opened.load(stream)[0]:
+                record: dict[str, Any] = {"role": turn.role.value, "content": turn.content, "timestamp": turn.timestamp,
+                                          "turn": turn.index}
+                if turn.name is not None:
+                    record["name"] = turn.name
+                if turn.metadata:
+                    record["metadata"] = dict(turn.metadata)
+                if stream.companion:
+                    record["companion"] = stream.companion
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        return written

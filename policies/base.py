@@ -18,8 +18,9 @@ Levels = list[int | None]
 
 
 def view_cost(consumer: Consumer, page: Page, level: int | None, gate: ReadingGate | None = None) -> int:
-    """What showing ``page`` at ``level`` costs: the image, or its text when that is cheaper (fail-closed) or when
-    ``gate`` expects the image to be read back below its floor."""
+    """What showing ``page`` at ``level`` costs: the image, or its text when that is cheaper or when the page could
+    not draw all of its text (both fail-closed, as the memory sends them), or when ``gate`` expects the image to be
+    read back below its floor."""
     if level is None:
         return 0
     return view_choices(consumer, page, gate)[level].tokens

@@ -452,6 +452,11 @@ def view_prices(consumer: Consumer, page: Page, gate: ReadingGate | None) -> tup
 
 def _choose(consumer: Consumer, page: Page, level: int, gate: ReadingGate | None) -> ViewChoice:
     text_tokens = consumer.text_tokens(page.text)
+    if page.missing_glyphs:
+        # Some characters are drawn as substitute marks: the image would not show all the text, so send the text.
+        missing = page.missing_glyphs
+        return ViewChoice(level, text_tokens, text_tokens, True, None,
+                          f"{FAIL_CLOSED}: {missing} glyph{'s' if missing != 1 else ''} missing")
     image_tokens = consumer.page_tokens(page, level)
     tier = consumer.tiers[level].name
     if image_tokens >= text_tokens:

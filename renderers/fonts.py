@@ -1,12 +1,19 @@
-"""Font files, per-character font choice and glyph metrics: what a page is drawn with.
+"""Font files, per-cluster font choice and glyph metrics: what a page is drawn with.
 
 A page is drawn with a *chain* of font files. DejaVu Sans / Sans Mono / Sans Bold ship inside this package (so Latin,
-Greek and Cyrillic pixels are identical on every machine); Noto fonts found on the system are appended for other
-scripts. Each character is drawn with the first file of the chain whose cmap (read with fontTools) maps it. A
-character no file covers, and a control character, is drawn as a visible substitute mark and counted.
+Greek and Cyrillic pixels are identical on every machine); system fonts are appended for other scripts: Noto
+(``fonts-noto-core``, ``fonts-noto-cjk``) and Symbola (``fonts-symbola``: monochrome outline emoji that scale to any
+size). Each grapheme cluster is drawn with the first file of the chain whose cmap (read with fontTools) maps all of
+its code points (default-ignorable ones such as ZWJ and variation selectors need no glyph), except that Hebrew and
+Arabic prefer the Noto font of their script and the emoji planes prefer Symbola where the chain has them, so every
+face draws them in one design. A cluster no single file covers is drawn code point by code point; a code point no
+file covers, and a control character, is drawn as a visible substitute mark and counted.
 
-Advances come from Pillow's basic layout (hinted, whole pixels per glyph), so a word's width is the sum of its
-characters' advances and layout never has to draw to measure.
+Text that needs no shaping (see ``renderers.scripts``) is measured with Pillow's basic layout (hinted, whole pixels
+per glyph), so a word's width is the sum of its characters' advances and layout never has to draw to measure. Text
+that does (right-to-left scripts, combining marks, emoji sequences) is measured and later drawn by raqm
+(``ImageFont.Layout.RAQM``: HarfBuzz shaping, FriBiDi inside); where Pillow has no raqm such text counts as missing,
+so its page goes to the consumer as text.
 """
 
 from __future__ import annotations
@@ -18,24 +25,37 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from fontTools.ttLib import TTFont, TTLibError
-from PIL import ImageFont
+from PIL import ImageFont, features
+
+from optical_memory.renderers.scripts import (
+    bidi_class,
+    clusters,
+    has_right_to_left,
+    iter_clusters,
+    is_default_ignorable,
+    needs_shaping,
+)
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 SANS = FONT_DIR / "DejaVuSans.ttf"
 SANS_BOLD = FONT_DIR / "DejaVuSans-Bold.ttf"
 MONO = FONT_DIR / "DejaVuSansMono.ttf"
 
-# Debian/Ubuntu (fonts-noto-core, fonts-noto-cjk) and Fedora locations of Noto fonts.
+# Debian/Ubuntu (fonts-noto-core, fonts-noto-cjk, fonts-symbola) and Fedora locations of Noto fonts and Symbola.
 SYSTEM_FONT_DIRS = (
     Path("/usr/share/fonts/truetype/noto"),
     Path("/usr/share/fonts/opentype/noto"),
     Path("/usr/share/fonts/google-noto"),
     Path("/usr/share/fonts/google-noto-cjk"),
+    Path("/usr/share/fonts/truetype/ancient-scripts"),
+    Path("/usr/share/fonts/gdouros-symbola"),
 )
-# Broad-coverage fallbacks are tried before the per-script Noto families, in this order.
+SYMBOLA_FILES = ("Symbola_hint.ttf", "Symbola.ttf")
+# Broad-coverage fallbacks are tried before the per-script Noto families, in this order. Symbola comes after the CJK
+# fonts: it maps a few ideographs and kana, which must not come out in another design than their neighbours.
 _PREFERRED_FALLBACKS = (
     "NotoSans-Regular.ttf",
     "NotoSansSymbols-Regular.ttf",
@@ -44,6 +64,7 @@ _PREFERRED_FALLBACKS = (
     "NotoSansCJK-Regular.ttc",
     "NotoSansCJKsc-Regular.otf",
     "NotoSansCJKjp-Regular.otf",
+    *SYMBOLA_FILES,
 )
 _FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
 # Colour bitmap fonts (e.g. Noto Color Emoji) only load at their strike size in Pillow, so they cannot be scaled.
@@ -52,10 +73,26 @@ _UNSCALABLE_TABLES = ("CBDT", "sbix")
 REPLACEMENT_MARK = "\ufffd"
 BOX_ADVANCE_EM = 0.6  # advance of the hollow box drawn when not even the replacement mark is covered
 
+# Code point ranges drawn with their own font where the chain has it, even where an earlier file covers them:
+# Hebrew and Arabic with Noto (DejaVu's forms differ per face), the emoji planes with Symbola (one design for every
+# emoji, where the Noto symbol fonts map only some).
+_SCRIPT_FONTS = (
+    *((0x1F000, 0x1FAFF, name) for name in SYMBOLA_FILES),
+    (0x0590, 0x05FF, "NotoSansHebrew-Regular.ttf"),
+    (0xFB1D, 0xFB4F, "NotoSansHebrew-Regular.ttf"),
+    (0x0600, 0x06FF, "NotoSansArabic-Regular.ttf"),
+    (0x0750, 0x077F, "NotoSansArabic-Regular.ttf"),
+    (0x0870, 0x08FF, "NotoSansArabic-Regular.ttf"),
+    (0xFB50, 0xFDFF, "NotoSansArabic-Regular.ttf"),
+    (0xFE70, 0xFEFF, "NotoSansArabic-Regular.ttf"),
+)
+SHAPING = features.check("raqm")
+_CHOICE_CACHE_SIZE = 1 << 16  # clusters whose font choice is remembered (hostile text has unboundedly many)
+
 
 @lru_cache(maxsize=1)
 def system_fallback_fonts() -> tuple[str, ...]:
-    """Noto font files present on this machine: broad-coverage ones first, then the per-script families.
+    """Noto and Symbola font files present on this machine: broad-coverage ones first, then the per-script families.
 
     Only regular weights are taken: a fallback's job is coverage, and one weight keeps the chain (and its key) short.
     """
@@ -64,9 +101,13 @@ def system_fallback_fonts() -> tuple[str, ...]:
         if not directory.is_dir():
             continue
         for path in sorted(directory.iterdir()):
-            if path.name.startswith("Noto") and "-Regular." in path.name and path.suffix in _FONT_SUFFIXES:
+            noto = path.name.startswith("Noto") and "-Regular." in path.name and path.suffix in _FONT_SUFFIXES
+            if noto or path.name in SYMBOLA_FILES:
                 found.setdefault(path.name, path)
     preferred = [found.pop(name) for name in _PREFERRED_FALLBACKS if name in found]
+    if any(path.name in SYMBOLA_FILES for path in preferred):  # one Symbola is enough (hinted and plain are alike)
+        symbola = next(path for path in preferred if path.name in SYMBOLA_FILES)
+        preferred = [path for path in preferred if path.name not in SYMBOLA_FILES or path is symbola]
     # Sans families before Serif ones before display styles (Kufi, Nastaliq…), each group by name.
     rest = sorted(found, key=lambda name: (not name.startswith("NotoSans"), not name.startswith("NotoSerif"), name))
     return tuple(str(path) for path in [*preferred, *(found[name] for name in rest)])
@@ -111,7 +152,7 @@ def font_coverage(path: str) -> frozenset[int]:
 
 
 class FontChain:
-    """An ordered chain of font files; each character is drawn with the first file that covers it.
+    """An ordered chain of font files; each cluster is drawn with the first file that covers it (see the module).
 
     Coverage is read lazily: a file's cmap is loaded only when every earlier file lacks some character, so English
     text never touches the fallbacks.
@@ -131,16 +172,42 @@ class FontChain:
                 raise ValueError(f"{field_name}[{position}] {path!r} is not a font file")
             paths.append(path)
         self.files: tuple[str, ...] = tuple(paths)
+        names = {}
+        for index, path in enumerate(self.files):
+            names.setdefault(Path(path).name, index)
+        self._script_font = tuple(
+            (low, high, names[name]) for low, high, name in _SCRIPT_FONTS if name in names
+        )
         self._chosen: dict[str, int | None] = {}
 
+    def _candidates(self, code: int) -> Iterator[int]:
+        for low, high, index in self._script_font:
+            if low <= code <= high:
+                yield index
+                break
+        yield from range(len(self.files))
+
     def font_index(self, char: str) -> int | None:
-        """Index of the first file covering ``char``, or ``None`` when no file does."""
-        chosen = self._chosen.get(char, -1)
+        """Index of the file that draws ``char`` (its script's font, else the first covering it), or ``None``."""
+        return self.cluster_font(char)
+
+    def cluster_font(self, cluster: str) -> int | None:
+        """Index of the file that draws every code point of ``cluster``, or ``None`` when no single file does.
+
+        Default-ignorable code points need no glyph; a cluster of nothing else is drawn (as nothing) by the first.
+        """
+        chosen = self._chosen.get(cluster, -1)
         if chosen != -1:
             return chosen
-        code = ord(char)
-        chosen = next((i for i, path in enumerate(self.files) if code in font_coverage(path)), None)
-        self._chosen[char] = chosen
+        required = [ord(char) for char in cluster if not is_default_ignorable(char)]
+        chosen = None if required else 0
+        for index in self._candidates(required[0]) if required else ():
+            coverage = font_coverage(self.files[index])
+            if all(code in coverage for code in required):
+                chosen = index
+                break
+        if len(self._chosen) < _CHOICE_CACHE_SIZE:
+            self._chosen[cluster] = chosen
         return chosen
 
     def digests(self) -> tuple[str, ...]:
@@ -183,49 +250,93 @@ class Glyph(NamedTuple):
 
 
 class Run(NamedTuple):
-    """Consecutive characters of a word drawn with one font, ``offset`` pixels after the word's start."""
+    """Consecutive characters of a word drawn with one font, ``offset`` pixels after the word's start.
+
+    ``direction`` is ``None`` for text drawn glyph by glyph at whole-pixel advances, else the direction raqm shapes
+    it in ("ltr" or "rtl"); ``bidi`` is the bidi class the first code point of each of its clusters shares
+    (``None`` for a glyph-by-glyph run, whose characters may differ).
+    """
 
     offset: int
     font_index: int | None
     text: str
     width: int
+    direction: str | None = None
+    bidi: str | None = None
 
 
 @dataclass(frozen=True)
 class Measured:
-    """A word (no spaces or tabs) measured with a face: its runs, per-character advances and substitution counts."""
+    """A word (no spaces or tabs) measured with a face: its runs, length and substitution counts.
+
+    ``length`` counts the word's code points; ``right_to_left`` says its line needs the bidi algorithm.
+    """
 
     width: int
     runs: tuple[Run, ...]
-    advances: tuple[int, ...]
+    length: int
+    missing: int
+    controls: int
+    right_to_left: bool = False
+
+
+class _Piece(NamedTuple):
+    """One cluster (or code point) of a word that needs shaping, before clusters are joined into runs."""
+
+    font_index: int | None
+    text: str
+    shaped: bool
+    bidi: str
     missing: int
     controls: int
 
 
 class FontFace:
-    """A font chain at one pixel size: Pillow fonts, per-character glyph choice and cached word measurements."""
+    """A font chain at one pixel size: Pillow fonts, per-cluster font choice and cached word measurements."""
 
     def __init__(self, chain: FontChain, px: int, *, word_cache_size: int = 1 << 14) -> None:
         self.chain = chain
         self.px = px
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
+        self._shapers: dict[int, ImageFont.FreeTypeFont] = {}
         self._glyphs: dict[str, Glyph] = {}
+        self._advances: dict[tuple[int, str], int] = {}
         self.measure = lru_cache(maxsize=word_cache_size)(self._measure)
         self.ascent, self.descent = self.font(0).getmetrics()
         self.space_advance = self.glyph(" ").advance
+
+    def _load(self, index: int, engine: ImageFont.Layout) -> ImageFont.FreeTypeFont:
+        try:
+            return ImageFont.truetype(self.chain.files[index], self.px, layout_engine=engine)
+        except OSError as error:
+            raise ValueError(
+                f"font file {self.chain.files[index]!r} cannot be loaded at {self.px} px: {error}"
+            ) from error
 
     def font(self, index: int) -> ImageFont.FreeTypeFont:
         """The Pillow font for chain file ``index`` at this size (basic layout: no shaping, whole-pixel advances)."""
         font = self._fonts.get(index)
         if font is None:
-            try:
-                font = ImageFont.truetype(self.chain.files[index], self.px, layout_engine=ImageFont.Layout.BASIC)
-            except OSError as error:
-                raise ValueError(
-                    f"font file {self.chain.files[index]!r} cannot be loaded at {self.px} px: {error}"
-                ) from error
-            self._fonts[index] = font
+            font = self._fonts[index] = self._load(index, ImageFont.Layout.BASIC)
         return font
+
+    def shaper(self, index: int) -> ImageFont.FreeTypeFont:
+        """The same file through raqm: HarfBuzz shaping (joining, marks, ligatures) in a given direction."""
+        font = self._shapers.get(index)
+        if font is None:
+            font = self._shapers[index] = self._load(index, ImageFont.Layout.RAQM)
+        return font
+
+    def advance(self, font_index: int, char: str) -> int:
+        """Whole-pixel advance of ``char`` in chain file ``font_index`` (what glyph-by-glyph drawing steps by)."""
+        key = (font_index, char)
+        advance = self._advances.get(key)
+        if advance is None:
+            advance = self._advances[key] = round(self.font(font_index).getlength(char))
+        return advance
+
+    def shaped_width(self, font_index: int, text: str, direction: str) -> int:
+        return round(self.shaper(font_index).getlength(text, direction=direction))
 
     def _mark(self, candidates: str) -> tuple[int | None, str]:
         for mark in candidates:
@@ -235,7 +346,7 @@ class FontFace:
         return None, ""
 
     def glyph(self, char: str) -> Glyph:
-        """How ``char`` is drawn: itself in the first covering font, or a substitute mark."""
+        """How ``char`` is drawn on its own: itself in the font the chain picks, or a substitute mark."""
         glyph = self._glyphs.get(char)
         if glyph is not None:
             return glyph
@@ -243,6 +354,8 @@ class FontFace:
         if is_control(char):
             substitute = Substitute.CONTROL
             index, drawn = self._mark(control_mark(char) + REPLACEMENT_MARK)
+        elif is_default_ignorable(char):
+            index, drawn = 0, ""
         else:
             index, drawn = self.chain.font_index(char), char
             if index is None:
@@ -251,21 +364,21 @@ class FontFace:
         if index is None:
             advance = max(1, round(self.px * BOX_ADVANCE_EM))
         else:
-            advance = round(self.font(index).getlength(drawn))
+            advance = self.advance(index, drawn) if drawn else 0
         glyph = Glyph(index, drawn, advance, substitute)
         self._glyphs[char] = glyph
         return glyph
 
     def _measure(self, word: str) -> Measured:
+        if needs_shaping(word):
+            return self._measure_shaped(word)
         runs: list[Run] = []
-        advances = []
         missing = controls = 0
         run_start = run_width = 0
         run_font: int | None = None
         run_text: list[str] = []
         for char in word:
             glyph = self.glyph(char)
-            advances.append(glyph.advance)
             if glyph.substitute is Substitute.MISSING:
                 missing += 1
             elif glyph.substitute is Substitute.CONTROL:
@@ -279,4 +392,89 @@ class FontFace:
             run_width += glyph.advance
         if run_text:
             runs.append(Run(run_start, run_font, "".join(run_text), run_width))
-        return Measured(sum(advances), tuple(runs), tuple(advances), missing, controls)
+        return Measured(run_start + run_width, tuple(runs), len(word), missing, controls)
+
+    def _glyph_piece(self, char: str) -> _Piece:
+        glyph = self.glyph(char)
+        missing = glyph.substitute is Substitute.MISSING
+        control = glyph.substitute is Substitute.CONTROL
+        bidi = "ON" if missing or control else bidi_class(char)
+        return _Piece(glyph.font_index, glyph.drawn, False, bidi, int(missing), int(control))
+
+    def _pieces(self, cluster: str) -> list[_Piece]:
+        """How one cluster of a word that needs shaping is drawn."""
+        if len(cluster) == 1 and not needs_shaping(cluster):
+            return [self._glyph_piece(cluster)]
+        bidi = bidi_class(cluster[0])
+        if all(is_default_ignorable(char) for char in cluster):
+            return []  # drawn as nothing (bidi marks included: the bidi algorithm here ignores explicit controls)
+        index = self.chain.cluster_font(cluster)
+        if index is not None:
+            if not SHAPING:
+                return [_Piece(index, cluster, False, bidi, 1, 0)]  # cannot be drawn right: counted as missing
+            return [_Piece(index, cluster, True, bidi, 0, 0)]
+        if len(cluster) == 1:
+            return [self._glyph_piece(cluster)]
+        # No single file covers the whole cluster: each code point on its own, marks included.
+        return [piece for char in cluster for piece in self._pieces(char)]
+
+    def _measure_shaped(self, word: str) -> Measured:
+        pieces = [piece for cluster in clusters(word) for piece in self._pieces(cluster)]
+        runs: list[Run] = []
+        offset = 0
+        position = 0
+        while position < len(pieces):
+            first = pieces[position]
+            end = position + 1
+            # Clusters join a run when raqm can shape them together: one font, one kind, one bidi class.
+            if first.font_index is not None:
+                while end < len(pieces):
+                    piece = pieces[end]
+                    if (piece.font_index, piece.shaped, piece.bidi) != (first.font_index, first.shaped, first.bidi):
+                        break
+                    end += 1
+            text = "".join(piece.text for piece in pieces[position:end])
+            if first.font_index is None:
+                run = Run(offset, None, text, max(1, round(self.px * BOX_ADVANCE_EM)))
+            elif first.shaped:
+                direction = "rtl" if first.bidi in ("R", "AL") else "ltr"
+                run = Run(offset, first.font_index, text, self.shaped_width(first.font_index, text, direction),
+                          direction, first.bidi)
+            else:
+                width = sum(self.advance(first.font_index, char) for char in text)
+                run = Run(offset, first.font_index, text, width, None, None)
+            runs.append(run)
+            offset += run.width
+            position = end
+        return Measured(
+            offset,
+            tuple(runs),
+            len(word),
+            sum(piece.missing for piece in pieces),
+            sum(piece.controls for piece in pieces),
+            has_right_to_left(word),
+        )
+
+    def fit(self, word: str, room: int) -> int:
+        """How many leading code points of ``word`` fit in ``room`` pixels, never ending inside a cluster."""
+        if not needs_shaping(word):
+            count = width = 0
+            glyph = self.glyph
+            for char in word:
+                width += glyph(char).advance
+                if width > room:
+                    break
+                count += 1
+            return count
+        ends = []
+        width = length = 0
+        for cluster in iter_clusters(word):  # lazily: a long run of flags is slow to segment whole
+            width += self.measure(cluster).width
+            if width > room:
+                break
+            length += len(cluster)
+            ends.append(length)
+        # Shaping a longer prefix can change its width (joining forms, kerning): shrink until it really fits.
+        while ends and self.measure(word[:ends[-1]]).width > room:
+            ends.pop()
+        return ends[-1] if ends else 0

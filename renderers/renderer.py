@@ -2,7 +2,9 @@
 
 Drawing composites cached bitmaps instead of asking FreeType for every glyph of every page: each glyph is rasterised
 once per process (Pillow, basic layout), a word is composed from its glyphs at the whole-pixel advances layout
-measured, and words are cached too because chat text repeats them, so most of a page is a few hundred pastes.
+measured, and words are cached too because chat text repeats them, so most of a page is a few hundred pastes. Runs
+that layout marked for shaping (right-to-left text, marks, emoji sequences) are rasterised whole by raqm in their
+direction, and cached the same way.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class PageRenderer:
         ``first_turn_offset`` is how many characters of the first turn an earlier page already showed; its segment
         here is then a continuation. The last layout may be partial (``full`` False); full layouts never change
         when more turns are appended. ``Page.text`` is
-        ``"\\n".join([label, header₁ + "\\n" + content₁[start₁:end₁], header₂ + "\\n" + …])``, with content slices
-        verbatim and no characters added at wrap points; ``renderers.layout`` states every rule.
+        ``"\\n".join([label, date?, tag₁ + " " + content₁[start₁:end₁], date?, tag₂ + " " + …])``, with content
+        slices verbatim and no characters added at wrap points or for drawn marks; ``renderers.layout`` states every
+        rule.
         """
         return self._paginator.paginate(turns, first_page_index, first_turn_offset)
 
@@ -95,9 +98,9 @@ class PageRenderer:
         for line in layout.lines:
             for run in line.runs:
                 if run.font_index is None:
-                    boxes.append((run, line.baseline, self.faces[line.face].px))
+                    boxes.append((run, line.baseline, self.faces[run.face].px))
                     continue
-                word = self._word_image(line.face, run.font_index, run.text)
+                word = self._word_image(run.face, run.font_index, run.text, run.direction)
                 if word is not None:
                     image, left, top = word
                     canvas.paste(style.ink, (run.x + left, line.baseline + top), image)
@@ -126,12 +129,16 @@ class PageRenderer:
         ImageDraw.Draw(image).text((-left, -top), char, font=font, fill=255, anchor="ls")
         return _Glyph(np.asarray(image), left, top, right, bottom, advance)
 
-    def _rasterise(self, face: Face, font_index: int, text: str) -> tuple[Image.Image, int, int] | None:
+    def _rasterise(
+        self, face: Face, font_index: int, text: str, direction: str | None
+    ) -> tuple[Image.Image, int, int] | None:
         """Coverage image of ``text`` in one font and its offset from the pen position on the baseline.
 
-        Glyphs are placed at the same whole-pixel advances that layout measured, so the word is exactly as wide as
-        its line box says.
+        Glyph by glyph (``direction`` None), glyphs are placed at the same whole-pixel advances that layout measured,
+        so the word is exactly as wide as its line box says; a shaped run is drawn by raqm as it measured it.
         """
+        if direction is not None:
+            return self._rasterise_shaped(face, font_index, text, direction)
         placed = []
         pen = 0
         for char in text:
@@ -152,3 +159,14 @@ class PageRenderer:
             np.maximum(area, glyph.image, out=area)  # overlapping edges (kerned pairs, marks) keep the darker ink
         word = Image.fromarray(coverage)
         return word, left, top
+
+    def _rasterise_shaped(
+        self, face: Face, font_index: int, text: str, direction: str
+    ) -> tuple[Image.Image, int, int] | None:
+        font = self.faces[face].shaper(font_index)
+        left, top, right, bottom = font.getbbox(text, direction=direction, anchor="ls")
+        if right <= left or bottom <= top:
+            return None
+        image = Image.new("L", (right - left, bottom - top), 0)
+        ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255, anchor="ls", direction=direction)
+        return image, left, top

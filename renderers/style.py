@@ -29,7 +29,7 @@ from optical_memory.renderers.fonts import (
 from optical_memory.core.validation import validate_int
 
 # Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 
 def _text_chain() -> tuple[str, ...]:
@@ -61,9 +61,9 @@ class RenderStyle:
 
     Pages are greyscale: ``background`` and ``ink`` are grey levels (0 black … 255 white), so a page is a
     one-channel "L" image. Sizes are pixels of the master canvas. ``line_spacing`` is a multiple of the larger of
-    the two type sizes; ``turn_gap`` is the blank space before each turn header, in line heights. Headers (page
-    label, turn headers) use ``header_font_files`` at ``font_px``; fenced code blocks use ``mono_font_files`` at
-    ``mono_font_px``.
+    the two type sizes; ``turn_gap`` is the blank space before each turn, in line heights. The page label, date
+    lines and role tags use ``header_font_files`` at ``font_px``; fenced code blocks use ``mono_font_files`` at
+    ``mono_font_px``; ``tab_size`` is the tab stop distance in spaces of the line's font.
     """
 
     width: int = 1280
@@ -73,7 +73,7 @@ class RenderStyle:
     line_spacing: float = 1.2
     margin_x: int = 24
     margin_y: int = 24
-    turn_gap: float = 0.4
+    turn_gap: float = 0.2
     tab_size: int = 4
     background: int = 255
     ink: int = 0
@@ -82,25 +82,25 @@ class RenderStyle:
     header_font_files: tuple[str, ...] = field(default_factory=_header_chain)
 
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({
-        # Measured on real chat text (benchmarks/render_speed.py workload, cl100k tokens per full page; "short turns"
-        # are raw chitchat one-liners, where headers fill much of the page):
-        # DeepSeek-OCR masters: ~1,070 tokens per 1280 px page (short turns ~420). At TINY (512 px) the 20 px type
+        # Measured on real chat text (benchmarks/page_density.py: cl100k tokens per full page of LLM-length turns;
+        # "short turns" are the demo's raw chitchat one-liners):
+        # DeepSeek-OCR masters: ~1,240 tokens per 1280 px page (short turns ~760). At TINY (512 px) the 20 px type
         # becomes 8 px, above the ~6.5 px where OCR readers start dropping characters (rapidocr read a benchmark
         # page back from TINY at 0.9998 char precision, 0.999 recall).
         "deepseek-ocr": dict(width=1280, height=1280, font_px=20, mono_font_px=18, margin_x=24, margin_y=24),
         # OpenAI high detail scales the short side to 768 and charges 85 + 170 per 512 px tile: a 768 px square is
-        # 4 tiles (765 tokens) for ~1,100 text tokens at 12 px, about the smallest type GPT-4o-class models read
-        # reliably. Only ~1.4x fewer tokens than the text: hosts gain little.
+        # 4 tiles (765 tokens) for ~1,290 text tokens at 12 px, about the smallest type GPT-4o-class models read
+        # reliably. Only ~1.7x fewer tokens than the text: hosts gain little.
         "openai": dict(width=768, height=768, font_px=12, mono_font_px=11, margin_x=12, margin_y=12),
         # Anthropic charges ~width*height/750 up to ~1.15 megapixels: a 1092 px square is the largest sent as is
-        # (~1,590 tokens) and holds ~2,100 text tokens at 12 px (~1.3x).
+        # (~1,590 tokens) and holds ~2,500 text tokens at 12 px (~1.6x).
         "anthropic": dict(width=1092, height=1092, font_px=12, mono_font_px=11, margin_x=16, margin_y=16),
         # Gemini charges 258 tokens per tile, and any image over 384 px is at least four tiles (1,032 tokens). A page
         # that still reads at <= 384 px (one tile) would need ~24 px type on a 768 canvas and hold almost nothing,
-        # so this is a dense 768 px page at 10 px type: ~1,500 text tokens, ~1.4x at best.
+        # so this is a dense 768 px page at 10 px type: ~1,830 text tokens, ~1.8x at best.
         "gemini": dict(width=768, height=768, font_px=10, mono_font_px=9, margin_x=12, margin_y=12),
-        # Qwen2.5-VL spends one token per 28x28 px: an 896 px square is 32x32 = 1,024 tokens for ~1,470 text tokens
-        # at 12 px (~1.4x).
+        # Qwen2.5-VL spends one token per 28x28 px: an 896 px square is 32x32 = 1,024 tokens for ~1,720 text tokens
+        # at 12 px (~1.7x).
         "qwen-vl": dict(width=896, height=896, font_px=12, mono_font_px=11, margin_x=14, margin_y=14),
     })
 
@@ -121,12 +121,12 @@ class RenderStyle:
         for name in ("font_files", "mono_font_files", "header_font_files"):
             chain = FontChain(getattr(self, name), field_name=f"RenderStyle.{name}")
             object.__setattr__(self, name, chain.files)
-        # A page must hold its label and at least one turn header with one line of content.
+        # A page must hold its label and a turn whose first word needs a line below its role tag.
         needed = 3 * self.line_height + self.turn_gap_px
         if needed > self.height - 2 * self.margin_y:
             raise ValueError(
-                f"RenderStyle.height {self.height} (margins {self.margin_y}) cannot hold the page label, a turn "
-                f"header and one line at line height {self.line_height} px: lower font_px or line_spacing"
+                f"RenderStyle.height {self.height} (margins {self.margin_y}) cannot hold the page label, a role "
+                f"tag and a line of text at line height {self.line_height} px: lower font_px or line_spacing"
             )
 
     @property

@@ -1,4 +1,4 @@
-"""The ``optical-memory`` command: ``demo``, ``render``, ``context`` and ``calibrate``.
+"""The ``optical-memory`` command: ``demo``, ``render``, ``context``, ``sessions`` and ``calibrate``.
 
 Transcripts follow the rules of ``compress_messages``: system prompts are sent first and never drawn on a page, and
 a tool call stays with its results. Ages are measured from ``--now``, by default the transcript's last turn, so an
@@ -27,11 +27,12 @@ from optical_memory.context import Context
 from optical_memory.core.consumers import consumer_names, get_consumer
 from optical_memory.core.imaging import fit_to_tier
 from optical_memory.core.types import Role, TokenReport
-from optical_memory.memory import OpticalMemory
+from optical_memory.memory import OpticalMemory, delete_session, export_session, list_sessions
 from optical_memory.messages.dialects import OpenAIDialect
 from optical_memory.policies import AgeSchedule, ForgettingPolicy, RecallAwareBudget, TokenBudget
 from optical_memory.prompt import build_messages
-from optical_memory.store.base import StoreError
+from optical_memory.store.backends import POSTGRES_SCHEMES, SQLITE_PREFIX, open_store
+from optical_memory.store.base import Store, StoreError
 
 SAMPLE = "sample_conversation.jsonl"
 
@@ -72,19 +73,26 @@ def resolve_now(value: str, memory: OpticalMemory) -> float:
 def page_table(ctx: Context) -> str:
     """A fixed-width table: one row per page with its tier, tokens, compression and why it has its level."""
     header = (
-        f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<18} why"
+        f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<21} why"
     )
     rows = [header, "-" * len(header)]
     for view in ctx.pages:
         turns = view.page.turn_indices
         span = f"{turns[0]}-{turns[-1]}"
         tier = view.tier.name if view.tier is not None else "-"
-        sent = "forgotten" if view.forgotten else "text" if view.as_text else "image"  # "why" says which text
+        if view.forgotten:
+            sent = "forgotten"
+        elif view.as_text:
+            # Missing glyphs and a too-costly image are fail-closed; below min_recall is the reading gate.
+            sent = "text (missing glyphs)" if view.page.missing_glyphs else (
+                "text (reading gate)" if view.reason.startswith("below min_recall") else "text (fail-closed)")
+        else:
+            sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
         why = view.reason.partition(":")[0]
         rows.append(
             f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}"
-            f"  {sent:<18} {why}"
+            f"  {sent:<21} {why}"
         )
     return "\n".join(rows)
 
@@ -358,8 +366,87 @@ def build_parser() -> argparse.ArgumentParser:
                          help="print JSON (report, pages with their reasons) instead of a table")
     context.add_argument("--openai", help="also write the messages sent, as OpenAI chat messages, to this file")
     context.set_defaults(func=cmd_context)
+    add_sessions_parser(sub)
     add_calibrate_parser(sub)
     return parser
+
+
+# -- sessions: a user's data in a store ------------------------------------------------------------------------------
+
+
+def open_existing_store(target: str) -> Store:
+    """The store at ``target`` (a path or URL); a path that does not exist is an error, never a new empty store."""
+    if not target.startswith((SQLITE_PREFIX, *POSTGRES_SCHEMES)) and not os.path.isfile(target):
+        raise ValueError(f"store {target!r} does not exist")
+    return open_store(target)
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    with open_existing_store(args.store) as store:
+        infos = list_sessions(store, user=args.user)
+    if args.json:
+        json.dump([{"user": i.scope.user, "session": i.scope.session, "companion": i.scope.companion or None,
+                    "turns": i.turns, "pages": i.pages, "created_at": i.created_at} for i in infos], sys.stdout, indent=2)
+        print()
+        return 0
+    header = f"{'user':<16} {'session':<24} {'companion':<10} {'turns':>7} {'pages':>6}  created (UTC)"
+    print(header)
+    print("-" * len(header))
+    for info in infos:
+        created = datetime.fromtimestamp(info.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        print(f"{info.scope.user:<16} {info.scope.session:<24} {info.scope.companion or '-':<10} {info.turns:>7}"
+              f" {info.pages:>6}  {created}")
+    return 0
+
+
+def cmd_sessions_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise ValueError("deleting erases the session for good: add --yes to confirm")
+    with open_existing_store(args.store) as store:
+        erased = delete_session(store, args.session, user=args.user)
+    if not erased.scopes:
+        raise ValueError(f"session {args.session!r} of user {args.user!r} is not stored")
+    print(f"deleted session {args.session!r} of user {args.user!r}: {erased.turns} turns, {erased.pages} pages,"
+          f" {erased.images} images no other session showed ({erased.scopes} stream(s) with companions)")
+    return 0
+
+
+def cmd_sessions_export(args: argparse.Namespace) -> int:
+    with open_existing_store(args.store) as store:
+        if args.out is None:
+            count = export_session(store, args.session, sys.stdout, user=args.user)
+        else:
+            with open(args.out, "w", encoding="utf-8") as out:
+                count = export_session(store, args.session, out, user=args.user)
+    print(f"exported {count} turns", file=sys.stderr)
+    return 0
+
+
+def add_sessions_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    sessions = sub.add_parser("sessions", help="list, export or delete the sessions kept in a store")
+    actions = sessions.add_subparsers(dest="action", required=True, help="what to do with the sessions")
+    store_help = "the store: a SQLite file path, sqlite:///path.db or postgresql://… (it must exist)"
+    user_help = "whose session (default: default, what OpticalMemory uses when no user is given)"
+
+    listing = actions.add_parser("list", help="every stored session with its companions, turn and page counts")
+    listing.add_argument("store", help=store_help)
+    listing.add_argument("--user", default=None, help="only this user's sessions (default: every user's)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(func=cmd_sessions_list)
+
+    export = actions.add_parser("export", help="a session's verbatim turns (companions too) as JSON lines")
+    export.add_argument("store", help=store_help)
+    export.add_argument("session", help="the session id")
+    export.add_argument("--user", default="default", help=user_help)
+    export.add_argument("--out", default=None, help="write to this file (default: standard output)")
+    export.set_defaults(func=cmd_sessions_export)
+
+    delete = actions.add_parser("delete", help="erase a session: turns, search index, pages, unshared images")
+    delete.add_argument("store", help=store_help)
+    delete.add_argument("session", help="the session id")
+    delete.add_argument("--user", default="default", help=user_help)
+    delete.add_argument("--yes", action="store_true", help="confirm: the session cannot be recovered afterwards")
+    delete.set_defaults(func=cmd_sessions_delete)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

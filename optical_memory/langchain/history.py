@@ -5,8 +5,9 @@ every message verbatim; ``messages`` returns the system messages untouched, then
 turns as page images (LangChain standard image blocks after a short preamble, oldest first), then the recent turns
 as the very messages that were added. ``all_messages`` gives the whole history back verbatim.
 
-System messages are instructions, not memories: they are kept in a companion session (``<session_id>#system``) of
-the same store, never drawn on a page, and always come first.
+System messages are instructions, not memories: they are kept in the session's ``system`` companion (a namespace of
+the store's own, so no ``session_id`` reaches another session's system prompt), never drawn on a page, and always
+come first.
 
 A history cannot see the prompt it is placed in: a ``ChatPromptTemplate``'s own system message, the question after
 the history and the tool schemas bound to the model are not among its messages. ``budget`` covers what
@@ -37,7 +38,7 @@ from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Store
 
-SYSTEM_SESSION_SUFFIX = "#system"
+SYSTEM_COMPANION = "system"
 
 # Histories opened on the same file share one connection (RunnableWithMessageHistory builds one per call).
 _OPEN_STORES: "weakref.WeakValueDictionary[str, Store]" = weakref.WeakValueDictionary()
@@ -112,7 +113,8 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         self._system = OpticalMemory(
             self.memory.store,
             user=self.memory.scope.user,
-            session=session_id + SYSTEM_SESSION_SUFFIX,
+            session=session_id,
+            companion=SYSTEM_COMPANION,
             hot_turns=sys.maxsize,
             consumer=self.memory.consumer,
             style=self.memory.style,

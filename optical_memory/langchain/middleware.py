@@ -10,6 +10,9 @@ state is never rewritten, so the full history stays in the checkpointer; the mem
 Mirroring is append-only and by message id: a message is stored the first time the middleware sees it (in a model
 request, or in the final state after the run), so resuming a thread from a checkpointer, or invoking without one,
 both add each message once. Edits or removals of already-stored messages do not rewrite sealed pages.
+
+A thread's memory is its user's data: ``threads``, ``export_thread`` and ``delete_thread`` list, export (JSONL) and
+erase what the middleware stored per thread.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import IO, Any, Awaitable, Callable, Sequence
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import BaseMessage
@@ -32,12 +35,12 @@ from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
 from optical_memory.langchain.recall import TOOL_NAME, recall_page
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER, count_tool_tokens, tool_schema
-from optical_memory.memory import OpticalMemory, open_memory, validate_options
+from optical_memory.memory import OpticalMemory, delete_session, export_session, open_memory, validate_options
 from optical_memory.messages.dialect import PAGES_PREAMBLE, PLAIN_PREAMBLE, TurnDraft
 from optical_memory.policies import ForgettingPolicy
 from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Store
+from optical_memory.store.base import Erased, Store
 
 
 @dataclass
@@ -210,3 +213,27 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         thread_id = self._thread_id(runtime)
         await asyncio.to_thread(lambda: self._mirror(self._thread(thread_id), state["messages"]))
         return None
+
+    # -- threads as data their user owns ---------------------------------------------------------------------------
+
+    def threads(self) -> list[str]:
+        """Ids of the threads whose memory this middleware's ``user`` has stored (sorted)."""
+        return [scope.session for scope in self.store.sessions(self.user)]
+
+    def delete_thread(self, thread_id: str) -> Erased:
+        """Erase a thread's memory as ``optical_memory.memory.delete_session`` does (turns, index rows, pages,
+        images no other thread shows). The agent's own checkpointer keeps its state: delete that thread there too."""
+        thread_id = _check_thread_id(thread_id)
+        with self._lock:
+            self._threads.pop(thread_id, None)
+        return delete_session(self.store, thread_id, user=self.user)
+
+    def export_thread(self, thread_id: str, out: IO[str]) -> int:
+        """Write a thread's stored messages to ``out`` as JSON lines (``optical_memory.memory.export_session``)."""
+        return export_session(self.store, _check_thread_id(thread_id), out, user=self.user)
+
+
+def _check_thread_id(thread_id: object) -> str:
+    if not isinstance(thread_id, str):
+        raise TypeError(f"thread_id must be a string, got {type(thread_id).__name__}")
+    return thread_id

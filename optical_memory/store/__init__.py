@@ -2,6 +2,8 @@
 ``open_store(url)``. Turns are the source of truth; pages are derived from them and stored beside them."""
 
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Scope, StaleSession, Store, StoredPage, StoreError
+from optical_memory.store.base import Erased, Scope, SearchMatch, SessionInfo, StaleSession, Store, StoredPage, StoreError
 
-__all__ = ["Scope", "StaleSession", "Store", "StoreError", "StoredPage", "open_store"]
+__all__ = [
+    "Erased", "Scope", "SearchMatch", "SessionInfo", "StaleSession", "Store", "StoreError", "StoredPage", "open_store",
+]

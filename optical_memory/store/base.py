@@ -2,9 +2,14 @@
 
 Turns are the source of truth; pages are derived (sealed once, never rewritten except for ``forget_pixels``) and
 their images are content-addressed by ``Page.render_key``, so an identical page is rendered and stored once.
-Every ``commit`` is one transaction: a turn and the pages it seals land together or not at all. Concurrency is
-optimistic: a commit names the turn count it was computed against and fails with ``StaleSession`` when another writer
-got there first, so the memory reloads and recomputes instead of sealing pages from a stale view.
+Every ``commit`` is one transaction: a turn, its words in the full-text index and the pages it seals land together
+or not at all. Concurrency is optimistic: a commit names the turn count it was computed against and fails with
+``StaleSession`` when another writer got there first, so the memory reloads and recomputes instead of sealing pages
+from a stale view. Every write bumps the session's ``version``, so a reader tells whether anything changed from one
+small row.
+
+Sessions are data their user owns: reading or opening one writes nothing; its row appears with its first turn (or
+``create_session``), and ``delete_session`` erases it with everything derived from it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Sequence
 
 from optical_memory.core.types import LineBox, Page, Role, Turn, TurnSegment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -27,20 +32,71 @@ class StaleSession(StoreError):
     """Another writer appended to this session since it was loaded; reload and retry."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Scope:
-    """Which conversation: several users and sessions share one store."""
+    """Which conversation: several users and sessions share one store.
+
+    ``companion`` names a stream kept beside the conversation in a namespace of its own (``""``: the conversation
+    itself; ``"system"``: the instructions a LangChain history keeps apart). No session id, whatever its characters,
+    reaches another session's companion: the companion is a separate column, never part of the id.
+    """
 
     user: str
     session: str
+    companion: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("user", "session"):
+        for name in ("user", "session", "companion"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-            if not value or len(value) > 256 or any(ord(ch) < 32 for ch in value):
+            if (not value and name != "companion") or len(value) > 256 or any(ord(ch) < 32 for ch in value):
                 raise ValueError(f"{name} must be 1-256 printable characters, got {value!r}")
+
+    def __repr__(self) -> str:
+        # The conversation itself reads as it always has (logs and messages name it); a companion adds its name.
+        companion = f", companion={self.companion!r}" if self.companion else ""
+        return f"Scope(user={self.user!r}, session={self.session!r}{companion})"
+
+    @property
+    def conversation(self) -> "Scope":
+        """The session this scope belongs to (itself when it is not a companion)."""
+        return Scope(self.user, self.session)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A stored session (or companion) as one small row tells it, without loading its turns."""
+
+    scope: Scope
+    key: int
+    """The row's id: never handed out again, so a deleted and re-created session has another one."""
+    style_key: str
+    created_at: float
+    version: int
+    """Bumped by every write to the session: unchanged ``(key, version)`` means nothing to reload."""
+    turns: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class SearchMatch:
+    """A turn the full-text index found, with its relevance: higher is better (SQLite: ``-bm25()``; PostgreSQL:
+    ``ts_rank_cd``; the scales differ, the order is what counts)."""
+
+    turn: Turn
+    score: float
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What a deletion removed: turns, pages and images no other session still shows, over ``scopes`` streams
+    (the conversation and its companions)."""
+
+    scopes: int
+    turns: int
+    pages: int
+    images: int
 
 
 @dataclass(frozen=True)
@@ -105,20 +161,37 @@ class Store(ABC):
     """Persistence for turns, sealed pages and page images."""
 
     @abstractmethod
-    def open_session(self, scope: Scope, style_key: str) -> str:
-        """Create the session if new; return the render-style key its pages were sealed with."""
+    def session(self, scope: Scope) -> SessionInfo | None:
+        """The stored session, or ``None`` when it has no row (never stored, or deleted). Writes nothing."""
 
     @abstractmethod
-    def load(self, scope: Scope, *, after_turn: int = -1) -> tuple[list[Turn], list[StoredPage]]:
-        """Turns with index > ``after_turn`` and pages holding them, both oldest first."""
+    def create_session(self, scope: Scope, style_key: str) -> SessionInfo:
+        """Create the session's row now (it otherwise appears with its first turn); an existing one is returned
+        as it is, with the style it was created with."""
+
+    @abstractmethod
+    def load(
+        self, scope: Scope, *, after_turn: int = -1, after_page: int | None = None
+    ) -> tuple[list[Turn], list[StoredPage]]:
+        """Turns with index > ``after_turn`` and, oldest first, the pages holding them (``after_page`` given: the
+        pages with index > ``after_page`` instead)."""
 
     @abstractmethod
     def commit(
-        self, scope: Scope, turn: Turn | None, pages: Sequence[tuple[Page, bytes]], *, expected_turns: int
-    ) -> None:
-        """Atomically append ``turn`` (its index must be ``expected_turns``) and seal ``pages`` with their images.
+        self,
+        scope: Scope,
+        turn: Turn | None,
+        pages: Sequence[tuple[Page, bytes]],
+        *,
+        expected_turns: int,
+        style_key: str,
+    ) -> int:
+        """Atomically append ``turn`` (its index must be ``expected_turns``) with its words in the search index,
+        seal ``pages`` with their images, and return the session's new version. A session without a row gets one
+        (rendered in ``style_key``) when this is its first turn.
 
-        Raises ``StaleSession`` when the session no longer has ``expected_turns`` turns.
+        Raises ``StaleSession`` when the session no longer has ``expected_turns`` turns, ``ValueError`` when it was
+        created in another style.
         """
 
     @abstractmethod
@@ -133,11 +206,30 @@ class Store(ABC):
         """Point a page at smaller pixels (``forget_pixels``), dropping the old image if nothing else uses it."""
 
     @abstractmethod
-    def clear(self, scope: Scope) -> None:
-        """Delete a session's turns and pages (images no other page uses go too)."""
+    def search(self, scope: Scope, query: str, *, k: int = 10, match: str = "all") -> list[SearchMatch]:
+        """The ``k`` turns of ``scope`` that match ``query`` best, best first (ties: the newer turn first).
+
+        ``query`` is any text: its words (``optical_memory.store.search``) are searched as literals, so quotes,
+        ``*``, ``NEAR``, ``AND``, ``-``, ``:`` or parentheses are never query syntax. ``match="all"``: turns holding
+        every word; ``"any"``: at least one. A query without words finds nothing.
+        """
 
     @abstractmethod
-    def sessions(self, user: str | None = None) -> list[Scope]: ...
+    def clear(self, scope: Scope) -> Erased:
+        """Erase one stream (``scope``, the conversation or a companion) as ``delete_session`` erases a session."""
+
+    @abstractmethod
+    def delete_session(self, user: str, session: str) -> Erased:
+        """Erase a session and its companions: turns, their search index rows, pages, images no other session
+        shows, and the session rows. What remains on disk afterwards is the backend's to say (its docstring)."""
+
+    @abstractmethod
+    def sessions(self, user: str | None = None) -> list[Scope]:
+        """Stored sessions (a session holding only a companion included), sorted; companions are not listed."""
+
+    @abstractmethod
+    def scopes(self, user: str, session: str) -> list[Scope]:
+        """Every stored stream of a session: the conversation first (when stored), then its companions by name."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -7,13 +7,22 @@ exclusive advisory lock that commits hold shared: an image is never dropped unde
 ``REPEATABLE READ`` snapshot, so turns and pages always agree. Deadlocks and serialisation failures are retried.
 
 Turn text is stored as UTF-8 ``BYTEA``: PostgreSQL's ``TEXT`` cannot hold NUL characters, and a chat turn may.
-Use a dedicated database, or a schema of your own via ``?options=-csearch_path%3Dmyschema`` in the URL.
+Its words (``optical_memory.store.search``) are a ``tsvector`` column of the turn's own row under a GIN index, ranked
+with ``ts_rank_cd``; the vector is built from those words directly (a ``tsvector`` literal), not by a text search
+configuration, so both backends search the same words. Use a dedicated database, or a schema of your own via
+``?options=-csearch_path%3Dmyschema`` in the URL.
+
+Deletion (``delete_session``, ``clear``) commits in one transaction, after which no query sees the erased rows.
+PostgreSQL has no secure delete: the dead row versions stay in the table, index and TOAST pages until ``VACUUM``
+reclaims them and later writes reuse the space, and in the WAL, its archives, replicas and backups for as long as
+those are kept. Where erasure must reach the disk, run ``VACUUM (FULL)`` on ``turns``, ``pages``, ``images`` and
+``sessions`` (it rewrites them) and keep WAL and backup retention to what your policy allows.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from optical_memory.core.extras import require
 
@@ -27,6 +36,7 @@ from psycopg.pq import TransactionStatus  # noqa: E402
 from optical_memory.core.retry import retry_transient
 from optical_memory.store.base import StoreError
 from optical_memory.store.schema import ColumnTypes, Query
+from optical_memory.store.search import MAX_POSITION, MAX_POSITIONS_PER_WORD, index_terms
 from optical_memory.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -44,7 +54,16 @@ class PostgresStore(SQLStore):
     One connection, reopened if the server dropped it; safe for several threads (a lock) and many processes.
     """
 
-    types = ColumnTypes(integer="BIGINT", real="DOUBLE PRECISION", text="BYTEA", blob="BYTEA")
+    types = ColumnTypes(
+        integer="BIGINT",
+        real="DOUBLE PRECISION",
+        text="BYTEA",
+        blob="BYTEA",
+        identity="BIGINT GENERATED ALWAYS AS IDENTITY",
+        never_reused="",  # identity columns never hand a value out twice
+        word_column=", words TSVECTOR NOT NULL",
+        word_index=("CREATE INDEX turns_by_word ON turns USING GIN (words)",),
+    )
     for_update = " FOR UPDATE"
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
@@ -117,6 +136,24 @@ class PostgresStore(SQLStore):
         else:
             query("SELECT pg_advisory_xact_lock_shared(?)", (_IMAGES_LOCK,))
 
+    def _insert_turn(self, query: Query, sid: int, row: Sequence[Any]) -> None:
+        words = _tsvector(index_terms(self._decode_text(row[2]) or ""))
+        query(
+            "INSERT INTO turns (sid, idx, role, content, timestamp, name, metadata, words)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS tsvector))",
+            (sid, *row, words),
+        )
+
+    def _search_rows(self, query: Query, sid: int, terms: Sequence[str], match: str, k: int) -> list[Any]:
+        expression = (" | " if match == "any" else " & ").join(_lexeme(term) for term in terms)
+        # Normalisation 1 divides by 1 + log(length): like bm25, a word in a short turn weighs more.
+        return query(
+            "SELECT idx, role, content, timestamp, name, metadata, ts_rank_cd(words, search.q, 1) AS score"
+            " FROM turns CROSS JOIN (SELECT CAST(? AS tsquery) AS q) AS search"
+            " WHERE sid = ? AND words @@ search.q ORDER BY score DESC, idx DESC LIMIT ?",
+            (expression, sid, k),
+        ).fetchall()
+
     def _encode_text(self, text: str | None) -> Any:
         return None if text is None else text.encode("utf-8")
 
@@ -127,6 +164,22 @@ class PostgresStore(SQLStore):
         with self._lock:
             self._closed = True
             self._conn.close()
+
+
+def _lexeme(word: str) -> str:
+    """``word`` as a quoted lexeme of ``tsvector``/``tsquery`` input: never an operator, weight or prefix."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _tsvector(words: Sequence[str]) -> str:
+    """A ``tsvector`` literal of ``words`` with their positions (clamped and capped as PostgreSQL requires)."""
+    positions: dict[str, list[int]] = {}
+    for position, word in enumerate(words, 1):
+        spots = positions.setdefault(word, [])
+        position = min(position, MAX_POSITION)
+        if len(spots) < MAX_POSITIONS_PER_WORD and (not spots or spots[-1] != position):
+            spots.append(position)
+    return " ".join(f"{_lexeme(word)}:{','.join(map(str, spots))}" for word, spots in positions.items())
 
 
 def _translate(error: psycopg.Error, where: str, lock_retry_seconds: float) -> Exception:

@@ -1,10 +1,11 @@
 """The store's operations, written once in the SQL that SQLite and PostgreSQL both speak.
 
 A backend supplies the connection and its transactions (``_run``, which retries transient lock conflicts), the row
-and image locks its concurrency model needs, how verbatim text is stored, and how driver errors read to the user.
-Everything else — argument checks, optimistic concurrency, content-addressed images, schema versions — lives here,
-so both backends keep one contract. Every statement is parameterised (``?`` placeholders); the only text spliced
-into SQL is column types from ``store_schema``.
+and image locks its concurrency model needs, how verbatim text is stored, its full-text index of turns' words, and how
+driver errors read to the user. Everything else — argument checks, optimistic concurrency, session versions,
+content-addressed images, schema versions — lives here, so both backends keep one contract. Every statement is
+parameterised (``?`` placeholders); the only text spliced into SQL is fixed: column types from ``schema`` and column
+names chosen here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from optical_memory.core.types import Page, Role, Turn
 from optical_memory.core.validation import validate_int, validate_timestamp
 from optical_memory.store.base import (
     SCHEMA_VERSION,
+    Erased,
     Scope,
+    SearchMatch,
+    SessionInfo,
     StaleSession,
     Store,
     StoredPage,
@@ -36,9 +40,12 @@ from optical_memory.store.schema import (
     read_version,
     write_version,
 )
+from optical_memory.store.search import check_match, query_terms
 
 # Lock conflicts between writers are retried with jittered exponential backoff for this long before they surface.
 LOCK_RETRY_SECONDS = 30.0
+MAX_HITS = 1000
+"""The most hits one search returns (``k``)."""
 T = TypeVar("T")
 
 
@@ -99,7 +106,7 @@ class SQLStore(Store):
                     query(statement, ())
                 write_version(query)
             elif version < SCHEMA_VERSION:
-                migrate(query, version, self.types)
+                migrate(query, version, self.types, self._insert_turn)
 
         self._run(upgrade, write=True)
 
@@ -112,81 +119,118 @@ class SQLStore(Store):
 
     # -- operations ------------------------------------------------------------------------------------------------
 
-    def open_session(self, scope: Scope, style_key: str) -> str:
+    def _find(self, query: Query, scope: Scope, *, lock: bool = False) -> tuple[int, str] | None:
+        """(id, style key) of the session's row, locked until the transaction ends when ``lock``."""
+        return query(
+            "SELECT id, style_key FROM sessions WHERE user_id = ? AND session_id = ? AND companion = ?"
+            + (self.for_update if lock else ""),
+            (scope.user, scope.session, scope.companion),
+        ).fetchone()
+
+    def session(self, scope: Scope) -> SessionInfo | None:
+        _check_scope(scope)
+        row = self._run(
+            lambda query: query(
+                "SELECT id, style_key, created_at, version,"
+                " (SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE sid = sessions.id),"
+                " (SELECT COALESCE(MAX(idx) + 1, 0) FROM pages WHERE sid = sessions.id)"
+                " FROM sessions WHERE user_id = ? AND session_id = ? AND companion = ?",
+                (scope.user, scope.session, scope.companion),
+            ).fetchone(),
+            write=False,
+        )
+        if row is None:
+            return None
+        key, style_key, created_at, version, turns, pages = row
+        return SessionInfo(scope, int(key), style_key, float(created_at), int(version), int(turns), int(pages))
+
+    def create_session(self, scope: Scope, style_key: str) -> SessionInfo:
         _check_scope(scope)
         _check_key(style_key, "style_key")
-        select = "SELECT style_key FROM sessions WHERE user_id = ? AND session_id = ?"
-        row = self._run(lambda query: query(select, (scope.user, scope.session)).fetchone(), write=False)
-        if row is not None:
-            return row[0]
+        self._run(lambda query: self._create(query, scope, style_key), write=True)
+        info = self.session(scope)
+        if info is None:
+            raise StaleSession(f"session {scope.user!r}/{scope.session!r} was deleted by another writer as it was created")
+        return info
 
-        def create(query: Query) -> str:
-            query(
-                "INSERT INTO sessions (user_id, session_id, style_key, created_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (scope.user, scope.session, style_key, time.time()),
-            )
-            return query(select, (scope.user, scope.session)).fetchone()[0]
+    def _create(self, query: Query, scope: Scope, style_key: str) -> None:
+        query(
+            "INSERT INTO sessions (user_id, session_id, companion, style_key, created_at, version)"
+            " VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
+            (scope.user, scope.session, scope.companion, style_key, time.time()),
+        )
 
-        return self._run(create, write=True)
-
-    def load(self, scope: Scope, *, after_turn: int = -1) -> tuple[list[Turn], list[StoredPage]]:
+    def load(
+        self, scope: Scope, *, after_turn: int = -1, after_page: int | None = None
+    ) -> tuple[list[Turn], list[StoredPage]]:
         _check_scope(scope)
         validate_int(after_turn, field_name="after_turn", minimum=-1)
+        if after_page is not None:
+            validate_int(after_page, field_name="after_page", minimum=-1)
 
-        def read(query: Query) -> tuple[list[Turn], list[StoredPage]]:
+        def read(query: Query) -> tuple[list[Any], list[Any]]:
+            found = self._find(query, scope)
+            if found is None:
+                return [], []
+            sid = found[0]
             turn_rows = query(
-                "SELECT idx, role, content, timestamp, name, metadata FROM turns"
-                " WHERE user_id = ? AND session_id = ? AND idx > ? ORDER BY idx",
-                (scope.user, scope.session, after_turn),
+                "SELECT idx, role, content, timestamp, name, metadata FROM turns WHERE sid = ? AND idx > ? ORDER BY idx",
+                (sid, after_turn),
             ).fetchall()
+            column, after = ("last_turn", after_turn) if after_page is None else ("idx", after_page)
             page_rows = query(
-                "SELECT page, image_key, image_tier FROM pages"
-                " WHERE user_id = ? AND session_id = ? AND last_turn > ? ORDER BY idx",
-                (scope.user, scope.session, after_turn),
+                f"SELECT page, image_key, image_tier FROM pages WHERE sid = ? AND {column} > ? ORDER BY idx", (sid, after)
             ).fetchall()
             return turn_rows, page_rows
 
         turn_rows, page_rows = self._run(read, write=False)
-        turns = [
-            turn_from_row((idx, role, self._decode_text(content), timestamp, self._decode_text(name), metadata))
-            for idx, role, content, timestamp, name, metadata in turn_rows
-        ]
+        turns = [self._turn_from_row(row) for row in turn_rows]
         pages = [StoredPage(page_from_json(page), image_key, image_tier) for page, image_key, image_tier in page_rows]
         return turns, pages
 
+    def _turn_from_row(self, row: Sequence[Any]) -> Turn:
+        idx, role, content, timestamp, name, metadata = row
+        return turn_from_row((idx, role, self._decode_text(content), timestamp, self._decode_text(name), metadata))
+
     def commit(
-        self, scope: Scope, turn: Turn | None, pages: Sequence[tuple[Page, bytes]], *, expected_turns: int
-    ) -> None:
+        self,
+        scope: Scope,
+        turn: Turn | None,
+        pages: Sequence[tuple[Page, bytes]],
+        *,
+        expected_turns: int,
+        style_key: str,
+    ) -> int:
         _check_scope(scope)
         validate_int(expected_turns, field_name="expected_turns", minimum=0)
+        _check_key(style_key, "style_key")
         turn_row = None if turn is None else self._turn_row(turn, expected_turns)
         page_rows = _page_rows(pages, turns_after=expected_turns + (turn is not None))
 
-        def write(query: Query) -> None:
+        def write(query: Query) -> int:
             self._lock_images(query, exclusive=False)
-            session = (scope.user, scope.session)
-            if query(f"SELECT 1 FROM sessions WHERE user_id = ? AND session_id = ?{self.for_update}", session).fetchone() is None:
-                raise StoreError(f"session {scope.user!r}/{scope.session!r} is not open (cleared by another writer?); reopen it")
-            (turn_count,) = query(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE user_id = ? AND session_id = ?", session
-            ).fetchone()
+            found = self._find(query, scope, lock=True)
+            if found is None and expected_turns == 0 and turn_row is not None:
+                self._create(query, scope, style_key)
+                found = self._find(query, scope, lock=True)
+            if found is None:
+                raise StaleSession(f"session {scope.user!r}/{scope.session!r} was deleted by another writer")
+            sid, stored_style = found
+            if stored_style != style_key:
+                raise ValueError(
+                    f"style_key {style_key!r} is not the style session {scope.user!r}/{scope.session!r} was created with"
+                )
+            (turn_count,) = query("SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE sid = ?", (sid,)).fetchone()
             if turn_count != expected_turns:
                 raise StaleSession(f"session {scope.user!r}/{scope.session!r} has {turn_count} turns, expected {expected_turns}")
             if page_rows:
-                (page_count,) = query(
-                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM pages WHERE user_id = ? AND session_id = ?", session
-                ).fetchone()
+                (page_count,) = query("SELECT COALESCE(MAX(idx) + 1, 0) FROM pages WHERE sid = ?", (sid,)).fetchone()
                 if page_count != page_rows[0][0]:
                     raise StaleSession(
                         f"session {scope.user!r}/{scope.session!r} has {page_count} pages; these start at {page_rows[0][0]}"
                     )
             if turn_row is not None:
-                query(
-                    "INSERT INTO turns (user_id, session_id, idx, role, content, timestamp, name, metadata)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*session, *turn_row),
-                )
+                self._insert_turn(query, sid, turn_row)
             for index, first_turn, last_turn, page_json, key, image in page_rows:
                 if image:
                     query("INSERT INTO images (key, data) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, image))
@@ -194,12 +238,17 @@ class SQLStore(Store):
                     # The caller saw this image stored and sent no bytes, but another writer has dropped it since.
                     raise StaleSession(f"image {key!r} is no longer stored; render it again")
                 query(
-                    "INSERT INTO pages (user_id, session_id, idx, first_turn, last_turn, page, image_key, image_tier)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (*session, index, first_turn, last_turn, page_json, key),
+                    "INSERT INTO pages (sid, idx, first_turn, last_turn, page, image_key, image_tier)"
+                    " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (sid, index, first_turn, last_turn, page_json, key),
                 )
+            return self._bump(query, sid)
 
-        self._run(write, write=True)
+        return self._run(write, write=True)
+
+    @staticmethod
+    def _bump(query: Query, sid: int) -> int:
+        return int(query("UPDATE sessions SET version = version + 1 WHERE id = ? RETURNING version", (sid,)).fetchone()[0])
 
     def image(self, key: str) -> bytes:
         _check_key(key, "key")
@@ -224,56 +273,102 @@ class SQLStore(Store):
 
         def write(query: Query) -> None:
             self._lock_images(query, exclusive=True)
-            row = query(
-                f"SELECT image_key FROM pages WHERE user_id = ? AND session_id = ? AND idx = ?{self.for_update}",
-                (scope.user, scope.session, page_index),
+            found = self._find(query, scope, lock=True)
+            row = None if found is None else query(
+                f"SELECT image_key FROM pages WHERE sid = ? AND idx = ?{self.for_update}", (found[0], page_index)
             ).fetchone()
-            if row is None:
+            if found is None or row is None:
                 raise KeyError(f"no page {page_index} in session {scope.user!r}/{scope.session!r}")
             query("INSERT INTO images (key, data) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, bytes(image)))
-            query(
-                "UPDATE pages SET image_key = ?, image_tier = ? WHERE user_id = ? AND session_id = ? AND idx = ?",
-                (key, tier, scope.user, scope.session, page_index),
-            )
+            query("UPDATE pages SET image_key = ?, image_tier = ? WHERE sid = ? AND idx = ?", (key, tier, found[0], page_index))
             _drop_unused_image(query, row[0])
+            self._bump(query, found[0])
 
         self._run(write, write=True)
 
-    def clear(self, scope: Scope) -> None:
+    def search(self, scope: Scope, query: str, *, k: int = 10, match: str = "all") -> list[SearchMatch]:
         _check_scope(scope)
-        session = (scope.user, scope.session)
+        terms = query_terms(query)
+        validate_int(k, field_name="k", minimum=1, maximum=MAX_HITS)
+        check_match(match)
+        if not terms:
+            return []
 
-        def write(query: Query) -> None:
+        def read(run: Query) -> list[Any]:
+            found = self._find(run, scope)
+            return [] if found is None else self._search_rows(run, found[0], terms, match, k)
+
+        return [SearchMatch(self._turn_from_row(row[:6]), float(row[6])) for row in self._run(read, write=False)]
+
+    def clear(self, scope: Scope) -> Erased:
+        _check_scope(scope)
+        return self._erase([scope])
+
+    def delete_session(self, user: str, session: str) -> Erased:
+        scopes = self.scopes(user, session)
+        return self._erase(scopes) if scopes else Erased(0, 0, 0, 0)
+
+    def _erase(self, scopes: Sequence[Scope]) -> Erased:
+        def write(query: Query) -> Erased:
             self._lock_images(query, exclusive=True)
-            keys = [
-                key
-                for (key,) in query(
-                    "SELECT DISTINCT image_key FROM pages WHERE user_id = ? AND session_id = ?", session
-                ).fetchall()
-            ]
-            query("DELETE FROM pages WHERE user_id = ? AND session_id = ?", session)
-            query("DELETE FROM turns WHERE user_id = ? AND session_id = ?", session)
-            query("DELETE FROM sessions WHERE user_id = ? AND session_id = ?", session)
-            for key in keys:
-                _drop_unused_image(query, key)
+            erased = Erased(0, 0, 0, 0)
+            for scope in scopes:
+                found = self._find(query, scope, lock=True)
+                if found is None:
+                    continue
+                sid = found[0]
+                keys = [key for (key,) in query("SELECT DISTINCT image_key FROM pages WHERE sid = ?", (sid,)).fetchall()]
+                self._erase_words(query, sid)
+                turns = query("DELETE FROM turns WHERE sid = ?", (sid,)).rowcount
+                pages = query("DELETE FROM pages WHERE sid = ?", (sid,)).rowcount
+                query("DELETE FROM sessions WHERE id = ?", (sid,))
+                images = sum(_drop_unused_image(query, key) for key in keys)
+                erased = Erased(erased.scopes + 1, erased.turns + turns, erased.pages + pages, erased.images + images)
+            return erased
 
-        self._run(write, write=True)
+        erased = self._run(write, write=True)
+        if erased.scopes:
+            self._after_erase()
+        return erased
 
     def sessions(self, user: str | None = None) -> list[Scope]:
-        if user is None:
-            rows = self._run(
-                lambda query: query("SELECT user_id, session_id FROM sessions ORDER BY user_id, session_id", ()).fetchall(),
-                write=False,
-            )
-        else:
+        if user is not None:
             _check_key(user, "user")
-            rows = self._run(
-                lambda query: query(
-                    "SELECT user_id, session_id FROM sessions WHERE user_id = ? ORDER BY session_id", (user,)
-                ).fetchall(),
-                write=False,
-            )
+        where, params = ("", ()) if user is None else (" WHERE user_id = ?", (user,))
+        rows = self._run(
+            lambda query: query(
+                f"SELECT DISTINCT user_id, session_id FROM sessions{where} ORDER BY user_id, session_id", params
+            ).fetchall(),
+            write=False,
+        )
         return [Scope(u, s) for u, s in rows]
+
+    def scopes(self, user: str, session: str) -> list[Scope]:
+        conversation = Scope(user, session)
+        rows = self._run(
+            lambda query: query(
+                "SELECT companion FROM sessions WHERE user_id = ? AND session_id = ? ORDER BY companion",
+                (conversation.user, conversation.session),
+            ).fetchall(),
+            write=False,
+        )
+        return [Scope(user, session, companion) for (companion,) in rows]
+
+    # -- what a backend adds: its word index ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _insert_turn(self, query: Query, sid: int, row: Sequence[Any]) -> None:
+        """Insert a turn row (as ``_turn_row`` encodes it) of session ``sid`` and index its words."""
+
+    @abstractmethod
+    def _search_rows(self, query: Query, sid: int, terms: Sequence[str], match: str, k: int) -> list[Any]:
+        """Rows ``(idx, role, content, timestamp, name, metadata, score)`` of the best ``k`` matches of ``terms``."""
+
+    def _erase_words(self, query: Query, sid: int) -> None:
+        """Delete the index rows of session ``sid``'s turns (before the turns; a no-op where they are one row)."""
+
+    def _after_erase(self) -> None:
+        """What a backend does after a deletion committed so that no copy of the erased data is left behind."""
 
     def _turn_row(self, turn: Turn, expected_turns: int) -> tuple[Any, ...]:
         if not isinstance(turn, Turn):
@@ -295,8 +390,9 @@ class SQLStore(Store):
         return index, role, self._encode_text(content), timestamp, self._encode_text(name), metadata
 
 
-def _drop_unused_image(query: Query, key: str) -> None:
-    query("DELETE FROM images WHERE key = ? AND NOT EXISTS (SELECT 1 FROM pages WHERE image_key = ?)", (key, key))
+def _drop_unused_image(query: Query, key: str) -> int:
+    """Delete image ``key`` unless a page still shows it (images are shared between sessions); 1 if it went."""
+    return query("DELETE FROM images WHERE key = ? AND NOT EXISTS (SELECT 1 FROM pages WHERE image_key = ?)", (key, key)).rowcount
 
 
 def _page_rows(pages: Sequence[tuple[Page, bytes]], *, turns_after: int) -> list[tuple[Any, ...]]:

@@ -1,4 +1,9 @@
-"""The embedded default store: one SQLite file (stdlib ``sqlite3``), WAL journal, one transaction per commit."""
+"""The embedded default store: one SQLite file (stdlib ``sqlite3``), WAL journal, one transaction per commit.
+
+Turns' words are indexed by an FTS5 table (``turn_words``, rowid = the turn's ``id``) ranked with FTS5's built-in
+``bm25()``. Its ``ascii`` tokenizer only splits the word stream ``optical_memory.store.search`` computed at the spaces
+put there (every other character of it is a word character), so SQLite's own Unicode tables never decide a word.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from optical_memory.core.retry import retry_transient
 from optical_memory.core.validation import validate_int
 from optical_memory.store.base import StoreError
 from optical_memory.store.schema import ColumnTypes, Query
+from optical_memory.store.search import index_terms
 from optical_memory.store.sql import SQLStore
 
 T = TypeVar("T")
@@ -33,9 +39,27 @@ class SQLiteStore(SQLStore):
 
     ``read_only`` opens an existing store for reading (writes raise ``StoreError``). ``max_bytes`` caps the file:
     a commit that would grow it further fails with ``StoreError`` ("disk full") and changes nothing.
+
+    Deletion (``delete_session``, ``clear``): ``secure_delete`` is on for every connection that writes, so the
+    database pages that held erased turns, index entries, pages and images are overwritten with zeros as they are
+    freed, not left in the file's free list; the word index is then merged into new segments (FTS5 ``optimize``:
+    its older segments would otherwise still hold the erased words), and the WAL is checkpointed and truncated so
+    no old copy of a page stays in it. Not covered: a reader in another connection that holds an older snapshot
+    (the WAL is then truncated at a later checkpoint), copies of the file (backups, the filesystem's or the SSD's
+    own remapping of blocks), and the file's size (``VACUUM`` shrinks it). The merge rewrites the whole word index,
+    so a deletion costs time that grows with the store, not with the session.
     """
 
-    types = ColumnTypes(integer="INTEGER", real="REAL", text="TEXT", blob="BLOB")
+    types = ColumnTypes(
+        integer="INTEGER",
+        real="REAL",
+        text="TEXT",
+        blob="BLOB",
+        identity="INTEGER",
+        never_reused=" AUTOINCREMENT",
+        word_column="",
+        word_index=("CREATE VIRTUAL TABLE turn_words USING fts5(words, tokenize = 'ascii')",),
+    )
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False, max_bytes: int | None = None) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -76,6 +100,8 @@ class SQLiteStore(SQLStore):
     def _configure(self, *, in_memory: bool, read_only: bool, max_bytes: int | None) -> None:
         # SQLite's own wait for a lock; past it, _retrying backs off and tries again until lock_retry_seconds.
         self._db.execute("PRAGMA busy_timeout = 1000")
+        if not read_only:
+            self._db.execute("PRAGMA secure_delete = ON")
         if not in_memory and not read_only:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
@@ -110,6 +136,31 @@ class SQLiteStore(SQLStore):
 
     def _table_exists(self, query: Query, name: str) -> bool:
         return query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+    def _insert_turn(self, query: Query, sid: int, row: Sequence[Any]) -> None:
+        query(
+            "INSERT INTO turns (sid, idx, role, content, timestamp, name, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sid, *row),
+        )
+        query("INSERT INTO turn_words (rowid, words) VALUES (last_insert_rowid(), ?)", (" ".join(index_terms(row[2])),))
+
+    def _search_rows(self, query: Query, sid: int, terms: Sequence[str], match: str, k: int) -> list[Any]:
+        # Each word is an FTS5 string literal ("…", a quote doubled): never an operator, column filter or prefix.
+        expression = (" OR " if match == "any" else " ").join('"' + term.replace('"', '""') + '"' for term in terms)
+        return query(
+            "SELECT t.idx, t.role, t.content, t.timestamp, t.name, t.metadata, -bm25(turn_words) AS score"
+            " FROM turn_words JOIN turns t ON t.id = turn_words.rowid"
+            " WHERE turn_words MATCH ? AND t.sid = ? ORDER BY score DESC, t.idx DESC LIMIT ?",
+            (expression, sid, k),
+        ).fetchall()
+
+    def _erase_words(self, query: Query, sid: int) -> None:
+        query("DELETE FROM turn_words WHERE rowid IN (SELECT id FROM turns WHERE sid = ?)", (sid,))
+
+    def _after_erase(self) -> None:
+        self._run(lambda query: query("INSERT INTO turn_words (turn_words) VALUES ('optimize')", ()), write=True)
+        if self.path != ":memory:":
+            self._retrying(lambda: self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
     def integrity_check(self) -> list[str]:
         """SQLite's own consistency check of the file: ``["ok"]`` when sound, else the problems it found."""

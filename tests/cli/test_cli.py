@@ -213,3 +213,73 @@ def test_a_policy_that_ignores_the_budget_is_named_when_its_pages_do_not_fit(tmp
         main(["context", str(path), "--policy", "age", "--budget", "1500"])
     assert exit_info.value.code == 2
     assert "AgeSchedule ignores budgets" in capsys.readouterr().err
+
+
+# -- sessions ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_users(tmp_path):
+    from optical_memory import OpticalMemory
+
+    db = tmp_path / "users.db"
+    for user in ("ada", "bob"):
+        with OpticalMemory.open(db, user=user, session="trip", hot_turns=2) as memory:
+            for record in chat(12):
+                memory.add(record["role"], f"{user} {record['content']}")
+    return db
+
+
+def test_sessions_list_export_and_delete(two_users, tmp_path, capsys):
+    assert main(["sessions", "list", str(two_users)]) == 0
+    table = capsys.readouterr().out
+    assert "ada" in table and "bob" in table and "trip" in table
+    assert main(["sessions", "list", str(two_users), "--user", "bob", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["user"], listed["session"], listed["turns"], listed["companion"]) == ("bob", "trip", 12, None)
+
+    out = tmp_path / "ada.jsonl"
+    assert main(["sessions", "export", str(two_users), "trip", "--user", "ada", "--out", str(out)]) == 0
+    assert "exported 12 turns" in capsys.readouterr().err
+    assert [t.content for t in load_transcript(out)][0].startswith("ada turn 0")
+    assert main(["sessions", "export", str(two_users), "trip", "--user", "bob"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 12
+
+    assert main(["sessions", "delete", str(two_users), "trip", "--user", "ada", "--yes"]) == 0
+    assert "12 turns" in capsys.readouterr().out
+    main(["sessions", "list", str(two_users), "--json"])
+    assert [entry["user"] for entry in json.loads(capsys.readouterr().out)] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sessions", "delete", "{db}", "trip", "--user", "ada"], "add --yes"),
+        (["sessions", "delete", "{db}", "nope", "--yes"], "'nope' of user 'default' is not stored"),
+        (["sessions", "export", "{db}", "nope"], "not stored"),
+        (["sessions", "list", "{missing}"], "does not exist"),
+        (["sessions", "export", "{missing}", "trip"], "does not exist"),
+    ],
+)
+def test_sessions_errors_name_the_problem_and_change_nothing(two_users, tmp_path, capsys, argv, message):
+    argv = [arg.format(db=two_users, missing=tmp_path / "missing.db") for arg in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+    main(["sessions", "list", str(two_users), "--json"])
+    assert [entry["turns"] for entry in json.loads(capsys.readouterr().out)] == [12, 12]
+
+
+def test_every_sessions_argument_has_help():
+    import argparse
+
+    from optical_memory.cli.main import build_parser
+
+    sessions = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "sessions")[1]
+    commands = sessions._subparsers._group_actions[0].choices
+    assert set(commands) == {"list", "export", "delete"}
+    for command in commands.values():
+        for action in command._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{command.prog} {action.dest} has no help"

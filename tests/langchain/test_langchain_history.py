@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import random
 
 import pytest
@@ -322,3 +324,40 @@ def test_bad_construction(tmp_path):
         OpticalChatMessageHistory("s", tmp_path / "x.db", hot_turns=2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="session"):
         OpticalChatMessageHistory(7, tmp_path / "x.db")  # type: ignore[arg-type]
+
+
+# -- companions and threads -------------------------------------------------------------------------------------------
+
+
+def test_no_session_id_reaches_another_sessions_system_prompt(tmp_path):
+    db = tmp_path / "tenants.db"
+    tenant = OpticalChatMessageHistory("tenant-a", db, hot_turns=4)
+    tenant.add_messages([SystemMessage("tenant-a's secret prompt", id="sys"), HumanMessage("hi from a", id="a")])
+    for session_id in ("tenant-a#system", "tenant-a#system#system", "tenant-a ", "TENANT-A"):
+        other = OpticalChatMessageHistory(session_id, db, hot_turns=4)
+        assert other.messages == [] and other.all_messages == []
+        other.add_messages([SystemMessage(f"{session_id}'s prompt"), HumanMessage(f"hi from {session_id}")])
+        assert [m.text for m in other.all_messages] == [f"{session_id}'s prompt", f"hi from {session_id}"]
+        other.clear()
+    assert [m.text for m in tenant.all_messages] == ["tenant-a's secret prompt", "hi from a"]
+    assert tenant.messages[0] == SystemMessage("tenant-a's secret prompt", id="sys")
+    assert [scope.session for scope in tenant.memory.store.sessions()] == ["tenant-a"]
+
+
+def test_the_middleware_lists_exports_and_deletes_threads(tmp_path):
+    from optical_memory.langchain import OpticalMemoryMiddleware
+
+    middleware = OpticalMemoryMiddleware(tmp_path / "agent.db", hot_turns=2)
+    for thread_id in ("t1", "t2", "t1#system"):
+        middleware.memory_for(thread_id).add("user", f"hello from {thread_id}")
+    assert middleware.threads() == ["t1", "t1#system", "t2"]
+    out = io.StringIO()
+    assert middleware.export_thread("t1", out) == 1
+    assert json.loads(out.getvalue())["content"] == "hello from t1"
+    erased = middleware.delete_thread("t1")
+    assert (erased.scopes, erased.turns) == (1, 1)
+    assert middleware.threads() == ["t1#system", "t2"] and middleware.history("t1") == []
+    assert [m.text for m in middleware.history("t1#system")] == ["hello from t1#system"]
+    with pytest.raises(TypeError, match="thread_id"):
+        middleware.delete_thread(None)  # type: ignore[arg-type]
+    assert middleware.threads() == ["t1#system", "t2"]

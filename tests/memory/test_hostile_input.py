@@ -74,11 +74,12 @@ def test_any_unicode_is_stored_verbatim_and_paged_or_refused_clearly(texts, role
             assert spans and spans[0][0] == 0 and spans[-1][1] == len(turn.content)
             assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
         memory.context(budget=10**9)
+        stored = memory.turns, memory.pages
         memory.close()
         with SQLiteStore(path) as store:
             assert store.integrity_check() == ["ok"]
             reopened = tiny_memory(store)
-            assert reopened.turns == memory.turns and reopened.pages == memory.pages
+            assert (reopened.turns, reopened.pages) == stored
 
 
 @pytest.fixture
@@ -161,11 +162,12 @@ def test_a_session_of_100k_turns_loads_adds_prices_and_recalls():
     store = SQLiteStore(":memory:")
     # A hot window of all but the first 40 turns: those get sealed onto a handful of pages, the rest stays text.
     options = dict(session="long", hot_turns=100_000 - 40, style=TINY_PAGE, consumer="gemini")
-    scope = OpticalMemory(store, **options).scope  # opens the session with the memory's style
+    scope = OpticalMemory(store, **options).scope
     started = time.perf_counter()
     for index in range(100_000):
         role = Role.USER if index % 2 == 0 else Role.ASSISTANT
-        store.commit(scope, Turn(index, role, f"turn {index}", float(index)), [], expected_turns=index)
+        store.commit(scope, Turn(index, role, f"turn {index}", float(index)), [], expected_turns=index,
+                     style_key=TINY_PAGE.session_key())
     memory = OpticalMemory(store, **options)
     assert len(memory.turns) == 100_000
     memory.add("user", "the 100,001st turn")

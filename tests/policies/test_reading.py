@@ -94,7 +94,7 @@ def test_text_tokens_are_counted_with_deepseeks_tokenizer() -> None:
 
 
 def test_a_dense_tiny_page_is_not_called_readable_because_its_pixels_are() -> None:
-    # The issue: a 12-px page holds ~2,300 tokens; at TINY (~36x) CPU OCR still reads its pixels, but DeepSeek-OCR's
+    # The issue: a 12-px page holds thousands of tokens; at TINY (> 30x) CPU OCR still reads its pixels, but DeepSeek-OCR's
     # 64 tokens cannot carry the text. The reading model says so, and says it is extrapolating.
     page = dense_page(12)
     reading = reading_model(DEEPSEEK).predict(page, DEEPSEEK, LEVEL["tiny"])
@@ -103,7 +103,7 @@ def test_a_dense_tiny_page_is_not_called_readable_because_its_pixels_are() -> No
     assert reading.recall is not None and reading.recall < 0.591 * 19.7 / 30
     assert reading.extrapolated and "beyond the highest compression measured" in reading.describe()
     sharp = reading_model(DEEPSEEK).predict(page, DEEPSEEK, LEVEL["large"])
-    assert sharp.recall is not None and sharp.recall > 0.95
+    assert sharp.recall is not None and sharp.recall > 0.9 > reading.recall
     assert "capacity" in sharp.describe() and "pixel legibility" in sharp.describe()
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optical_memory.renderers import Face, PageRenderer, RenderStyle
 from optical_memory.renderers.fonts import MONO, SANS, SANS_BOLD, font_coverage
-from optical_memory.renderers.layout import CONTINUED_MARK, ELLIPSIS, logical_lines
+from optical_memory.renderers.layout import ELLIPSIS, RUN_ON_MARK, blocks, logical_lines, utc_day
 
 from optical_memory.core.imaging import pixel_hash
 from optical_memory.core.types import Role, Turn
@@ -85,12 +85,18 @@ def test_render_key_covers_text_and_style(small):
 
 
 def expected_text(page, turns_by_index) -> str:
-    """Page.text rebuilt by the documented rule: label, then header + newline + verbatim slice per segment."""
-    parts = [page.label]
+    """Page.text rebuilt by the documented rule: label with the day, then tag + space + verbatim slice per segment,
+    a date line before a segment whose day differs from the one before it."""
+    first = turns_by_index[page.segments[0].turn_index]
+    parts = [f"{page.label} · {utc_day(first.timestamp)}"]
+    day = utc_day(first.timestamp)
     for segment in page.segments:
         turn = turns_by_index[segment.turn_index]
-        header = f"[{turn.index}] {turn.role.value}" + (CONTINUED_MARK if segment.continued else "")
-        parts.append(header + "\n" + turn.content[segment.start:segment.end])
+        if utc_day(turn.timestamp) != day:
+            day = utc_day(turn.timestamp)
+            parts.append(day)
+        tag = turn.role.value.capitalize() + (f" (continued from page {page.index - 1})" if segment.continued else "")
+        parts.append(f"{tag}: " + turn.content[segment.start:segment.end])
     return "\n".join(parts)
 
 
@@ -132,7 +138,7 @@ def test_full_flags_and_resume_offsets(small):
     last_box = layouts[-1].page.lines[-1]
     style = small.style
     room = style.height - style.margin_y - last_box.y1
-    assert layouts[-1].full == (room < style.turn_gap_px + 2 * style.line_height)
+    assert layouts[-1].full == (room < style.turn_gap_px + style.line_height)
 
 
 def resumed_at(renderer, turns, layout):
@@ -151,7 +157,7 @@ def test_resuming_from_any_full_page_reproduces_the_following_pages(small):
 
 
 def test_a_page_is_full_exactly_when_more_turns_would_not_change_it(small):
-    turns = chat(24, seed=6)
+    turns = chat(24, seed=7)
     everything = small.paginate(turns)
     outcomes = set()
     for count in range(1, len(turns)):
@@ -165,75 +171,86 @@ def test_a_page_is_full_exactly_when_more_turns_would_not_change_it(small):
     assert outcomes == {True, False}
 
 
-def test_continuation_header_is_drawn(small):
+def test_continuation_tag_is_drawn(small):
     long_turn = Turn(7, Role.ASSISTANT, " ".join(WORDS * 40), 5.0)
-    layouts = small.paginate([long_turn])
+    layouts = small.paginate([long_turn], first_page_index=3)
     assert len(layouts) > 1
     second = layouts[1].page
-    header_box = second.lines[1]
-    assert second.text[header_box.text_start:header_box.text_end] == "[7] assistant" + CONTINUED_MARK
-    resumed = small.paginate([long_turn], first_turn_offset=layouts[0].resume_offset, first_page_index=1)
+    tag_box = second.lines[1]
+    assert second.text[tag_box.text_start:tag_box.text_end].startswith("Assistant (continued from page 3): ")
+    assert layouts[1].lines[1].runs[0].face is Face.HEADER
+    resumed = small.paginate([long_turn], first_turn_offset=layouts[0].resume_offset, first_page_index=4)
     assert resumed[0].page == second
 
 
 def test_label_comes_first_and_timestamp_is_the_newest_turn(small):
     turns = [Turn(3, Role.USER, "hi", 50.0), Turn(4, Role.ASSISTANT, "hello", 20.0)]
     page = small.paginate(turns, first_page_index=12)[0].page
-    assert page.text.startswith("page 12\n") and page.label == "page 12"
-    assert page.text[page.lines[0].text_start:page.lines[0].text_end] == "page 12"
+    assert page.text.startswith("page 12 · 1970-01-01\n") and page.label == "page 12"
+    assert page.text[page.lines[0].text_start:page.lines[0].text_end] == "page 12 · 1970-01-01"
     assert page.timestamp == 50.0
     assert page.turn_indices == (3, 4)
 
 
-def test_line_boxes_map_onto_text_without_newlines(small):
+def test_line_boxes_map_onto_text_and_newlines_inside_a_line_are_drawn(small):
     layouts = small.paginate(chat(10, seed=8))
+    run_ons = 0
     for layout in layouts:
         page = layout.page
         assert page.lines[0].y0 == small.style.margin_y
         assert page.lines[-1].y1 <= page.height - small.style.margin_y
         for line, above in zip(layout.lines[1:], layout.lines):
-            gap = small.style.turn_gap_px if line.face is Face.HEADER else 0
+            starts_turn = line.runs and line.runs[0].face is Face.HEADER and line.face is not Face.HEADER
+            gap = small.style.turn_gap_px if starts_turn else 0
             assert line.box.y0 == above.box.y1 + gap
-        for box in page.lines:
-            assert "\n" not in page.text[box.text_start:box.text_end]
+        for line in layout.lines:
+            box = line.box
+            newlines = page.text[box.text_start:box.text_end].count("\n")
+            assert newlines == sum(run.text == RUN_ON_MARK for run in line.runs)
+            run_ons += newlines
             assert small.style.margin_x == box.x0 <= box.x1 <= page.width - small.style.margin_x
+    assert run_ons > 0
 
 
 def test_long_tokens_are_hard_wrapped_within_the_margins(small):
     url = "https://example.com/" + "".join(random.Random(0).choice("abcdef0123456789") for _ in range(600))
     page = small.paginate([Turn(0, Role.USER, f"see {url} ok", 0.0)])[0].page
-    content = page.lines[2:]
+    content = page.lines[1:]
     assert len(content) > 4
     right = page.width - small.style.margin_x
     assert all(box.x1 <= right for box in content)
     assert max(box.x1 for box in content) > right - 20  # wrapped lines are filled, not broken early
     shown = "".join(page.text[box.text_start:box.text_end] for box in content)
-    assert shown.replace(" ", "") == f"see{url}ok"
-    assert page.text[content[0].text_start:content[0].text_end] == "see "  # the URL starts on a fresh line
+    assert shown.replace(" ", "") == f"User:see{url}ok"
+    assert page.text[content[0].text_start:content[0].text_end] == "User: see "  # the URL starts on a fresh line
 
 
 def test_newlines_and_indentation_are_kept(small):
-    content = "a\n    b\n\n\tc\nd\n"
+    content = "a\n    b\n\n\tc\nd\n- e\n"
     layout = small.paginate([Turn(0, Role.USER, content, 0.0)])[0]
-    lines = layout.lines[2:]
+    lines = layout.lines[1:]
     text = layout.page.text
-    assert [text[l.box.text_start:l.box.text_end] for l in lines] == ["a", "    b", "", "\tc", "d"]
+    assert [text[l.box.text_start:l.box.text_end] for l in lines] == ["User: a", "    b", "", "\tc\nd", "- e"]
     space = small.faces[Face.TEXT].space_advance
     margin = small.style.margin_x
     assert lines[1].runs[0].x == margin + 4 * space
     assert lines[3].runs[0].x == margin + small.style.tab_size * space
-    assert lines[0].runs[0].x == margin
-    assert logical_lines(content) == [(0, 1, False), (2, 7, False), (8, 8, False), (9, 11, False), (12, 13, False)]
+    assert lines[0].runs[0].x == margin and lines[0].runs[0].text == "User:"
+    assert [run.text for run in lines[3].runs] == ["c", RUN_ON_MARK, "d"]
+    assert logical_lines(content) == [
+        (0, 1, False), (2, 7, False), (8, 8, False), (9, 11, False), (12, 13, False), (14, 17, False)
+    ]
+    assert blocks(content) == [(0, 1, False), (2, 7, False), (8, 8, False), (9, 13, False), (14, 17, False)]
 
 
 def test_code_blocks_use_the_mono_font(small):
     content = "Here:\n```python\ndef f(x):\n    return x\n```\nafter"
     layout = small.paginate([Turn(0, Role.ASSISTANT, content, 0.0)])[0]
     faces = [line.face for line in layout.lines]
-    assert faces == [Face.HEADER, Face.HEADER, Face.TEXT, Face.MONO, Face.MONO, Face.MONO, Face.MONO, Face.TEXT]
+    assert faces == [Face.HEADER, Face.TEXT, Face.MONO, Face.MONO, Face.MONO, Face.MONO, Face.TEXT]
     mono_font = small.faces[Face.MONO].font(0)
     assert small.chains[Face.MONO].files[0] == str(MONO) and mono_font.size == small.style.mono_font_px
-    code_line = layout.lines[4]
+    code_line = layout.lines[3]
     assert code_line.runs[0].width == round(mono_font.getlength("def"))
 
 
@@ -242,7 +259,7 @@ def test_code_blocks_use_the_mono_font(small):
 
 def test_greek_and_cyrillic_come_from_dejavu(small):
     layout = small.paginate([Turn(0, Role.USER, "Γειά σου κόσμε Привет мир", 0.0)])[0]
-    runs = [run for line in layout.lines[2:] for run in line.runs]
+    runs = [run for line in layout.lines[1:] for run in line.runs if run.face is Face.TEXT]
     assert runs and all(run.font_index == 0 for run in runs)
     assert layout.page.missing_glyphs == 0
 
@@ -250,7 +267,7 @@ def test_greek_and_cyrillic_come_from_dejavu(small):
 def test_the_chain_picks_the_first_font_that_covers_a_character(ascii_only_font):
     renderer = PageRenderer(RenderStyle(**SMALL, font_files=(ascii_only_font, str(SANS))))
     layout = renderer.paginate([Turn(0, Role.USER, "alpha α omega", 0.0)])[0]
-    runs = [(run.text, run.font_index) for run in layout.lines[2].runs]
+    runs = [(run.text, run.font_index) for run in layout.lines[1].runs[1:]]
     assert runs == [("alpha", 0), ("α", 1), ("omega", 0)]
     assert layout.missing_glyphs == 0
 
@@ -259,11 +276,12 @@ def test_uncovered_characters_are_counted_and_drawn_as_a_visible_mark():
     renderer = PageRenderer(RenderStyle(**SMALL, font_files=(str(SANS),)))
     layout = renderer.paginate([Turn(0, Role.USER, "x 你好 y", 0.0)])[0]
     assert layout.missing_glyphs == 2 and layout.page.missing_glyphs == 2
-    line = layout.lines[2]
-    mark = next(run for run in line.runs if "\ufffd" in run.text)
-    assert mark.text == "\ufffd\ufffd"
+    line = layout.lines[1]
+    marks = [run for run in line.runs if "\ufffd" in run.text]
+    assert "".join(mark.text for mark in marks) == "\ufffd\ufffd"
     image = renderer.draw(layout)
-    assert ink_in(image, (mark.x, line.box.y0, mark.x + mark.width, line.box.y1)) > 10
+    for mark in marks:
+        assert ink_in(image, (mark.x, line.box.y0, mark.x + mark.width, line.box.y1)) > 5
     assert "你好" in layout.page.text
 
 
@@ -272,7 +290,7 @@ def test_a_box_is_drawn_when_no_font_has_even_the_replacement_mark(ascii_only_fo
         RenderStyle(**SMALL, font_files=(ascii_only_font,), header_font_files=(str(SANS_BOLD),))
     )
     layout = renderer.paginate([Turn(0, Role.USER, "a ж b", 0.0)])[0]
-    line = layout.lines[2]
+    line = layout.lines[1]
     box = next(run for run in line.runs if run.font_index is None)
     assert layout.missing_glyphs == 1 and box.width > 0
     image = renderer.draw(layout)
@@ -284,8 +302,8 @@ def test_a_character_without_a_system_font_is_marked_not_dropped(small):
                                                                      for f in small.chains[Face.TEXT].files))
     layout = small.paginate([Turn(0, Role.USER, f"a{char}b", 0.0)])[0]
     assert layout.missing_glyphs == 1
-    line = layout.lines[2]
-    mark = line.runs[0]
+    line = layout.lines[1]
+    mark = line.runs[1]
     assert mark.width > small.faces[Face.TEXT].glyph("a").advance
     image = small.draw(layout)
     assert ink_in(image, (line.box.x0, line.box.y0, line.box.x1, line.box.y1)) > 20
@@ -297,7 +315,7 @@ def test_control_characters_are_counted_and_shown(small):
     assert layout.control_chars == 5
     assert layout.page.missing_glyphs == 5 + layout.missing_glyphs
     assert content.rstrip("\n") in layout.page.text
-    line = layout.lines[2]
+    line = layout.lines[1]
     image = small.draw(layout)
     marks = [run for run in line.runs if run.text[-1] in "\u2407\u241b\u2421\ufffd\u240d"]
     assert len(marks) >= 4
@@ -306,13 +324,16 @@ def test_control_characters_are_counted_and_shown(small):
         assert ink_in(image, (mark_x, line.box.y0, run.x + run.width, line.box.y1)) > 0
 
 
-def test_long_names_are_shortened_to_keep_the_header_on_one_line(small):
+def test_long_names_are_shortened_to_keep_the_tag_on_one_line(small):
     turn = Turn(0, Role.USER, "hi", 0.0, name="Bartholomew " * 20 + "\n\x07end")
-    page = small.paginate([turn])[0].page
-    header = page.text[page.lines[1].text_start:page.lines[1].text_end]
-    assert header.startswith("[0] user · Bartholomew Bartholomew") and header.endswith(ELLIPSIS)
-    assert page.lines[1].x1 <= page.width - small.style.margin_x
-    assert page.text.split("\n")[1] == header
+    layout = small.paginate([turn])[0]
+    page = layout.page
+    tag = layout.lines[1].runs[0]
+    assert [line.runs[0].face for line in layout.lines[1:]] == [Face.HEADER, Face.TEXT]  # "hi" did not fit after it
+    shown = page.text[page.lines[1].text_start:page.lines[1].text_end]
+    assert shown.startswith("User · Bartholomew Bartholomew") and shown.endswith(ELLIPSIS + ": ")
+    assert tag.text.startswith("User") and page.lines[1].x1 <= page.width - small.style.margin_x
+    assert page.text.split("\n")[1] == shown + "hi"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -53,14 +53,22 @@ def png(shade: int) -> bytes:
 
 def fill(store, scope: Scope, count: int, *, start: int = 0) -> None:
     for index in range(start, start + count):
-        store.commit(scope, turn(index), [], expected_turns=index)
+        store.commit(scope, turn(index), [], expected_turns=index, style_key=STYLE)
 
 
-def test_open_session_keeps_the_first_style(store_backend):
+def test_a_session_is_stored_with_its_first_turn_and_keeps_its_first_style(store_backend):
     with store_backend.open() as store:
-        assert store.open_session(ALICE, STYLE) == STYLE
-        assert store.open_session(ALICE, "another-style") == STYLE
-        assert store.open_session(BOB, "another-style") == "another-style"
+        assert store.session(ALICE) is None and store.load(ALICE) == ([], [])
+        assert store.sessions() == [] and store.search(ALICE, "turn") == []
+        assert store.commit(ALICE, turn(0), [], expected_turns=0, style_key=STYLE) == 1
+        info = store.session(ALICE)
+        assert (info.scope, info.style_key, info.version, info.turns, info.pages) == (ALICE, STYLE, 1, 1, 0)
+        assert store.sessions() == [ALICE]
+        with pytest.raises(ValueError, match="style_key 'another-style' is not the style"):
+            store.commit(ALICE, turn(1), [], expected_turns=1, style_key="another-style")
+        assert store.create_session(ALICE, "another-style").style_key == STYLE
+        assert store.create_session(BOB, "another-style").style_key == "another-style"
+        assert store.session(BOB).turns == 0 and store.sessions() == [ALICE, BOB]
 
 
 def test_turns_round_trip_verbatim_and_load_after_a_turn(store_backend):
@@ -70,9 +78,9 @@ def test_turns_round_trip_verbatim_and_load_after_a_turn(store_backend):
         turn(2, "  leading and trailing  \n\n"),
     ]
     with store_backend.open() as store:
-        store.open_session(ALICE, STYLE)
+        store.create_session(ALICE, STYLE)
         for t in turns:
-            store.commit(ALICE, t, [], expected_turns=t.index)
+            store.commit(ALICE, t, [], expected_turns=t.index, style_key=STYLE)
         loaded, pages = store.load(ALICE)
         assert loaded == turns and pages == []
         assert store.load(ALICE, after_turn=0)[0] == turns[1:]
@@ -82,10 +90,10 @@ def test_turns_round_trip_verbatim_and_load_after_a_turn(store_backend):
 
 def test_commit_seals_pages_with_their_turn_and_load_returns_pages_holding_later_turns(store_backend):
     with store_backend.open() as store:
-        store.open_session(ALICE, STYLE)
+        store.create_session(ALICE, STYLE)
         fill(store, ALICE, 3)
         sealed = [(page(0, (0, 1)), png(10)), (page(1, (1, 2, 3)), png(20))]
-        store.commit(ALICE, turn(3), sealed, expected_turns=3)
+        store.commit(ALICE, turn(3), sealed, expected_turns=3, style_key=STYLE)
         turns, pages = store.load(ALICE)
         assert [t.index for t in turns] == [0, 1, 2, 3]
         assert pages == [StoredPage(p, p.render_key, None) for p, _ in sealed]
@@ -96,45 +104,48 @@ def test_commit_seals_pages_with_their_turn_and_load_returns_pages_holding_later
 def test_a_failing_commit_changes_nothing(store_backend):
     """Atomicity: the turn is inserted before the page whose image turns out to be missing; both must vanish."""
     with store_backend.open() as store:
-        store.open_session(ALICE, STYLE)
+        store.create_session(ALICE, STYLE)
         fill(store, ALICE, 2)
         with pytest.raises(StaleSession, match="no longer stored"):
-            store.commit(ALICE, turn(2), [(page(0, (0, 1)), b"")], expected_turns=2)
+            store.commit(ALICE, turn(2), [(page(0, (0, 1)), b"")], expected_turns=2, style_key=STYLE)
         assert [t.index for t in store.load(ALICE)[0]] == [0, 1]
         assert store.load(ALICE)[1] == []
-        store.commit(ALICE, turn(2), [(page(0, (0, 1)), png(5))], expected_turns=2)
+        store.commit(ALICE, turn(2), [(page(0, (0, 1)), png(5))], expected_turns=2, style_key=STYLE)
         assert len(store.load(ALICE)[1]) == 1
 
 
 def test_stale_writers_are_refused(store_backend):
     with store_backend.open() as first, store_backend.open() as second:
-        first.open_session(ALICE, STYLE)
+        first.create_session(ALICE, STYLE)
         fill(first, ALICE, 2)
-        first.commit(ALICE, turn(2), [], expected_turns=2)
+        first.commit(ALICE, turn(2), [], expected_turns=2, style_key=STYLE)
         with pytest.raises(StaleSession, match="has 3 turns, expected 2"):
-            second.commit(ALICE, turn(2, "a competing turn"), [], expected_turns=2)
-        first.commit(ALICE, None, [(page(0, (0, 1)), png(1))], expected_turns=3)
+            second.commit(ALICE, turn(2, "a competing turn"), [], expected_turns=2, style_key=STYLE)
+        first.commit(ALICE, None, [(page(0, (0, 1)), png(1))], expected_turns=3, style_key=STYLE)
         with pytest.raises(StaleSession, match="pages"):
-            second.commit(ALICE, None, [(page(0, (0, 1)), png(1))], expected_turns=3)
+            second.commit(ALICE, None, [(page(0, (0, 1)), png(1))], expected_turns=3, style_key=STYLE)
         assert [t.content for t in second.load(ALICE)[0]] == ["turn 0", "turn 1", "turn 2"]
 
 
-def test_commit_into_a_session_that_is_not_open_is_refused(store_backend):
+def test_a_writer_whose_session_was_deleted_is_told_to_reload(store_backend):
     with store_backend.open() as store:
-        with pytest.raises(StoreError, match="not open"):
-            store.commit(ALICE, turn(0), [], expected_turns=0)
+        fill(store, ALICE, 2)
+        store.delete_session(ALICE.user, ALICE.session)
+        with pytest.raises(StaleSession, match="deleted"):
+            store.commit(ALICE, turn(2), [], expected_turns=2, style_key=STYLE)
+        assert store.session(ALICE) is None
 
 
 def test_images_are_content_addressed_shared_and_dropped_with_their_last_page(store_backend):
     shared = page(0, (0,), key="shared-key")
     with store_backend.open() as store:
         for scope in (ALICE, BOB):
-            store.open_session(scope, STYLE)
+            store.create_session(scope, STYLE)
             fill(store, scope, 1)
-        store.commit(ALICE, None, [(shared, png(7))], expected_turns=1)
+        store.commit(ALICE, None, [(shared, png(7))], expected_turns=1, style_key=STYLE)
         assert store.has_image("shared-key")
         # A writer that saw the image stored sends no bytes; the stored ones are kept, not replaced.
-        store.commit(BOB, None, [(shared, b"")], expected_turns=1)
+        store.commit(BOB, None, [(shared, b"")], expected_turns=1, style_key=STYLE)
         assert store.image("shared-key") == png(7)
         store.clear(ALICE)
         assert store.image("shared-key") == png(7)
@@ -147,10 +158,10 @@ def test_images_are_content_addressed_shared_and_dropped_with_their_last_page(st
 def test_replace_image_points_the_page_at_smaller_pixels(store_backend):
     with store_backend.open() as store:
         for scope in (ALICE, BOB):
-            store.open_session(scope, STYLE)
+            store.create_session(scope, STYLE)
             fill(store, scope, 2)
-        store.commit(ALICE, None, [(page(0, (0,), key="a0"), png(1)), (page(1, (1,), key="common"), png(2))], expected_turns=2)
-        store.commit(BOB, None, [(page(0, (0,), key="common"), b"")], expected_turns=2)
+        store.commit(ALICE, None, [(page(0, (0,), key="a0"), png(1)), (page(1, (1,), key="common"), png(2))], expected_turns=2, style_key=STYLE)
+        store.commit(BOB, None, [(page(0, (0,), key="common"), b"")], expected_turns=2, style_key=STYLE)
         store.replace_image(ALICE, 0, "a0@tiny", png(3), "tiny")
         store.replace_image(ALICE, 1, "common@tiny", png(4), "tiny")
         pages = store.load(ALICE)[1]
@@ -165,9 +176,9 @@ def test_replace_image_points_the_page_at_smaller_pixels(store_backend):
 def test_clear_removes_the_session_and_only_its_data(store_backend):
     with store_backend.open() as store:
         for scope in (ALICE, BOB):
-            store.open_session(scope, STYLE)
+            store.create_session(scope, STYLE)
             fill(store, scope, 2)
-            store.commit(scope, None, [(page(0, (0, 1), key=f"{scope.user}-0"), png(9))], expected_turns=2)
+            store.commit(scope, None, [(page(0, (0, 1), key=f"{scope.user}-0"), png(9))], expected_turns=2, style_key=STYLE)
         store.clear(ALICE)
         assert store.load(ALICE) == ([], [])
         assert store.sessions() == [BOB]
@@ -179,7 +190,7 @@ def test_sessions_are_listed_sorted_and_by_user(store_backend):
     scopes = [Scope("zoe", "b"), Scope("ada", "z"), Scope("ada", "a"), Scope("\u05e9", "\U0001f600")]
     with store_backend.open() as store:
         for scope in scopes:
-            store.open_session(scope, STYLE)
+            store.create_session(scope, STYLE)
         assert store.sessions("ada") == [Scope("ada", "a"), Scope("ada", "z")]
         assert set(store.sessions()) == set(scopes) and len(store.sessions()) == 4
         assert store.sessions("nobody") == []
@@ -188,9 +199,9 @@ def test_sessions_are_listed_sorted_and_by_user(store_backend):
 def test_reopening_restores_everything_byte_for_byte(store_backend):
     image = png(42)
     with store_backend.open() as store:
-        store.open_session(ALICE, STYLE)
-        store.commit(ALICE, turn(0, HOSTILE_TEXT), [], expected_turns=0)
-        store.commit(ALICE, turn(1), [(page(0, (0,), text=HOSTILE_TEXT), image)], expected_turns=1)
+        store.create_session(ALICE, STYLE)
+        store.commit(ALICE, turn(0, HOSTILE_TEXT), [], expected_turns=0, style_key=STYLE)
+        store.commit(ALICE, turn(1), [(page(0, (0,), text=HOSTILE_TEXT), image)], expected_turns=1, style_key=STYLE)
         before = store.load(ALICE)
     with store_backend.open() as store:
         after = store.load(ALICE)
@@ -198,7 +209,7 @@ def test_reopening_restores_everything_byte_for_byte(store_backend):
         assert page_to_json(after[1][0].page) == page_to_json(before[1][0].page)
         assert store.image(after[1][0].image_key) == image
         assert decode_png(store.image(after[1][0].image_key)).size == (32, 16)
-        assert store.open_session(ALICE, "other") == STYLE
+        assert store.create_session(ALICE, "other").style_key == STYLE
 
 
 def test_a_store_written_by_a_newer_version_is_refused(store_backend):
@@ -249,7 +260,7 @@ def test_an_older_store_is_migrated_on_open(store_backend):
         assert stored == [StoredPage(p, p.render_key, None) for p in pages]
         assert [s.page.index for s in store.load(ALICE, after_turn=1)[1]] == [1]  # uses the migrated turn range
         store.replace_image(ALICE, 0, "k0@tiny", png(99), "tiny")
-        store.commit(ALICE, turn(3), [(page(2, (3,)), png(3))], expected_turns=3)
+        store.commit(ALICE, turn(3), [(page(2, (3,)), png(3))], expected_turns=3, style_key=STYLE)
     ranges = store_backend.raw("SELECT idx, first_turn, last_turn FROM pages ORDER BY idx")
     assert [tuple(row) for row in ranges] == [(0, 0, 1), (1, 1, 2), (2, 3, 3)]
     assert store_backend.raw("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
@@ -269,18 +280,18 @@ def test_a_failed_migration_leaves_the_older_store_untouched(store_backend):
 @pytest.mark.parametrize(
     "call, error, field",
     [
-        (lambda s: s.open_session("alice/s1", STYLE), TypeError, "scope"),
-        (lambda s: s.open_session(ALICE, 3), TypeError, "style_key"),
+        (lambda s: s.create_session("alice/s1", STYLE), TypeError, "scope"),
+        (lambda s: s.create_session(ALICE, 3), TypeError, "style_key"),
         (lambda s: s.load(ALICE, after_turn=1.5), TypeError, "after_turn"),
         (lambda s: s.load(ALICE, after_turn=-2), ValueError, "after_turn"),
-        (lambda s: s.commit(ALICE, turn(0), [], expected_turns=True), TypeError, "expected_turns"),
-        (lambda s: s.commit(ALICE, turn(1), [], expected_turns=0), ValueError, "turn index"),
-        (lambda s: s.commit(ALICE, turn(0, metadata={"x": object()}), [], expected_turns=0), TypeError, "metadata"),
-        (lambda s: s.commit(ALICE, turn(0, "\ud800"), [], expected_turns=0), ValueError, "content"),
-        (lambda s: s.commit(ALICE, turn(0), [page(0, (0,))], expected_turns=0), TypeError, "pages"),
-        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0,)), "png")], expected_turns=0), TypeError, "image"),
-        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0, 1)), png(1))], expected_turns=0), ValueError, "session has 1"),
-        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0,)), png(1)), (page(2, (0,)), png(1))], expected_turns=0),
+        (lambda s: s.commit(ALICE, turn(0), [], expected_turns=True, style_key=STYLE), TypeError, "expected_turns"),
+        (lambda s: s.commit(ALICE, turn(1), [], expected_turns=0, style_key=STYLE), ValueError, "turn index"),
+        (lambda s: s.commit(ALICE, turn(0, metadata={"x": object()}), [], expected_turns=0, style_key=STYLE), TypeError, "metadata"),
+        (lambda s: s.commit(ALICE, turn(0, "\ud800"), [], expected_turns=0, style_key=STYLE), ValueError, "content"),
+        (lambda s: s.commit(ALICE, turn(0), [page(0, (0,))], expected_turns=0, style_key=STYLE), TypeError, "pages"),
+        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0,)), "png")], expected_turns=0, style_key=STYLE), TypeError, "image"),
+        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0, 1)), png(1))], expected_turns=0, style_key=STYLE), ValueError, "session has 1"),
+        (lambda s: s.commit(ALICE, turn(0), [(page(0, (0,)), png(1)), (page(2, (0,)), png(1))], expected_turns=0, style_key=STYLE),
          ValueError, "consecutive"),
         (lambda s: s.image(None), TypeError, "key"),
         (lambda s: s.replace_image(ALICE, 0, "k", b"", "tiny"), ValueError, "image"),
@@ -289,7 +300,7 @@ def test_a_failed_migration_leaves_the_older_store_untouched(store_backend):
 )
 def test_bad_arguments_are_refused_with_the_field_named(store_backend, call, error, field):
     with store_backend.open() as store:
-        store.open_session(ALICE, STYLE)
+        store.create_session(ALICE, STYLE)
         with pytest.raises(error, match=field):
             call(store)
         assert store.load(ALICE) == ([], [])

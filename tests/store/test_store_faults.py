@@ -146,8 +146,12 @@ def test_a_read_only_store_refuses_writes_but_still_reads(store_backend):
         memory.add("user", "one more")
     assert memory.turns == expected
     assert memory.recall(0) and memory.context().report.pages_total == len(memory.pages) > 0
+    # Opening a new session writes nothing, so it opens; only its first turn meets the read-only store.
+    fresh = OpticalMemory.open(store_backend.read_only_target, session="new session", style=TINY_PAGE, consumer="gemini")
+    assert fresh.turns == [] and fresh.context().recent == []
     with pytest.raises(StoreError, match="read-only"):
-        OpticalMemory.open(store_backend.read_only_target, session="new session", style=TINY_PAGE, consumer="gemini")
+        fresh.add("user", "first turn")
+    fresh.close()
     memory.close()
 
 

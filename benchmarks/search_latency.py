@@ -1,0 +1,161 @@
+"""How fast ``OpticalMemory.search`` answers, and what the full-text index adds to ``add`` + ``context``.
+
+Run: ``python -m benchmarks.search_latency [--sizes 10000 100000] [--queries 400]``. Prints a table and writes
+``benchmarks/results/search_latency.json`` with the command, machine and commit.
+
+Workload: real human chat messages (chitchat corpus, every chat in id order, one message per turn; 100k turns
+use ~72% of the corpus) written into one session of a SQLite file through ``OpticalMemory.add`` with a hot window
+larger than the session, so nothing is rendered and filling measures the store (filling skips fsync:
+``synchronous = OFF`` on the benchmark's own connection; searches read the same file either way). Queries: 1 to 3
+words of at least 4 letters drawn from a random stored turn (so each has a hit), a third of each length, searched
+with ``k=10``; "any" runs the same queries with ``match="any"``. Latency is wall-clock per call of
+``memory.search`` (index query, page lookup and verbatim snippets), after one warm-up pass; p50/p99 over the calls.
+The machine is shared: its load average is recorded beside the figures.
+
+The ``add`` + ``context`` overhead is ``benchmarks.memory_overhead.measure_memory_overhead`` (rendering excluded),
+the measurement ``benchmarks.render_speed`` reports, run again here with the index written in every ``add``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from benchmarks.datasets import _chitchat
+from benchmarks.memory_overhead import measure_memory_overhead
+from optical_memory.memory import OpticalMemory
+from optical_memory.store.search import words
+from optical_memory.store.sqlite import SQLiteStore
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def chat_messages(count: int) -> list[tuple[str, str]]:
+    """The first ``count`` messages of the corpus (chats in id order) as (role, text)."""
+    messages = [(turn.role.value, turn.text) for chat in _chitchat().values() for turn in chat]
+    if count > len(messages):
+        raise ValueError(f"the corpus has {len(messages)} messages, fewer than {count}")
+    return messages[:count]
+
+
+def _queries(texts: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    queries: list[str] = []
+    while len(queries) < count:
+        candidates = list(dict.fromkeys(w.text for w in words(rng.choice(texts)) if len(w.text) >= 4 and w.text.isalpha()))
+        length = 1 + len(queries) % 3
+        if len(candidates) >= length:
+            queries.append(" ".join(rng.sample(candidates, length)))
+    return queries
+
+
+def _percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
+        "mean_ms": statistics.fmean(ordered),
+        "max_ms": ordered[-1],
+    }
+
+
+def measure_search(turns: int, *, queries: int = 400, folder: Path, seed: int = 0) -> dict[str, Any]:
+    """Fill a session of ``turns`` chat messages in a SQLite file, then time ``queries`` searches."""
+    messages = chat_messages(turns)
+    path = folder / f"search_{turns}.db"
+    store = SQLiteStore(path)
+    store._db.execute("PRAGMA synchronous = OFF")  # benchmark only: filling should not wait for the disk
+    memory = OpticalMemory(store, session="bench", hot_turns=turns + 1)
+    fill_started = time.perf_counter()
+    for index, (role, text) in enumerate(tqdm(messages, desc=f"filling {turns} turns", unit="turn", mininterval=2)):
+        memory.add(role, text, timestamp=1.5e9 + 60 * index)
+    fill_seconds = time.perf_counter() - fill_started
+    rng = random.Random(seed)
+    asked = _queries([text for _, text in messages], queries, rng)
+    result: dict[str, Any] = {"turns": turns, "queries": len(asked), "file_mb": path.stat().st_size / 1e6,
+                              "fill_seconds": fill_seconds}
+    for match in ("all", "any"):
+        for query in asked:  # warm-up: the first pass reads the index pages into the cache
+            memory.search(query, k=10, match=match)
+        samples, hits = [], []
+        for query in asked:
+            started = time.perf_counter()
+            found = memory.search(query, k=10, match=match)
+            samples.append((time.perf_counter() - started) * 1000)
+            hits.append(len(found))
+        result[match] = {**_percentiles(samples), "hits_mean": statistics.fmean(hits),
+                         "queries_without_hits": sum(h == 0 for h in hits)}
+    result["examples"] = [{"query": q, "hits": [(h.turn_index, h.page, round(h.score, 3), h.snippet[:80])
+                                                  for h in memory.search(q, k=3)]} for q in asked[:3]]
+    memory.close()
+    return result
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _table(result: dict[str, Any]) -> str:
+    rows = [f"{'turns':>8} {'match':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'hits':>5}  (file MB, fill s)"]
+    for entry in result["search"]:
+        for match in ("all", "any"):
+            m = entry[match]
+            rows.append(f"{entry['turns']:>8} {match:>5} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['mean_ms']:>8.2f}"
+                        f" {m['hits_mean']:>5.1f}  ({entry['file_mb']:.0f}, {entry['fill_seconds']:.0f})")
+    for overhead in result["memory_overhead"]:
+        rows.append(
+            f"add+context at {overhead['turns']} turns ({overhead['store']}): add {overhead['add_cpu_ms_median_excluding_rendering']:.2f} ms"
+            f" + context {overhead['context_cpu_ms_median']:.2f} ms = {overhead['add_plus_context_cpu_ms_median']:.2f} ms"
+            " CPU per turn (median, rendering excluded)"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="session sizes in turns")
+    parser.add_argument("--queries", type=int, default=400, help="searches timed per size and match mode")
+    parser.add_argument("--overhead-turns", type=int, default=10_000, help="session size for add+context (0: skip)")
+    args = parser.parse_args()
+    result: dict[str, Any] = {
+        "command": " ".join(["python -m benchmarks.search_latency", *sys.argv[1:]]),
+        "commit": _commit(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+                    "load_average_1min_start": os.getloadavg()[0]},
+        "search": [],
+        "memory_overhead": [],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        for size in args.sizes:
+            result["search"].append(measure_search(size, queries=args.queries, folder=Path(folder)))
+        if args.overhead_turns:
+            result["memory_overhead"].append(measure_memory_overhead(args.overhead_turns))
+            result["memory_overhead"].append(measure_memory_overhead(args.overhead_turns, db=Path(folder) / "overhead.db"))
+            result["memory_overhead"][-1]["store"] = "a SQLite file (WAL, synchronous=FULL)"
+    result["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+    print(_table(result))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "search_latency.json"
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

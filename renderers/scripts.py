@@ -1,0 +1,317 @@
+"""What layout needs to know about Unicode text: grapheme clusters, which text needs shaping, bidi order, CJK breaks.
+
+Everything here comes from the standard library's ``unicodedata`` (the properties it lacks are tabulated below), so
+rendering adds no dependency and follows the Python build's Unicode version.
+
+* **Clusters** are extended grapheme clusters (UAX #29 rules GB3-GB13): a base letter with its combining marks, a
+  Hangul syllable from jamo, an emoji ZWJ sequence, a flag (two regional indicators), a keycap. Layout never breaks
+  a line inside one, and a cluster is drawn with one font. Not implemented: GB9c (Indic conjuncts, Unicode 15.1),
+  so a conjunct is two clusters; shaping still joins it, as both go to raqm in one run.
+* **Shaping**: a word needs a shaping engine (raqm) when it holds right-to-left or Arabic-number characters,
+  combining marks, format characters (ZWJ, ZWNJ, bidi marks, variation selectors, tags), regional indicators, emoji
+  modifiers or conjoining jamo. Everything else (Latin, Greek, Cyrillic, CJK, most symbols) is one glyph per code
+  point and keeps the fast glyph-by-glyph path.
+* **Bidi**: the Unicode Bidirectional Algorithm (UAX #9) without explicit embeddings, overrides, isolates and
+  bracket pairs (their controls are treated as neutral and drawn as nothing): rules W1-W7, N1-N2, I1-I2 resolve a
+  level per piece of text, L2 reorders the pieces of a line. The paragraph level comes from the first strong
+  character (P2-P3).
+* **CJK breaks**: Chinese and Japanese write no spaces, so a line may break after any ideograph or kana, though not
+  before closing punctuation nor after opening punctuation (the basic kinsoku rule).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Iterator, Sequence
+
+# Default_Ignorable_Code_Point (DerivedCoreProperties.txt): drawn as nothing, so no font needs to cover them.
+_DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+# Grapheme_Cluster_Break=Prepend (GraphemeBreakProperty.txt).
+_PREPEND = (
+    (0x0600, 0x0605), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x0D4E, 0x0D4E),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x111C2, 0x111C3), (0x1193F, 0x1193F), (0x11941, 0x11941),
+    (0x11A3A, 0x11A3A), (0x11A84, 0x11A89), (0x11D46, 0x11D46), (0x11F02, 0x11F02),
+)
+# Extended_Pictographic (emoji-data.txt), merged into ranges: what a ZWJ joins in an emoji sequence (GB11).
+_PICTOGRAPHIC = (
+    (0x00A9, 0x00A9), (0x00AE, 0x00AE), (0x203C, 0x203C), (0x2049, 0x2049), (0x2122, 0x2122), (0x2139, 0x2139),
+    (0x2194, 0x2199), (0x21A9, 0x21AA), (0x231A, 0x231B), (0x2328, 0x2328), (0x2388, 0x2388), (0x23CF, 0x23CF),
+    (0x23E9, 0x23F3), (0x23F8, 0x23FA), (0x24C2, 0x24C2), (0x25AA, 0x25AB), (0x25B6, 0x25B6), (0x25C0, 0x25C0),
+    (0x25FB, 0x25FE), (0x2600, 0x2605), (0x2607, 0x2612), (0x2614, 0x2685), (0x2690, 0x2705), (0x2708, 0x2712),
+    (0x2714, 0x2714), (0x2716, 0x2716), (0x271D, 0x271D), (0x2721, 0x2721), (0x2728, 0x2728), (0x2733, 0x2734),
+    (0x2744, 0x2744), (0x2747, 0x2747), (0x274C, 0x274C), (0x274E, 0x274E), (0x2753, 0x2755), (0x2757, 0x2757),
+    (0x2763, 0x2767), (0x2795, 0x2797), (0x27A1, 0x27A1), (0x27B0, 0x27B0), (0x27BF, 0x27BF), (0x2934, 0x2935),
+    (0x2B05, 0x2B07), (0x2B1B, 0x2B1C), (0x2B50, 0x2B50), (0x2B55, 0x2B55), (0x3030, 0x3030), (0x303D, 0x303D),
+    (0x3297, 0x3297), (0x3299, 0x3299), (0x1F000, 0x1F0FF), (0x1F10D, 0x1F10F), (0x1F12F, 0x1F12F),
+    (0x1F16C, 0x1F171), (0x1F17E, 0x1F17F), (0x1F18E, 0x1F18E), (0x1F191, 0x1F19A), (0x1F1AD, 0x1F1E5),
+    (0x1F201, 0x1F20F), (0x1F21A, 0x1F21A), (0x1F22F, 0x1F22F), (0x1F232, 0x1F23A), (0x1F23C, 0x1F23F),
+    (0x1F249, 0x1F3FA), (0x1F400, 0x1F53D), (0x1F546, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F774, 0x1F77F),
+    (0x1F7D5, 0x1F7FF), (0x1F80C, 0x1F80F), (0x1F848, 0x1F84F), (0x1F85A, 0x1F85F), (0x1F888, 0x1F88F),
+    (0x1F8AE, 0x1F8FF), (0x1F90C, 0x1F93A), (0x1F93C, 0x1F945), (0x1F947, 0x1FAFF), (0x1FC00, 0x1FFFD),
+)
+# Grapheme_Cluster_Break classes (those the rules tell apart).
+_OTHER, _CR, _LF, _CONTROL, _EXTEND, _ZWJ, _RI, _PREPEND_BREAK, _SPACING, _L, _V, _T, _LV, _LVT = range(14)
+_HANGUL_JOINS = {_L: (_L, _V, _LV, _LVT), _LV: (_V, _T), _V: (_V, _T), _LVT: (_T,), _T: (_T,)}
+_RIGHT_TO_LEFT_CLASSES = ("R", "AL", "AN")
+
+
+def _within(code: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(low <= code <= high for low, high in ranges)
+
+
+@lru_cache(maxsize=8192)
+def _break_class(char: str) -> int:
+    code = ord(char)
+    if char == "\r":
+        return _CR
+    if char == "\n":
+        return _LF
+    if code == 0x200D:
+        return _ZWJ
+    if 0x1F1E6 <= code <= 0x1F1FF:
+        return _RI
+    # Emoji modifiers, tags, ZWNJ and halfwidth voicing marks extend a cluster though they are not marks.
+    if 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F or code == 0x200C or 0xFF9E <= code <= 0xFF9F:
+        return _EXTEND
+    if 0x1100 <= code <= 0x115F or 0xA960 <= code <= 0xA97C:
+        return _L
+    if 0x1160 <= code <= 0x11A7 or 0xD7B0 <= code <= 0xD7C6:
+        return _V
+    if 0x11A8 <= code <= 0x11FF or 0xD7CB <= code <= 0xD7FB:
+        return _T
+    if 0xAC00 <= code <= 0xD7A3:
+        return _LV if (code - 0xAC00) % 28 == 0 else _LVT
+    if _within(code, _PREPEND):
+        return _PREPEND_BREAK
+    if code in (0x0E33, 0x0EB3):  # Thai and Lao sara am: letters by category, spacing marks for clusters
+        return _SPACING
+    category = unicodedata.category(char)
+    if category in ("Mn", "Me"):
+        return _EXTEND
+    if category == "Mc":
+        return _SPACING
+    if category in ("Cc", "Cf", "Zl", "Zp") or (category == "Cn" and is_default_ignorable(char)):
+        return _CONTROL
+    return _OTHER
+
+
+@lru_cache(maxsize=8192)
+def _pictographic(char: str) -> bool:
+    return _within(ord(char), _PICTOGRAPHIC)
+
+
+def iter_clusters(text: str) -> Iterator[str]:
+    """The extended grapheme clusters of ``text``, one at a time (callers may stop early)."""
+    if not text:
+        return
+    start = 0
+    previous = _break_class(text[0])
+    regional = 1 if previous == _RI else 0  # regional indicators in a row, ending at the previous character
+    emoji = _pictographic(text[0])  # after a pictograph and only Extend since
+    joined_emoji = False  # the previous character is a ZWJ after a pictograph (GB11)
+    for position in range(1, len(text)):
+        char = text[position]
+        current = _break_class(char)
+        if previous == _CR and current == _LF:
+            joins = True  # GB3
+        elif previous in (_CONTROL, _CR, _LF) or current in (_CONTROL, _CR, _LF):
+            joins = False  # GB4, GB5
+        elif current in _HANGUL_JOINS.get(previous, ()):
+            joins = True  # GB6-GB8
+        elif current in (_EXTEND, _ZWJ, _SPACING) or previous == _PREPEND_BREAK:
+            joins = True  # GB9, GB9a, GB9b
+        elif joined_emoji and _pictographic(char):
+            joins = True  # GB11
+        else:
+            joins = previous == current == _RI and regional % 2 == 1  # GB12, GB13
+        if not joins:
+            yield text[start:position]
+            start = position
+        joined_emoji = emoji and current == _ZWJ
+        if _pictographic(char):
+            emoji = True
+        elif current != _EXTEND:
+            emoji = False
+        regional = regional + 1 if current == _RI else 0
+        previous = current
+    yield text[start:]
+
+
+def clusters(text: str) -> list[str]:
+    """The extended grapheme clusters of ``text``, in order."""
+    return list(iter_clusters(text))
+
+
+def first_cluster_length(text: str) -> int:
+    """Code points in the first cluster of ``text`` (at least 1 for non-empty text)."""
+    return len(next(iter_clusters(text), ""))
+
+
+@lru_cache(maxsize=8192)
+def _shaped_char(char: str) -> bool:
+    code = ord(char)
+    return (
+        bidi_class(char) in _RIGHT_TO_LEFT_CLASSES
+        or unicodedata.category(char) in ("Mn", "Mc", "Me", "Cf")
+        or _break_class(char) in (_RI, _EXTEND, _L, _V, _T)
+        or 0xD7B0 <= code <= 0xD7FF
+    )
+
+
+def needs_shaping(text: str) -> bool:
+    """Whether ``text`` has anything that one-glyph-per-code-point drawing gets wrong (see the module docstring)."""
+    return not text.isascii() and any(_shaped_char(char) for char in text)
+
+
+def has_right_to_left(text: str) -> bool:
+    """Whether ``text`` has a right-to-left letter or an Arabic digit, so its line needs the bidi algorithm."""
+    return not text.isascii() and any(bidi_class(char) in _RIGHT_TO_LEFT_CLASSES for char in text)
+
+
+def is_default_ignorable(char: str) -> bool:
+    return _within(ord(char), _DEFAULT_IGNORABLE)
+
+
+@lru_cache(maxsize=8192)
+def bidi_class(char: str) -> str:
+    """The bidi class of ``char``; unassigned code points count as left-to-right (UAX #9's default for most)."""
+    return unicodedata.bidirectional(char) or "L"
+
+
+def paragraph_level(text: str, start: int, end: int) -> int:
+    """0 (left-to-right) or 1 (right-to-left): the direction of the first strong character of ``text[start:end]``."""
+    for position in range(start, end):
+        kind = bidi_class(text[position])
+        if kind == "L":
+            return 0
+        if kind in ("R", "AL"):
+            return 1
+    return 0
+
+
+# Ideographs, kana and CJK punctuation, for line breaking (one ``re`` scan per token).
+_CJK = (
+    "\u2E80-\u2FDF\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303C\u3040-\u30FF\u31F0-\u31FF\u3400-\u4DBF"
+    "\u4E00-\u9FFF\uF900-\uFAFF\uFF66-\uFF9D\U00020000-\U0003134F"
+)
+_CJK_OPENING = "\u3008\u300A\u300C\u300E\u3010\u3014\u3016\u3018\u301D\uFF08\uFF3B\uFF5B\uFF5F\uFF62"
+_CJK_CLOSING = (
+    "\u3001\u3002\u3009\u300B\u300D\u300F\u3011\u3015\u3017\u3019\u301E\u301F\u309D\u309E\u30FB\u30FC\u30FD\u30FE"
+    "\uFF01\uFF09\uFF0C\uFF0E\uFF1A\uFF1B\uFF1F\uFF3D\uFF5D\uFF60\uFF63\u2026\u2025"
+)
+# Marks that may follow an ideograph inside its cluster (combining marks, kana voicing, variation selectors).
+_CJK_EXTEND = "\u0300-\u036F\u3099\u309A\uFE00-\uFE0F\U000E0100-\U000E01EF"
+# A layout token: a run of anything but spaces, newlines, ideographs and opening punctuation (tried first: by far
+# the commonest, and nothing else starts with those characters), a run of spaces and tabs, a newline, one ideograph
+# with the punctuation that must stay with it, or opening punctuation that no ideograph follows.
+TOKEN = re.compile(
+    f"[^ \\t\\n{_CJK}{_CJK_OPENING}]+|[ \\t]+|\\n"
+    f"|[{_CJK_OPENING}]*[{_CJK}][{_CJK_EXTEND}]*(?:[{_CJK_CLOSING}][{_CJK_EXTEND}]*)*"
+    f"|[{_CJK_OPENING}]+"
+)
+
+_NEUTRAL = frozenset({"B", "S", "WS", "ON", "BN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+
+
+def resolve_levels(classes: Sequence[str], lengths: Sequence[int], paragraph: int) -> list[int]:
+    """Embedding levels of a line's pieces, each piece of one bidi class (``lengths`` in code points).
+
+    Explicit embedding, override and isolate controls are neutral here (rule X9 would remove them; as neutrals they
+    join the direction around them, which is what they are drawn with: nothing).
+    """
+    sos = "R" if paragraph else "L"
+    kinds = list(classes)
+    count = len(kinds)
+    # W1: a non-spacing mark takes the class of the piece before it.
+    for i, kind in enumerate(kinds):
+        if kind == "NSM":
+            kinds[i] = kinds[i - 1] if i else sos
+        elif kind in _NEUTRAL:
+            kinds[i] = "ON" if kind not in ("WS", "S", "B") else kind
+    # W2, W3: European digits after Arabic letters are Arabic numbers; Arabic letters are right-to-left.
+    strong = sos
+    for i, kind in enumerate(kinds):
+        if kind in ("L", "R", "AL"):
+            strong = kind
+        elif kind == "EN" and strong == "AL":
+            kinds[i] = "AN"
+    kinds = ["R" if kind == "AL" else kind for kind in kinds]
+    # W4: one separator between two numbers of the same kind joins them.
+    for i in range(1, count - 1):
+        if lengths[i] == 1 and kinds[i - 1] == kinds[i + 1]:
+            if (kinds[i] == "ES" and kinds[i - 1] == "EN") or (kinds[i] == "CS" and kinds[i - 1] in ("EN", "AN")):
+                kinds[i] = kinds[i - 1]
+    # W5: terminators (currency, percent) next to European digits are digits.
+    for i, kind in enumerate(kinds):
+        if kind == "EN":
+            j = i - 1
+            while j >= 0 and kinds[j] == "ET":
+                kinds[j] = "EN"
+                j -= 1
+            j = i + 1
+            while j < count and kinds[j] == "ET":
+                kinds[j] = "EN"
+                j += 1
+    # W6: remaining separators and terminators are neutral. W7: digits in left-to-right text are left-to-right.
+    strong = sos
+    for i, kind in enumerate(kinds):
+        if kind in ("ES", "ET", "CS"):
+            kinds[i] = "ON"
+        elif kind in ("L", "R"):
+            strong = kind
+        elif kind == "EN" and strong == "L":
+            kinds[i] = "L"
+    # N1, N2: neutrals between text of one direction take it (numbers count as right-to-left), else the paragraph's.
+    i = 0
+    while i < count:
+        if kinds[i] not in ("ON", "WS", "S", "B"):
+            i += 1
+            continue
+        j = i
+        while j < count and kinds[j] in ("ON", "WS", "S", "B"):
+            j += 1
+        before = "R" if i == 0 and paragraph else "L" if i == 0 else _direction(kinds[i - 1])
+        after = ("R" if paragraph else "L") if j == count else _direction(kinds[j])
+        resolved = before if before == after else ("R" if paragraph else "L")
+        for k in range(i, j):
+            kinds[k] = resolved
+        i = j
+    # I1, I2.
+    levels = []
+    for kind in kinds:
+        if paragraph == 0:
+            levels.append(1 if kind == "R" else 2 if kind in ("AN", "EN") else 0)
+        else:
+            levels.append(2 if kind in ("L", "AN", "EN") else 1)
+    return levels
+
+
+def _direction(kind: str) -> str:
+    return "L" if kind == "L" else "R"
+
+
+def visual_order(levels: Sequence[int]) -> list[int]:
+    """Rule L2: indices of the pieces left to right, reversing every run at each level from the highest down."""
+    order = list(range(len(levels)))
+    if not levels:
+        return order
+    highest = max(levels)
+    lowest_odd = min(levels) | 1
+    for level in range(highest, lowest_odd - 1, -1):
+        i = 0
+        while i < len(order):
+            if levels[order[i]] < level:
+                i += 1
+                continue
+            j = i
+            while j < len(order) and levels[order[j]] >= level:
+                j += 1
+            order[i:j] = order[i:j][::-1]
+            i = j
+    return order

@@ -1,0 +1,257 @@
+"""Every script drawn: CJK read back by OCR, right-to-left text in bidi order and shaped, emoji sequences and flags
+drawn whole from a font that maps them, no line broken inside a cluster; tabs and wrapped code lines visible.
+
+These use the default chains with the system fonts the README installs (fonts-noto-core, fonts-noto-cjk,
+fonts-symbola): a machine without them fails here, as it should, rather than skipping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optical_memory.renderers import Face, PageRenderer, RenderStyle
+from optical_memory.renderers.fonts import font_coverage
+from optical_memory.renderers.layout import CONTINUATION_MARK
+from optical_memory.renderers.scripts import clusters, is_default_ignorable
+from PIL import Image, ImageDraw, ImageFont
+from scipy.ndimage import binary_dilation
+
+from optical_memory.core.imaging import pixel_hash
+from optical_memory.core.types import Role, Turn
+
+MIXED = (
+    "中文：我们明天见。日本語：こんにちは。한국어 안녕하세요. שלום עולם. مرحبا بالعالم. "
+    "👍🏽 👨‍👩‍👧 🇫🇷 🇯🇵 1️⃣ ❤️ café (e\u0301)."
+)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> PageRenderer:
+    return PageRenderer()
+
+
+def one_page(renderer: PageRenderer, content: str, **turn):
+    layout = renderer.paginate([Turn(0, Role.USER, content, 1_683_500_000.0, **turn)])[0]
+    return layout, renderer.draw(layout)
+
+
+def font_file(renderer: PageRenderer, run) -> str:
+    return renderer.chains[run.face].files[run.font_index]
+
+
+def content_runs(layout):
+    return [(run, line) for line in layout.lines for run in line.runs if run.face is not Face.HEADER]
+
+
+def ink(image: Image.Image) -> np.ndarray:
+    """Where ``image`` is inked, cropped to the ink."""
+    mask = np.asarray(image) < 128
+    ys, xs = np.nonzero(mask)
+    return mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def drawn_glyph_by_glyph(path: str, text: str, px: int) -> np.ndarray:
+    """``text`` drawn left to right by Pillow's basic layout (no shaping, no bidi): one glyph per code point."""
+    font = ImageFont.truetype(path, px, layout_engine=ImageFont.Layout.BASIC)
+    left, top, right, bottom = font.getbbox(text, anchor="ls")
+    image = Image.new("L", (right - left + 4, bottom - top + 4), 255)
+    ImageDraw.Draw(image).text((2 - left, 2 - top), text, font=font, fill=0, anchor="ls")
+    return ink(image)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of each ink mask within one pixel of the other's ink (the smaller of the two shares)."""
+    height, width = max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1])
+    big_a, big_b = np.zeros((height, width), bool), np.zeros((height, width), bool)
+    big_a[:a.shape[0], :a.shape[1]] = a
+    big_b[:b.shape[0], :b.shape[1]] = b
+    return min((big_a & binary_dilation(big_b)).sum() / big_a.sum(), (big_b & binary_dilation(big_a)).sum() / big_b.sum())
+
+
+def drawn_span(image, runs) -> np.ndarray:
+    """The ink of the given runs of one line, cropped to it."""
+    line = runs[0][1]
+    x0 = min(run.x for run, _ in runs)
+    x1 = max(run.x + run.width for run, _ in runs)
+    return ink(image.crop((x0 - 2, line.box.y0, x1 + 2, line.box.y1)))
+
+
+# -- fonts ------------------------------------------------------------------------------------------------------------
+
+
+def test_every_run_of_a_mixed_script_page_comes_from_a_font_that_maps_all_of_it(renderer):
+    layout, _ = one_page(renderer, MIXED)
+    assert layout.missing_glyphs == 0 and layout.page.missing_glyphs == 0
+    fonts_used = {}
+    for run, _ in content_runs(layout):
+        path = font_file(renderer, run)
+        # raqm draws the glyphs the cmap gives; a code point outside it would come out as .notdef (a box).
+        assert all(ord(char) in font_coverage(path) for char in run.text if not is_default_ignorable(char)), run
+        for char in run.text:
+            fonts_used[char] = Path(path).name
+    assert fonts_used["中"].startswith("NotoSansCJK") and fonts_used["こ"].startswith("NotoSansCJK")
+    assert fonts_used["ש"] == "NotoSansHebrew-Regular.ttf" and fonts_used["م"] == "NotoSansArabic-Regular.ttf"
+    assert all(fonts_used[char].startswith("Symbola") for char in "👍👨👩👧\U0001F1EB\U0001F1F7")
+    assert "\ufffd" not in "".join(run.text for run, _ in content_runs(layout))
+
+
+def test_emoji_zwj_sequences_and_flags_are_drawn_as_their_glyphs(renderer):
+    layout, image = one_page(renderer, "family 👨‍👩‍👧 flag 🇫🇷 end")
+    runs = content_runs(layout)
+    family = [(run, line) for run, line in runs if "👨" in run.text]
+    flag = [(run, line) for run, line in runs if "\U0001F1EB" in run.text]
+    assert [run.text for run, _ in family] == ["👨\u200d👩\u200d👧"] and [run.text for run, _ in flag] == ["🇫🇷"]
+    symbola = font_file(renderer, family[0][0])
+    px = renderer.style.font_px
+    # The joiners draw nothing: the sequence is the three people side by side, the flag its two letter boxes.
+    assert agreement(drawn_span(image, family), drawn_glyph_by_glyph(symbola, "👨👩👧", px)) > 0.97
+    assert agreement(drawn_span(image, flag), drawn_glyph_by_glyph(symbola, "🇫🇷", px)) > 0.97
+    replacement = drawn_glyph_by_glyph(font_file(renderer, runs[0][0]), "\ufffd", px)
+    assert agreement(drawn_span(image, flag)[:, : replacement.shape[1]], replacement) < 0.8
+
+
+# -- right to left ----------------------------------------------------------------------------------------------------
+
+
+def test_hebrew_is_drawn_in_visual_order(renderer):
+    layout, image = one_page(renderer, "x שלום עולם y")
+    hebrew = [(run, line) for run, line in content_runs(layout) if run.direction == "rtl"]
+    assert [run.text for run, _ in hebrew] == ["עולם", "שלום"]  # left to right on the page
+    path = font_file(renderer, hebrew[0][0])
+    drawn = drawn_span(image, hebrew)
+    px = renderer.style.font_px
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "םלוע םולש", px)) > 0.97  # the whole string reversed
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "שלום עולם", px)) < 0.9  # logical order: what it was
+
+
+def test_arabic_letters_are_joined(renderer):
+    layout, image = one_page(renderer, "x محمد y")
+    arabic = [(run, line) for run, line in content_runs(layout) if run.direction == "rtl"]
+    path = font_file(renderer, arabic[0][0])
+    drawn = drawn_span(image, arabic)
+    px = renderer.style.font_px
+    # Initial meem, medial hah, medial meem, final dal: the joined forms, right to left.
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "\ufeaa\ufee4\ufea4\ufee3", px)) > 0.97
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "دمحم", px)) < 0.8  # isolated letters, even reversed
+
+
+def test_a_right_to_left_paragraph_is_right_aligned_and_left_to_right_words_keep_their_order(renderer):
+    layout, _ = one_page(renderer, "שלום hello world עולם")
+    line = layout.lines[1]
+    content = [run for run in line.runs if run.face is Face.TEXT]
+    assert [run.text for run in content] == ["עולם", "hello", "world", "שלום"]
+    assert line.box.x1 == renderer.style.width - renderer.style.margin_x
+    assert line.runs[0].face is Face.HEADER and line.runs[0].x == renderer.style.margin_x  # the tag stays left
+    assert layout.page.text.endswith("User: שלום hello world עולם")
+
+
+# -- clusters and line breaks -----------------------------------------------------------------------------------------
+
+
+# The characters the cluster rules tell apart: marks, joiners, emoji and modifiers, regional indicators, tags,
+# Hangul jamo and syllables, prepended marks, spacing marks, controls, line ends.
+TRICKY = list(
+    "a1 \r\n\x07\u0301\u20e3\u200d\u200c\ufe0f\u00ad\u200b\u2028\U0001F1EB\U0001F1F7👨👩🏽❤©🏴\U000E0067"
+    "\u1100\u1161\u11a8\ua960\ud7b0가각\u0600ש\u05b4ｶﾞ中\u0e33\u0903"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(TRICKY), max_size=16))
+def test_grapheme_clusters_match_the_regex_modules_segmentation(text):
+    # The renderer segments with the standard library alone; the regex module's \X is an independent reference.
+    assert clusters(text) == regex.findall(r"\X", text)
+
+
+def test_lines_never_break_inside_a_grapheme_cluster():
+    narrow = PageRenderer(RenderStyle(width=320, height=600, font_px=12, mono_font_px=11, margin_x=6, margin_y=6))
+    content = "🇫🇷" * 30 + " " + "👨‍👩‍👧" * 12 + " " + "e\u0301" * 60 + " " + "👍🏽" * 20 + "🇯🇵" * 20
+    boundaries = {match.start() for match in regex.finditer(r"\X", content)} | {len(content)}
+    (layout,) = narrow.paginate([Turn(0, Role.USER, content, 0.0)])
+    assert layout.missing_glyphs == 0
+    content_start = layout.page.text.index("User: ") + len("User: ")
+    starts = [line.box.text_start - content_start for line in layout.lines[2:]]
+    assert len(starts) >= 8 and all(start in boundaries for start in starts)
+
+
+def test_cjk_lines_break_between_ideographs_not_only_at_spaces(renderer):
+    content = "OK " + "我们明天上午九点在北京南站见面，记得带上护照和车票。" * 4
+    layout, _ = one_page(renderer, content)
+    first = layout.lines[1]
+    right = renderer.style.width - renderer.style.margin_x
+    assert right - renderer.style.font_px * 1.5 <= first.box.x1 <= right  # the first line is filled
+    text = layout.page.text
+    second = text[layout.lines[2].box.text_start:layout.lines[2].box.text_end]
+    assert not second.startswith(("，", "。"))  # closing punctuation never starts a line
+
+
+def test_cjk_page_reads_back_with_rapidocr(renderer):
+    rapidocr = pytest.importorskip("rapidocr")
+    text = "旧的对话被画成页面，再由视觉编码器读取。我们明天上午九点在北京南站见面，记得带上护照和车票！" * 2
+    layout, image = one_page(renderer, text)
+    assert layout.missing_glyphs == 0
+    engine = rapidocr.RapidOCR(params={"Global.use_cls": False})
+    read = []
+    lines = [line for line in layout.lines if any(run.face is Face.TEXT for run in line.runs)]
+    assert len(lines) >= 2
+    for line in lines:
+        # One text line per crop, so the recogniser alone reads it (detection would only find the same box).
+        left = min(run.x for run in line.runs if run.face is Face.TEXT)
+        crop = image.crop((left - 8, line.box.y0 - 4, line.box.x1 + 8, line.box.y1 + 4)).convert("RGB")
+        read.append("".join(engine(np.asarray(crop), use_det=False, use_cls=False, use_rec=True).txts or ()))
+    assert _char_accuracy("".join(read), text) >= 0.95, read
+
+
+def _char_accuracy(read: str, truth: str) -> float:
+    """1 − Levenshtein distance / len(truth)."""
+    previous = list(range(len(read) + 1))
+    for i, want in enumerate(truth, 1):
+        current = [i]
+        for j, got in enumerate(read, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (want != got)))
+        previous = current
+    return 1 - previous[-1] / len(truth)
+
+
+# -- tabs and code ----------------------------------------------------------------------------------------------------
+
+
+def test_tabs_advance_to_the_next_tab_stop_at_least_a_space_away(renderer):
+    layout, _ = one_page(renderer, "Tabs\there\n```\na\tb\tc\nabc\td\n```")
+    runs = content_runs(layout)
+    tabs = next(run for run, _ in runs if run.text == "Tabs")
+    here = next(run for run, _ in runs if run.text == "here")
+    text_space = renderer.faces[Face.TEXT].space_advance
+    assert here.x - (tabs.x + tabs.width) >= text_space
+    assert (here.x - renderer.style.margin_x) % (renderer.style.tab_size * text_space) == 0
+    column = renderer.faces[Face.MONO].space_advance
+    code = {run.text: run.x for run, line in runs if line.face is Face.MONO}
+    margin = renderer.style.margin_x
+    assert (code["a"], code["b"], code["c"]) == (margin, margin + 4 * column, margin + 8 * column)
+    assert code["d"] == margin + 4 * column  # a tab after three columns goes to the fourth, as in a terminal
+    assert "Tabs\there" in layout.page.text
+
+
+def test_a_wrapped_code_line_starts_each_continuation_with_a_visible_mark(renderer):
+    code_line = "result = compute(" + ", ".join(f"argument_{i}" for i in range(40)) + ")"
+    layout, image = one_page(renderer, f"```python\n{code_line}\n```")
+    code = [line for line in layout.lines if line.face is Face.MONO][1:-1]
+    assert len(code) >= 3
+    assert CONTINUATION_MARK not in code[0].runs[0].text
+    for line in code[1:]:
+        mark = line.runs[0]
+        assert mark.text == CONTINUATION_MARK and mark.x == renderer.style.margin_x
+        assert (np.asarray(image.crop((mark.x, line.box.y0, mark.x + mark.width, line.box.y1))) < 128).sum() > 5
+    shown = "".join(layout.page.text[line.box.text_start:line.box.text_end] for line in code)
+    assert shown == code_line and CONTINUATION_MARK not in layout.page.text
+
+
+def test_mixed_script_pages_are_deterministic():
+    turns = [Turn(0, Role.USER, MIXED * 6, 1_683_500_000.0), Turn(1, Role.ASSISTANT, "```\n" + MIXED + "\n```", 0.0)]
+    first = [pixel_hash(page.image) for page in PageRenderer().render(turns)]
+    assert first == [pixel_hash(page.image) for page in PageRenderer().render(turns)]
