@@ -7,7 +7,8 @@ the call instead, and the exchange opens the next page. Turns past the hot windo
 text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
 less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
 a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
-(fail-closed).
+(fail-closed). Given a ``query``, ``context`` first searches the session once and the pages holding the best hits are
+shown at a level that reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -45,7 +46,7 @@ from optical_memory.core.validation import (
     validate_text,
     validate_timestamp,
 )
-from optical_memory.policies import ForgettingPolicy, TokenBudget
+from optical_memory.policies import ForgettingPolicy, QueryCue, TokenBudget
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
@@ -58,6 +59,16 @@ log = logging.getLogger(__name__)
 REASON_AGE = "age"
 REASON_BUDGET = "budget"
 REASON_FAIL_CLOSED = "fail-closed"
+# A page holding one of the best hits for the query of ``context``; followed by the hit's score.
+REASON_QUERY = "relevant to the query"
+
+# A query cues the pages of its best hits: the search looks at this many turns (one search, best first) and cues at
+# most QUERY_PAGES pages, those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score: a hit that
+# shares only a question's common words ("what", "my") scores a small fraction of one holding its rare words, and
+# a cue spends budget the other pages then lack.
+QUERY_HITS = 10
+QUERY_PAGES = 3
+QUERY_SCORE_SHARE = 0.5
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
@@ -463,23 +474,50 @@ class OpticalMemory:
         *,
         policy: ForgettingPolicy | None = None,
         now: float | None = None,
+        query: str | None = None,
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
         ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
-        (system prompt, preamble, framing). Raises ``ValueError`` (``check_budget``) if the unsealed recent turns
-        alone exceed the budget.
+        (system prompt, preamble, framing). ``query`` (e.g. the user's latest message): the session is searched
+        once (``search`` with ``match="any"``) and the pages showing its best hits are shown at a level that reads
+        and dropped last; their ``PageView.reason`` is "relevant to the query: score s". The other pages follow
+        the policy. Raises ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
+        if query is not None and not isinstance(query, str):
+            raise TypeError(f"query must be a string or None, got {type(query).__name__}")
         consumer = self.consumer if consumer is None else get_consumer(consumer)
         policy = self.policy if policy is None else policy
         now = self.clock() if now is None else now
+        # Search before the snapshot: pages only grow, so every page a hit names is in it.
+        cues = () if query is None else self._cues(query)
         with self._lock:
             self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-        return self._context(turns, stored_pages, budget, consumer, policy, now)
+        return self._context(turns, stored_pages, budget, consumer, policy, now, cues)
+
+    def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
+        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES)."""
+        matches = self.store.search(self.scope, query, k=QUERY_HITS, match="any")
+        if not matches:
+            return ()
+        terms = query_terms(query)
+        with self._lock:
+            self._sync()
+            pages = list(self._pages)
+        # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
+        # latest message) is usually among them, holding every one of its own words.
+        cues: dict[int, float] = {}
+        for found in matches:
+            cut = excerpt(found.turn.content, terms)
+            stored = _page_at(pages, found.turn.index, cut.start if cut.anchor is None else cut.anchor)
+            if stored is not None:
+                cues.setdefault(stored.page.index, found.score)
+        best = max(cues.values(), default=0.0)
+        return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:QUERY_PAGES]
 
     def _context(
         self,
@@ -489,8 +527,10 @@ class OpticalMemory:
         consumer: BaseConsumer,
         policy: ForgettingPolicy,
         now: float,
+        cues: tuple[tuple[int, float], ...] = (),
     ) -> Context:
-        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again (with the
+        same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
@@ -500,14 +540,24 @@ class OpticalMemory:
             check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
+        # policy's own.
         aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
-        levels = aged if budget is None else policy.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=budget - hot_tokens
+        chooser = QueryCue(policy, cues) if cues else policy
+        levels = aged if budget is None and not cues else chooser.choose(
+            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
         )
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, aged)
+        scores = dict(cues)
         views = [
-            self._view(stored, level, consumer, REASON_AGE if level == age else REASON_BUDGET)
+            self._view(
+                stored,
+                level,
+                consumer,
+                f"{REASON_QUERY}: score {scores[stored.page.index]:.3g}" if stored.page.index in scores and level
+                is not None else REASON_AGE if level == age else REASON_BUDGET,
+            )
             for stored, level, age in zip(stored_pages, levels, aged)
         ]
         return Context(
@@ -516,7 +566,7 @@ class OpticalMemory:
             self._report(views, hot_tokens, budget, consumer),
             consumer,
             turns=turns,
-            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now),
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, cues),
             cacheable_images=not self.forget_pixels,
         )
 
@@ -543,7 +593,9 @@ class OpticalMemory:
             return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         image_tokens = consumer.page_tokens(page, level)
         if image_tokens >= text_tokens:
-            reason = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
+            closed = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
+            # A cued page keeps why it is shown and adds why it goes as text.
+            reason = f"{reason}; {closed}" if reason.startswith(REASON_QUERY) else closed
             return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
         return PageView(
             page,
@@ -638,6 +690,12 @@ def open_memory(
 
 def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> str:
     """The label of the sealed page showing character ``offset`` of turn ``turn_index``, or ``"recent"``."""
+    stored = _page_at(pages, turn_index, offset)
+    return "recent" if stored is None else stored.page.label
+
+
+def _page_at(pages: Sequence[StoredPage], turn_index: int, offset: int) -> StoredPage | None:
+    """The sealed page showing character ``offset`` of turn ``turn_index`` (``None``: that part is still text)."""
     # Pages are in turn order: start at the first one whose last turn is not before this turn.
     first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
     for stored in pages[first:]:
@@ -645,8 +703,8 @@ def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> st
             break
         for segment in stored.page.segments:
             if segment.turn_index == turn_index and segment.start <= offset < segment.end:
-                return stored.page.label
-    return "recent"
+                return stored
+    return None
 
 
 # -- sessions as data their user owns -----------------------------------------------------------------------------

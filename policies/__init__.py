@@ -8,6 +8,7 @@ from optical_memory.policies.base import (
     view_cost,
 )
 from optical_memory.policies.budget import TokenBudget
+from optical_memory.policies.cue import QueryCue
 from optical_memory.policies.recall_aware import CalibratedRecall, RecallAwareBudget
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "HOUR",
     "Levels",
     "MONTH",
+    "QueryCue",
     "RecallAwareBudget",
     "TokenBudget",
     "WEEK",
