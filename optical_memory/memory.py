@@ -121,9 +121,10 @@ def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | N
 class SearchHit:
     """A turn that ``OpticalMemory.search`` found.
 
-    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, about 240 characters around the words
-    that matched. ``page`` is the label of the sealed page showing the first matching word of the snippet
-    (``"page 3"``, what ``recall`` takes), or ``"recent"`` while that part of the turn is still text. ``score``: higher
+    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
+    words that matched. ``page`` is the label of the sealed page showing the first matching word (``"page 3"``, what
+    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), or ``"recent"`` while
+    that part of the turn is still text. ``score``: higher
     is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
     one result list only.
     """
@@ -415,14 +416,18 @@ class OpticalMemory:
         for found in matches:
             turn = found.turn
             cut = excerpt(turn.content, terms)
+            start, end = cut.start, cut.end
+            on_page = _page_segment(pages, turn.index, start if cut.anchor is None else cut.anchor)
+            if on_page is not None:  # the snippet stays within the page it names, so recall(page) holds it
+                start, end = max(start, on_page[1]), min(end, on_page[2])
             hits.append(
                 SearchHit(
                     turn_index=turn.index,
-                    page=_page_label(pages, turn.index, cut.start if cut.anchor is None else cut.anchor),
+                    page="recent" if on_page is None else on_page[0].page.label,
                     score=found.score,
-                    snippet=turn.content[cut.start : cut.end],
-                    start=cut.start,
-                    end=cut.end,
+                    snippet=turn.content[start:end],
+                    start=start,
+                    end=end,
                     role=turn.role,
                     timestamp=turn.timestamp,
                 )
@@ -513,9 +518,9 @@ class OpticalMemory:
         cues: dict[int, float] = {}
         for found in matches:
             cut = excerpt(found.turn.content, terms)
-            stored = _page_at(pages, found.turn.index, cut.start if cut.anchor is None else cut.anchor)
-            if stored is not None:
-                cues.setdefault(stored.page.index, found.score)
+            on_page = _page_segment(pages, found.turn.index, cut.start if cut.anchor is None else cut.anchor)
+            if on_page is not None:
+                cues.setdefault(on_page[0].page.index, found.score)
         best = max(cues.values(), default=0.0)
         return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:QUERY_PAGES]
 
@@ -688,14 +693,9 @@ def open_memory(
     )
 
 
-def _page_label(pages: Sequence[StoredPage], turn_index: int, offset: int) -> str:
-    """The label of the sealed page showing character ``offset`` of turn ``turn_index``, or ``"recent"``."""
-    stored = _page_at(pages, turn_index, offset)
-    return "recent" if stored is None else stored.page.label
-
-
-def _page_at(pages: Sequence[StoredPage], turn_index: int, offset: int) -> StoredPage | None:
-    """The sealed page showing character ``offset`` of turn ``turn_index`` (``None``: that part is still text)."""
+def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[StoredPage, int, int] | None:
+    """The sealed page showing character ``offset`` of turn ``turn_index`` and the span of the turn it shows, or
+    ``None`` while that character is still text."""
     # Pages are in turn order: start at the first one whose last turn is not before this turn.
     first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
     for stored in pages[first:]:
@@ -703,7 +703,7 @@ def _page_at(pages: Sequence[StoredPage], turn_index: int, offset: int) -> Store
             break
         for segment in stored.page.segments:
             if segment.turn_index == turn_index and segment.start <= offset < segment.end:
-                return stored
+                return stored, segment.start, segment.end
     return None
 
 

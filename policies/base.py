@@ -15,9 +15,12 @@ Levels = list[int | None]
 
 
 def view_cost(consumer: Consumer, page: Page, level: int | None) -> int:
-    """What showing ``page`` at ``level`` costs: the image, or its text when that is cheaper (fail-closed)."""
+    """What showing ``page`` at ``level`` costs: the image, or its text when that is cheaper or when the page could
+    not draw all of its text (both fail-closed, as the memory sends them)."""
     if level is None:
         return 0
+    if page.missing_glyphs:
+        return consumer.text_tokens(page.text)
     return min(consumer.page_tokens(page, level), consumer.text_tokens(page.text))
 
 

@@ -342,7 +342,7 @@ def test_to_openai_fits_the_context_budget_with_everything_counted(mem):
 
     fill(mem, 150)
     system = "You are a travel assistant. Answer in one short paragraph. " * 6
-    for budget in range(850, 4000, 73):
+    for budget in range(1000, 4000, 73):
         ctx = mem.context(budget=budget)
         messages = ctx.to_openai(system=system)
         assert count_message_tokens(messages, consumer=mem.consumer) <= budget

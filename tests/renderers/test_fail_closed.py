@@ -46,3 +46,17 @@ def test_a_page_with_missing_glyphs_goes_as_text_with_its_reason():
         assert ctx.report.pages_as_text >= 1
         row = page_table(ctx).splitlines()[2]
         assert row.split()[-4:] == ["text", "(missing", "glyphs)", "fail-closed"]
+
+
+def test_the_budget_prices_a_page_with_missing_glyphs_as_the_text_it_goes_as():
+    marked = long_text(1).replace(" ", f" {PRIVATE_USE} ", 1)
+    with OpticalMemory.open(":memory:", hot_turns=0) as memory:
+        memory.add("user", marked, timestamp=SAID_AT)
+        memory.add("assistant", long_text(2), timestamp=SAID_AT + 1)
+        memory.flush()
+        unlimited = memory.context(now=SAID_AT + 60)
+        text_cost = sum(view.tokens for view in unlimited.pages if view.page.missing_glyphs)
+        assert text_cost > 0
+        budget = text_cost + 100  # room for the marked page as text and little else
+        ctx = memory.context(budget=budget, now=SAID_AT + 60)
+        assert ctx.report.total_tokens <= budget
