@@ -61,7 +61,7 @@ def test_a_users_own_modules_do_not_shadow_the_library(installed, tmp_path):
             for i in range(40):
                 memory.add("user" if i % 2 else "assistant", f"turn {{i}}: " + "the lantern by the harbour " * 12)
             ctx = memory.context(budget=3000)
-        print(len(memory.pages), ctx.report.pages_as_images)
+            print(len(memory.pages), ctx.report.pages_as_images)
         """
     ))
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(installed)})
