@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
@@ -50,7 +51,7 @@ from optical_memory.policies import ForgettingPolicy, QueryCue, TokenBudget
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
-from optical_memory.store.search import excerpt, query_terms
+from optical_memory.store.search import excerpt, index_terms, query_terms
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ REASON_QUERY = "relevant to the query"
 QUERY_HITS = 10
 QUERY_PAGES = 3
 QUERY_SCORE_SHARE = 0.5
+# The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
+# costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
+# scan of the session, and such a word weighs next to nothing in BM25 anyway.
+QUERY_POSTINGS = 300
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
@@ -186,6 +191,11 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten_views: dict[tuple[int, str, str], PageView] = {}
+        # In how many turns each word occurs (what a query searches picks by), counted up to turn _counted of the
+        # stored session _counted_key.
+        self._word_turns: Counter[str] = Counter()
+        self._counted = 0
+        self._counted_key: int | None = None
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
@@ -504,21 +514,43 @@ class OpticalMemory:
             turns, stored_pages = list(self._turns), list(self._pages)
         return self._context(turns, stored_pages, budget, consumer, policy, now, cues)
 
+    def _word_counts(self) -> Counter[str]:
+        """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
+        if self._counted_key != self._key or self._counted > len(self._turns):
+            self._word_turns.clear()
+            self._counted, self._counted_key = 0, self._key
+        for turn in self._turns[self._counted:]:
+            self._word_turns.update(set(index_terms(turn.content)))
+        self._counted = len(self._turns)
+        return self._word_turns
+
     def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
-        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES)."""
-        matches = self.store.search(self.scope, query, k=QUERY_HITS, match="any")
-        if not matches:
-            return ()
-        terms = query_terms(query)
+        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES):
+        one search for the query's rarest words (QUERY_POSTINGS)."""
+        terms: list[str] = []
+        postings = 0
         with self._lock:
             self._sync()
+            counts = self._word_counts()
+            for term in sorted((term for term in query_terms(query) if counts[term]), key=counts.__getitem__):
+                if postings + counts[term] > QUERY_POSTINGS:
+                    break
+                terms.append(term)
+                postings += counts[term]
             pages = list(self._pages)
+        if not terms:
+            return ()
+        matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
         cues: dict[int, float] = {}
         for found in matches:
-            cut = excerpt(found.turn.content, terms)
-            on_page = _page_segment(pages, found.turn.index, cut.start if cut.anchor is None else cut.anchor)
+            turn = found.turn
+            on_page = _page_segment(pages, turn.index, 0)
+            if on_page is None or on_page[2] < len(turn.content):
+                # The turn spans pages (or its tail is still text): the page is the one showing the matching words.
+                cut = excerpt(turn.content, terms)
+                on_page = _page_segment(pages, turn.index, cut.start if cut.anchor is None else cut.anchor)
             if on_page is not None:
                 cues.setdefault(on_page[0].page.index, found.score)
         best = max(cues.values(), default=0.0)
@@ -548,7 +580,7 @@ class OpticalMemory:
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
         # policy's own.
         aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
-        chooser = QueryCue(policy, cues) if cues else policy
+        chooser = QueryCue(policy, cues, ceiling=tuple(aged)) if cues else policy
         levels = aged if budget is None and not cues else chooser.choose(
             pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
         )

@@ -33,13 +33,15 @@ class QueryCue(ForgettingPolicy):
     are ignored). A cued page's legible view is its cheapest one that ``model`` (default: the packaged CPU-OCR
     calibration) expects to be read back at ``min_recall`` or better (a page that goes as text reads in full), or,
     where no level reads that well, its most legible one. Without a budget a cued page keeps the policy's level
-    where that is sharper.
+    where that is sharper. ``ceiling``: the levels ``policy`` gives the very pages ``choose`` is passed, without a
+    budget, where the caller has them already (the memory does), so they are not chosen twice.
     """
 
     policy: ForgettingPolicy
     cues: tuple[tuple[int, float], ...]
     model: RecallModel | None = None
     min_recall: float = 0.9
+    ceiling: tuple[int | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, ForgettingPolicy):
@@ -63,7 +65,11 @@ class QueryCue(ForgettingPolicy):
     ) -> Levels:
         cued = self.cued_positions(pages)
         # What every page gets without a budget: the uncued level a cue may sharpen back to (step 3).
-        ceiling = self.policy.choose(pages, consumer, now=now, turn_count=turn_count)
+        ceiling = self.ceiling
+        if ceiling is None:
+            ceiling = tuple(self.policy.choose(pages, consumer, now=now, turn_count=turn_count))
+        elif len(ceiling) != len(pages):
+            raise ValueError(f"ceiling has {len(ceiling)} levels for {len(pages)} pages")
         if budget is None:
             levels = list(ceiling)
             for position in cued:
@@ -85,10 +91,14 @@ class QueryCue(ForgettingPolicy):
             [pages[position] for position in rest], consumer, now=now, turn_count=turn_count, budget=left
         )
         levels: Levels = [None] * len(pages)
-        for position, level in zip(rest, rest_levels):
+        for position, level in [*zip(rest, rest_levels), *chosen.items()]:
             levels[position] = level
-            left -= view_cost(consumer, pages[position], level)
-        for position, level in chosen.items():
+        sharpenable = [position for position, level in chosen.items()
+                       if ceiling[position] is not None and ceiling[position] < level]  # type: ignore[operator]
+        if sharpenable:  # what the policy left unused is only worth pricing when a cue can take it
+            left -= sum(view_cost(consumer, pages[position], levels[position]) for position in rest)
+        for position in sharpenable:
+            level = chosen[position]
             levels[position] = self._sharpened(pages[position], consumer, level, ceiling[position], left)
             left -= view_cost(consumer, pages[position], levels[position]) - view_cost(consumer, pages[position], level)
         return levels

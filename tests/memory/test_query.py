@@ -17,11 +17,14 @@ QUESTION = "What is the gate code at my parents' place?"
 
 
 def fill(memory: OpticalMemory, turns: int = 400, fact_turn: int = 30) -> None:
+    """Turns of common words (each in nearly every turn), the fact once, and "zeppelin" every 20th turn."""
     rng = random.Random(7)
     for i in range(turns):
         text = " ".join(rng.choices(WORDS, k=60))
         if i == fact_turn:
             text += " " + FACT
+        if i % 20 == 5:
+            text += " Zeppelin overhead."
         memory.add("user" if i % 2 == 0 else "assistant", text, timestamp=float(i))
 
 
@@ -35,6 +38,10 @@ def mem():
 
 def fact_page(memory: OpticalMemory) -> int:
     return next(page.index for page in memory.pages if FACT in page.text)
+
+
+def cued_pages(context) -> list[int]:
+    return [view.page.index for view in context.pages if view.reason.startswith(REASON_QUERY)]
 
 
 def test_the_page_holding_the_best_hit_is_shown_and_says_why(mem):
@@ -77,18 +84,31 @@ def test_a_query_costs_one_search_even_when_messages_reprice(mem):
 
 
 def test_at_most_a_few_pages_are_cued_and_weak_hits_cue_none(mem):
-    cued = mem.context(budget=4000, now=400.0, query="refund luggage")  # words of every turn: many equal hits
+    cued = mem.context(budget=4000, now=400.0, query="zeppelin")  # on many pages, equally well
     assert sum(v.reason.startswith(REASON_QUERY) for v in cued.pages) == QUERY_PAGES
-    # The fact's words are rare; the common words of the question match everywhere but score far below it.
-    cued = mem.context(budget=4000, now=400.0, query="what is the gate code, my seat and the coach?")
+    # The fact's words are rare; "zeppelin" is on other pages too but scores far below the fact's three words.
+    cued = mem.context(budget=4000, now=400.0, query="the gate code of the zeppelin?")
     assert [v.page.index for v in cued.pages if v.reason.startswith(REASON_QUERY)] == [fact_page(mem)]
+
+
+def test_words_in_most_turns_are_not_searched(mem):
+    """A word in most turns would make the search rank the whole session; it weighs nothing in BM25 either."""
+    searched = []
+    search = mem.store.search
+    mem.store.search = lambda scope, query, **options: searched.append(query) or search(scope, query, **options)
+    try:
+        assert cued_pages(mem.context(budget=1500, now=400.0, query="seat, coach and refund")) == []
+        assert cued_pages(mem.context(budget=1500, now=400.0, query="coach seat gate")) == [fact_page(mem)]
+    finally:
+        del mem.store.search
+    assert searched == ["gate"]
 
 
 def test_without_hits_on_pages_the_context_is_the_one_without_a_query():
     memory = OpticalMemory.open(":memory:", hot_turns=6)
     fill(memory, turns=200, fact_turn=196)  # the fact is still in the recent text
     plain = memory.context(budget=1500, now=200.0)
-    for query in (QUESTION, "zeppelin", "", "?!"):
+    for query in (QUESTION, "dirigible", "", "?!"):
         cued = memory.context(budget=1500, now=200.0, query=query)
         assert [(v.level, v.reason) for v in cued.pages] == [(v.level, v.reason) for v in plain.pages]
     assert FACT in cued.recent[-4].content
