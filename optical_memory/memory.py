@@ -495,10 +495,11 @@ class OpticalMemory:
 
         ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
-        (system prompt, preamble, framing). ``query`` (e.g. the user's latest message): the session is searched
-        once (``search`` with ``match="any"``) and the pages showing its best hits are shown at a level that reads
-        and dropped last; their ``PageView.reason`` is "relevant to the query: score s". The other pages follow
-        the policy. Raises ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
+        (system prompt, preamble, framing). ``query`` (e.g. the user's latest message): one search of the session
+        for its rarer words (any of them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are
+        shown at a level that reads and dropped last; their ``PageView.reason`` is "relevant to the query: score
+        s" (the hit's score). The other pages follow the policy. Raises ``ValueError`` (``check_budget``) if the
+        unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -587,14 +588,14 @@ class OpticalMemory:
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, aged)
         scores = dict(cues)
+
+        def why(page: Page, level: int | None, age: int | None) -> str:
+            if level is not None and page.index in scores:
+                return f"{REASON_QUERY}: score {scores[page.index]:.3g}"
+            return REASON_AGE if level == age else REASON_BUDGET
+
         views = [
-            self._view(
-                stored,
-                level,
-                consumer,
-                f"{REASON_QUERY}: score {scores[stored.page.index]:.3g}" if stored.page.index in scores and level
-                is not None else REASON_AGE if level == age else REASON_BUDGET,
-            )
+            self._view(stored, level, consumer, why(stored.page, level, age))
             for stored, level, age in zip(stored_pages, levels, aged)
         ]
         return Context(
