@@ -11,11 +11,17 @@ Run ``python -m benchmarks.compression_recall [--quick] [--reader rapidocr|tesse
    scale the fit applies. A CPU OCR reader shows whether *the pixels still hold the text*; it is not DeepSeek-OCR
    decoding. For GUNDAM a CPU reader reads the 640-px tiles stitched back together (the sharpest pixels the encoder
    gets); DeepSeek-OCR itself is given the whole page and tiles it.
-2. **Calibration.** Tune-split measurements per tier × density become the recall model of ``RecallAwareBudget``
-   (``policies/calibration/<reader>_<consumer>.json`` with provenance).
+2. **Calibration and reading model.** Tune-split measurements per tier × density become the pixel-legibility
+   calibration (``policies/calibration/<reader>_<consumer>.json`` with provenance). Every swept row also gets the
+   reading model's prediction beside what the CPU reader measured: the consumer's capacity at the page's compression
+   (DeepSeek-OCR: its published Fox curve, text tokens counted with DeepSeek's tokenizer, flagged where it
+   extrapolates; a host: none unless measured) and expected recall = min(calibrated legibility, capacity). Break
+   points give the highest compression per level at >= 97% and >= 90% of each.
 3. **Budget baselines.** A chat-format conversation with planted facts, at least 10× the largest budget, goes into
-   ``OpticalMemory``; at each budget the context each policy builds is read back (pages at their level; text turns
-   exact) and planted-fact recall is measured, against keeping the last N turns as text.
+   ``OpticalMemory``; at each budget the context each policy builds (through the memory's reading gate) is read back
+   (pages at their level; text turns exact). Planted-fact recall is reported twice: found in the CPU reading, and
+   expected, each fact on an image page counting with the probability the consumer's capacity gives that page at
+   its level; against keeping the last N turns as text.
 
 Densities and the memory's page density are chosen on the ``tune`` split; tables report the ``report`` split. Reads
 are cached on disk (``.cache/reads``), so a rerun only reads what changed. ``--from-json FILE`` redraws the
@@ -38,15 +44,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 from fontTools.ttLib import TTFont
-from optical_memory.policies import AgeSchedule, ForgettingPolicy, TokenBudget
-from optical_memory.policies.recall_aware import (
+from optical_memory.policies import (
+    DEFAULT_MIN_RECALL,
+    AgeSchedule,
+    ForgettingPolicy,
+    ReadingModel,
+    RecallAwareBudget,
+    TokenBudget,
+    reading_model,
+)
+from optical_memory.policies.legibility import (
     CALIBRATION_DIR,
     CalibratedRecall,
     CalibrationPoint,
-    RecallAwareBudget,
     line_height,
 )
+from optical_memory.policies.reading import DEEPSEEK_OCR_FOX, DEEPSEEK_TOKENIZER_NAME, deepseek_tokens
 from optical_memory.renderers import PageRenderer, RenderStyle
 from PIL import Image
 
@@ -236,10 +251,13 @@ class ReadingService:
 # -- part 1: density sweep --------------------------------------------------------------------------------------
 
 
+SweptView = tuple[Page, "int | None", Tier]
+
+
 def sweep(
     settings: Settings, consumer: BaseConsumer, service: ReadingService, split: str, densities: Sequence[int]
-) -> tuple[list[dict[str, Any]], Conversation]:
-    """Rows of the density × tier sweep on ``split``."""
+) -> tuple[list[dict[str, Any]], Conversation, list[SweptView]]:
+    """Rows of the density × tier sweep on ``split``, and the (page, level, tier) each row measured."""
     conversation = planted_fact_conversation(
         split, min_tokens=settings.sweep_tokens, facts=settings.sweep_facts, seed=SEED, one_turn_per_chat=True
     )
@@ -247,6 +265,7 @@ def sweep(
     tiers = sweep_tiers(consumer, settings.modes)
     base_style = RenderStyle.preset(consumer.render_preset)
     rows: list[dict[str, Any]] = []
+    views: list[SweptView] = []
     for font_px in densities:
         style = base_style.with_density(font_px)
         renderer = PageRenderer(style)
@@ -269,6 +288,7 @@ def sweep(
             text_tokens = consumer.text_tokens(page.text)
             image_tokens, positions = price(consumer, page, level, tier)
             scale = glyph_scale(page.width, page.height, tier)
+            views.append((page, level, tier))
             rows.append(
                 {
                     "reader": service.reader_name,
@@ -284,6 +304,7 @@ def sweep(
                     "mode": tier.name,
                     "fitted_px": tier.size,
                     "text_tokens": text_tokens,
+                    "text_tokens_deepseek": deepseek_tokens(page.text),
                     "text_chars": len(page.text),
                     "vision_tokens": image_tokens,
                     "decoder_positions": positions,
@@ -294,7 +315,30 @@ def sweep(
                     **{name: _round(value) for name, value in recovery.as_dict().items()},
                 }
             )
-    return rows, conversation
+    return rows, conversation, views
+
+
+def expected_reading(
+    consumer: BaseConsumer, model: ReadingModel, page: Page, level: int | None, tier: Tier, image_tokens: int
+) -> dict[str, Any]:
+    """The reading model's prediction for a swept view, beside what CPU OCR measured on it.
+
+    A tier on the consumer's ladder is predicted as the policies predict it; GUNDAM, which DeepSeek-OCR's ladder
+    here does not use, from the same calibrated legibility and the published curve read by compression.
+    """
+    if level is not None:
+        reading = model.predict(page, consumer, level)
+        legibility, capacity, notes = reading.legibility, reading.capacity, reading.notes
+    else:
+        legibility = model.legibility.expected_recall(page, tier)
+        estimate = DEEPSEEK_OCR_FOX.estimate(tier.name, deepseek_tokens(page.text) / image_tokens)
+        capacity, notes = estimate.recall, estimate.notes
+    return {
+        "legibility_model": _round(legibility),
+        "capacity": None if capacity is None else _round(capacity),
+        "expected_recall": None if capacity is None else _round(min(legibility, capacity)),
+        "extrapolated": "; ".join(notes) or None,
+    }
 
 
 def _round(value: Any) -> Any:
@@ -330,6 +374,12 @@ def aggregate(rows: Sequence[dict[str, Any]], split: str) -> list[dict[str, Any]
                         "char_accuracy", "char_precision", "char_recall", "word_recall",
                     )
                 },
+                # The reading model's columns (absent from rows a reader measured without one).
+                **{
+                    name: _round(_mean(row.get(name) for row in members))
+                    for name in ("text_tokens_deepseek", "legibility_model", "capacity", "expected_recall")
+                },
+                "extrapolated": next((row["extrapolated"] for row in members if row.get("extrapolated")), None),
                 "facts": facts_total,
                 "fact_recall": _round(facts_hit / facts_total) if facts_total else None,
             }
@@ -364,6 +414,7 @@ def break_points(table: Sequence[dict[str, Any]], metric: str) -> list[dict[str,
                     "text_tokens": best["text_tokens"] if best else None,
                     "value": best[metric] if best else None,
                     "still_passing": not failed,
+                    "sparsest_compression": rows[0]["compression"] if rows else None,
                 }
             )
     return points
@@ -410,15 +461,24 @@ def truncation_recall(conversation: Conversation, budget: int, consumer: BaseCon
     return {"tokens_used": used, "turns_kept": kept, "facts_recalled": sum(found)}
 
 
-def baseline_policies(model: CalibratedRecall) -> dict[str, ForgettingPolicy]:
-    """Budgeted policies compared at equal budgets. Recall-aware runs on measured word recall (its default, which
-    tracks exact facts: a fact needs every character of its answer read right) and on char recall."""
-    return {
-        "token-budget": TokenBudget(base=None),
-        "age+token-budget": TokenBudget(),
-        "recall-aware": RecallAwareBudget(model=replace(model, metric="word_recall")),
-        "recall-aware(char recall)": RecallAwareBudget(model=replace(model, metric="char_recall")),
-    }
+def reading_models(consumer: BaseConsumer, legibility: CalibratedRecall) -> dict[str, ReadingModel]:
+    """The consumer's reading model with this run's tune-split legibility: on word recall (the default: an exact
+    fact needs every character of its answer read right) and on char recall."""
+    capacity = reading_model(consumer).capacity
+    return {metric: ReadingModel(consumer.name, replace(legibility, metric=metric), capacity)
+            for metric in ("word_recall", "char_recall")}
+
+
+# (name, policy, legibility metric of the reading model, min_recall): compared at equal budgets. Every strategy runs
+# through the memory, so the reading gate (min_recall) applies to all of them; the old default ran without one.
+BASELINE_POLICIES: tuple[tuple[str, ForgettingPolicy, str, float], ...] = (
+    ("token-budget", TokenBudget(base=None), "word_recall", DEFAULT_MIN_RECALL),
+    ("age+token-budget", TokenBudget(), "word_recall", DEFAULT_MIN_RECALL),
+    ("age+token-budget, no gate (the old default)", TokenBudget(), "word_recall", 0.0),
+    ("recall-aware (the default)", RecallAwareBudget(unbudgeted=AgeSchedule()), "word_recall", DEFAULT_MIN_RECALL),
+    ("recall-aware(char recall)", RecallAwareBudget(unbudgeted=AgeSchedule()), "char_recall", DEFAULT_MIN_RECALL),
+    ("recall-aware, no gate", RecallAwareBudget(unbudgeted=AgeSchedule()), "word_recall", 0.0),
+)
 
 
 def baselines(
@@ -427,7 +487,7 @@ def baselines(
     service: ReadingService,
     conversation: Conversation,
     font_px: int,
-    model: CalibratedRecall,
+    legibility: CalibratedRecall,
 ) -> list[dict[str, Any]]:
     """Fact recall of each strategy at each budget, for a memory whose pages use ``font_px``."""
     style = RenderStyle.preset(consumer.render_preset).with_density(font_px)
@@ -439,15 +499,20 @@ def baselines(
     memory.flush()
     now = conversation.turns[-1].timestamp
     answers = [fact.answer for fact in conversation.facts]
-    runs: list[tuple[str, int | None, Any]] = [("age", None, memory.context(None, consumer, policy=AgeSchedule(), now=now))]
+    models = reading_models(consumer, legibility)
+    runs: list[tuple[str, int | None, ReadingModel, Any]] = [
+        ("age", None, models["word_recall"],
+         memory.context(None, consumer, policy=AgeSchedule(), now=now, reading_model=models["word_recall"]))
+    ]
     for budget in settings.budgets:
-        for name, policy in baseline_policies(model).items():
+        for name, policy, metric, floor in BASELINE_POLICIES:
             try:
-                runs.append((name, budget, memory.context(budget, consumer, policy=policy, now=now)))
+                runs.append((name, budget, models[metric], memory.context(
+                    budget, consumer, policy=policy, now=now, min_recall=floor, reading_model=models[metric])))
             except ValueError as error:  # the hot turns alone exceed this budget
                 print(f"  skip {name} at {budget}: {error}", file=sys.stderr)
     jobs: dict[tuple[int, int], tuple[Image.Image, Mode | None]] = {}
-    for _, _, context in runs:
+    for _, _, _, context in runs:
         for view in context.pages:
             if view.level is not None and not view.as_text:
                 jobs.setdefault((view.page.index, view.level), (view.image, view.tier.mode))
@@ -455,19 +520,30 @@ def baselines(
     texts = service.read([jobs[k][0] for k in keys], [jobs[k][1] for k in keys], f"memory {font_px}px")
     decoded = dict(zip(keys, texts))
     rows = []
-    for name, budget, context in runs:
-        parts = [turn.content for turn in context.recent]
+    for name, budget, model, context in runs:
+        texts_sent = [turn.content for turn in context.recent]
         levels: dict[str, int] = defaultdict(int)
+        # Per image page: what the CPU reader got back, and the consumer's capacity there (None: unmeasured).
+        readings: list[tuple[str, float | None]] = []
         for view in context.pages:
             if view.level is None:
                 levels["dropped"] += 1
             elif view.as_text:
-                parts.append(view.page.text)
+                texts_sent.append(view.page.text)
                 levels["as text"] += 1
             else:
-                parts.append(decoded[(view.page.index, view.level)])
+                capacity = model.predict(view.page, consumer, view.level).capacity
+                readings.append((decoded[(view.page.index, view.level)], capacity))
                 levels[view.tier.name] += 1
-        found = facts_found("\n".join(parts), answers)
+        in_text = facts_found("\n".join(texts_sent), answers)
+        on_pages = [(facts_found(text, answers), capacity) for text, capacity in readings]
+        found = [sent or any(hits[i] for hits, _ in on_pages) for i, sent in enumerate(in_text)]
+        # A fact read back by CPU OCR from an image counts with the probability the consumer's capacity gives that
+        # page; one in a text turn or a page sent as text counts in full. Unmeasured capacity: the CPU reading alone.
+        expected = [1.0 if sent else max((1.0 if capacity is None else capacity for hits, capacity in on_pages
+                                          if hits[i]), default=0.0)
+                    for i, sent in enumerate(in_text)]
+        unmeasured = any(capacity is None for _, capacity in readings)
         report = context.report
         rows.append(
             {
@@ -479,6 +555,11 @@ def baselines(
                 "facts": len(answers),
                 "facts_recalled": sum(found),
                 "fact_recall": round(sum(found) / len(answers), 4),
+                "expected_facts_recalled": round(sum(expected), 3),
+                "expected_fact_recall": round(sum(expected) / len(answers), 4),
+                "capacity_unmeasured": unmeasured,
+                "expected_recall": None if report.expected_recall is None else round(report.expected_recall, 4),
+                "min_recall": report.min_recall,
                 "pages": report.pages_total,
                 "pages_by_level": dict(levels),
                 "image_tokens": report.image_tokens,
@@ -490,7 +571,7 @@ def baselines(
 
 def baseline_rows(
     settings: Settings, consumer: BaseConsumer, service: ReadingService, memory_densities: Sequence[int],
-    model: CalibratedRecall, split: str,
+    legibility: CalibratedRecall, split: str,
 ) -> tuple[list[dict[str, Any]], Conversation]:
     conversation = planted_fact_conversation(
         split, min_tokens=settings.baseline_tokens, facts=settings.baseline_facts, seed=SEED + 1
@@ -508,11 +589,12 @@ def baseline_rows(
                 "facts": len(conversation.facts),
                 "facts_recalled": kept["facts_recalled"],
                 "fact_recall": round(kept["facts_recalled"] / len(conversation.facts), 4),
+                "expected_fact_recall": round(kept["facts_recalled"] / len(conversation.facts), 4),
                 "turns_kept": kept["turns_kept"],
             }
         )
     for font_px in memory_densities:
-        rows.extend(baselines(settings, consumer, service, conversation, font_px, model))
+        rows.extend(baselines(settings, consumer, service, conversation, font_px, legibility))
     return rows, conversation
 
 
@@ -568,23 +650,64 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     if meta.get("quick"):
         lines.append("\n**Quick run (smoke test): few pages, not for citing.**")
+    reading = meta.get("reading_model", {})
     lines += [
         "",
-        "## Density sweep (mean over pages)",
+        "## Density sweep (mean over pages): pixel legibility beside expected recall",
         "",
-        "| font px | text tokens/page | mode | vision tokens | compression | glyph px | char precision | char recall "
-        "| char accuracy | word recall | fact recall |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"*CPU OCR* columns are what {meta['reader']} read back: {CPU_READER_LABEL if cpu else 'DeepSeek-OCR'}. "
+        f"*Capacity* is {reading.get('capacity', 'the consumer capacity')} at the page's compression (text tokens "
+        f"counted with {reading.get('capacity_tokenizer') or meta['tokenizer']}); *expected recall* is the reading "
+        f"model the policies use: {reading.get('expected_recall', 'min(legibility, capacity)')}. Rows marked "
+        "*extrapolated* lie outside what was published for that mode (the notes below say how they were read).",
+        "",
+        "| font px | text tokens/page | mode | vision tokens | compression | glyph px | CPU OCR char precision "
+        "| CPU OCR char recall | CPU OCR word recall | CPU OCR fact recall | capacity | expected recall | extrapolated |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    notes: dict[str, int] = {}
     for row in sorted(results["sweep_table"], key=lambda r: (-r["density_font_px"], r["vision_tokens"])):
         if row["split"] != meta["report_split"]:
             continue
+        note = row.get("extrapolated")
+        if note:
+            notes.setdefault(note, len(notes) + 1)
         lines.append(
             f"| {row['density_font_px']} | {row['text_tokens']:.0f} | {row['mode']} | {row['vision_tokens']:.0f} | "
             f"{row['compression']:.1f}× | {row['effective_glyph_px']:.1f} | {_pct(row['char_precision'])} | "
-            f"{_pct(row['char_recall'])} | {_pct(row['char_accuracy'])} | {_pct(row['word_recall'])} | "
-            f"{_pct(row['fact_recall'])} |"
+            f"{_pct(row['char_recall'])} | {_pct(row['word_recall'])} | {_pct(row['fact_recall'])} | "
+            f"{_pct(row.get('capacity'))} | {_pct(row.get('expected_recall'))} | "
+            f"{f'yes ({notes[note]})' if note else '–'} |"
         )
+    if notes:
+        lines += ["", "Extrapolation notes (the first page of each row):", ""]
+        lines += [f"{number}. {note}" for note, number in notes.items()]
+    lines += [
+        "",
+        "## Highest compression per level at ≥ 97% and ≥ 90%",
+        "",
+        "Walking up in compression until the metric first drops below the threshold (report split). Expected recall "
+        "is what the reading gate and `RecallAwareBudget` act on; CPU OCR char precision is pixel legibility only.",
+        "",
+        "*Published capacity alone* reads DeepSeek-OCR's curve as the reading model does (across modes for base, "
+        "large and gundam, where nothing was published); the swept columns name the density of the page that set "
+        "the figure.",
+        "",
+        "| mode | published capacity alone ≥ 97% | ≥ 90% | expected recall ≥ 97% | expected recall ≥ 90% "
+        "| CPU OCR char precision ≥ 97% | CPU OCR char precision ≥ 90% |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_key = {(p["mode"], p["metric"], p["threshold"]): p for p in results["break_points"]}
+    for mode in dict.fromkeys(p["mode"] for p in results["break_points"]):
+        cells = []
+        for threshold in PRECISION_THRESHOLDS:
+            limit = curve_limit(mode, threshold) if meta["consumer"] == "deepseek-ocr" else None
+            cells.append("–" if limit is None else f"{limit:.1f}×")
+        for metric in ("expected_recall", "char_precision"):
+            for threshold in PRECISION_THRESHOLDS:
+                point = by_key.get((mode, metric, threshold))
+                cells.append(_break_cell(point))
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Break points: highest compression before the metric first drops below the threshold",
@@ -598,8 +721,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     for point in results["break_points"]:
         compression = f"{point['compression']:.1f}×" if point["compression"] is not None else "none measured"
         note = "densest page measured still passes: the break lies beyond" if point["still_passing"] else ""
+        label = ("expected recall (reading model)" if point["metric"] == "expected_recall"
+                 else f"{'CPU OCR ' if cpu else ''}{point['metric'].replace('_', ' ')}")
         lines.append(
-            f"| {point['mode']} | {point['metric'].replace('_', ' ')} | {point['threshold']:.0%} | {compression} | "
+            f"| {point['mode']} | {label} | {point['threshold']:.0%} | {compression} | "
             f"{point['density_font_px'] or '–'} | {point['text_tokens'] or 0:.0f} | {note} |"
         )
     lines += [
@@ -611,15 +736,22 @@ def render_markdown(results: dict[str, Any]) -> str:
         "the reader's output for its page at the level the policy chose. Page densities: "
         f"{meta['memory_density_rule']}. `memory:age` ignores the budget; it is shown at its own cost.",
         "",
-        "| strategy | page font px | budget | tokens used | fact recall | pages by level |",
-        "|---|---:|---:|---:|---:|---|",
+        "*CPU OCR fact recall* counts a fact found in the CPU reading of its page; *expected fact recall* counts it "
+        "with the probability the consumer's capacity gives that page at its level (a fact in text counts in full), "
+        "*expected recall* is the context's own report (share of the session's text read back). Unless marked, the "
+        f"reading gate sends pages below min_recall {reading.get('min_recall', 0.9):.0%} as text.",
+        "",
+        "| strategy | page font px | budget | tokens used | CPU OCR fact recall | expected fact recall "
+        "| expected recall | pages by level |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in results["baselines"]:
         levels = ", ".join(f"{k} {v}" for k, v in sorted(row.get("pages_by_level", {}).items()))
         budget = row["budget"] if row["budget"] is not None else "none (age only)"
         lines.append(
             f"| {row['strategy']} | {row['density_font_px'] or '–'} | {budget} | {row['tokens_used']} | "
-            f"{_pct(row['fact_recall'])} | {levels} |"
+            f"{_pct(row['fact_recall'])} | {_pct(row.get('expected_fact_recall'))} | "
+            f"{_pct(row.get('expected_recall'))} | {levels} |"
         )
     lines += ["", "## Reading cost on this machine", "",
               "CPU seconds per page read (the reading process's own time, all its threads), recorded when each page "
@@ -640,6 +772,26 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def curve_limit(mode: str, threshold: float) -> float | None:
+    """The highest compression up to which the published curve (read as the reading model reads it) stays at or
+    above ``threshold``; ``None`` when it is below it even at the lowest compression."""
+    grid = np.round(np.arange(1.0, 60.0, 0.05), 2)
+    passing = [DEEPSEEK_OCR_FOX.estimate(mode, float(c)).recall >= threshold - 1e-9 for c in grid]
+    if not passing[0]:
+        return None
+    return float(grid[passing.index(False) - 1]) if False in passing else float(grid[-1])
+
+
+def _break_cell(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return "–"
+    if point["compression"] is None:
+        sparsest = point.get("sparsest_compression")
+        return "below at every density swept" + (f" (sparsest {sparsest:.1f}×)" if sparsest is not None else "")
+    beyond = " (still passing at the densest page)" if point["still_passing"] else ""
+    return f"{point['compression']:.1f}× ({point['density_font_px']} px){beyond}"
+
+
 def plot(results: dict[str, Any], out: Path) -> None:
     """Precision/recall vs compression per mode (like the DeepSeek-OCR paper's figure), and fact recall vs budget."""
     import matplotlib
@@ -652,25 +804,56 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
     meta = results["meta"]
     table = [row for row in results["sweep_table"] if row["split"] == meta["report_split"]]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for axis, metric in zip(axes, ("char_precision", "char_recall")):
-        for mode in dict.fromkeys(row["mode"] for row in table):
-            rows = sorted((row for row in table if row["mode"] == mode), key=lambda row: row["compression"])
-            axis.plot([row["compression"] for row in rows], [100 * row[metric] for row in rows], marker="o", label=mode)
+    order = [mode.value for mode in SWEEP_MODES]
+    modes = sorted(dict.fromkeys(row["mode"] for row in table),
+                   key=lambda name: order.index(name) if name in order else len(order))
+    deepseek = meta["consumer"] == "deepseek-ocr"
+    figure, axes = plt.subplots(1, len(modes), figsize=(max(11.0, 3.6 * len(modes)), 4.8), sharey=True, squeeze=False)
+    for axis, mode in zip(axes[0], modes):
+        rows = sorted((row for row in table if row["mode"] == mode), key=lambda row: row["compression"])
+        x = [row["compression"] for row in rows]
+        axis.plot(x, [100 * row["char_precision"] for row in rows], marker="o", color="C0",
+                  label=f"{meta['reader']} char precision (pixel legibility)")
+        axis.plot(x, [100 * row["word_recall"] for row in rows], marker="s", color="C0", alpha=0.5, linestyle="--",
+                  label=f"{meta['reader']} word recall (pixel legibility)")
+        expected = [(row["compression"], row["expected_recall"]) for row in rows if row.get("expected_recall") is not None]
+        if expected:
+            axis.plot([c for c, _ in expected], [100 * value for _, value in expected], marker="x", color="black",
+                      linestyle="none", markersize=8, label="expected recall (reading model)")
+        if deepseek:
+            grid = np.geomspace(min(x + [1.0]), max(x + [60.0]), 200)
+            estimates = [DEEPSEEK_OCR_FOX.estimate(mode, c) for c in grid]
+            measured = np.array([not e.notes for e in estimates])
+            values = np.array([100 * e.recall for e in estimates])
+            axis.plot(grid, np.where(measured, values, np.nan), color="C3", linewidth=2,
+                      label="DeepSeek-OCR published capacity (Fox)")
+            axis.plot(grid, np.where(measured, np.nan, values), color="C3", linestyle=":", linewidth=1.5,
+                      label="capacity, extrapolated / read across modes")
+            published = DEEPSEEK_OCR_FOX.rows.get(mode, ())
+            axis.scatter([p.compression for p in published], [100 * p.precision for p in published], color="C3",
+                         zorder=3, s=18)
         for threshold in PRECISION_THRESHOLDS:
             axis.axhline(100 * threshold, color="grey", linewidth=0.6, linestyle=":")
         axis.set_xscale("log")
         axis.xaxis.set_major_formatter(times)
         axis.xaxis.set_minor_formatter(NullFormatter())
-        axis.set_xticks([1, 2, 5, 10, 20, 50, 100])
-        axis.set_xlabel("compression (text tokens / vision tokens)")
-        axis.set_title(metric.replace("_", " "))
+        axis.set_xticks([1, 2, 5, 10, 20, 50])
+        axis.set_ylim(0, 102)
+        axis.set_xlabel("compression (text / vision tokens)")
+        axis.set_title(mode)
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("% of page text")
-    axes[0].legend(title="mode")
-    who = "CPU OCR: pixels still hold the text" if meta["reader"] != "deepseek-ocr" else "DeepSeek-OCR"
-    figure.suptitle(f"{meta['reader']} ({who}), consumer {meta['consumer']}, {meta['report_split']} split")
-    figure.tight_layout()
+    axes[0][0].set_ylabel("% of page text")
+    handles, labels = [], []
+    for axis in axes[0]:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    who = "CPU OCR, not DeepSeek-OCR decoding" if meta["reader"] != "deepseek-ocr" else "DeepSeek-OCR"
+    figure.suptitle(f"Pixel legibility ({meta['reader']}, {who})\nbeside the reading model; consumer "
+                    f"{meta['consumer']}, {meta['report_split']} split")
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
     figure.savefig(out / results["files"]["precision_png"], dpi=110)
     plt.close(figure)
 
@@ -682,7 +865,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     looks = {name: (f"C{number}", "osD^vP"[number % 6], ["-", "--", "-.", ":"][number % 4])
              for number, name in enumerate(strategies)}
     budgets = sorted({row["budget"] for row in baseline_rows if row["budget"] is not None})
-    figure, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 4.4), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 6.0), sharey=True, squeeze=False)
     for axis, font_px in zip(axes[0], densities):
         for name in strategies:
             rows = [row for row in baseline_rows if row["strategy"] == name
@@ -694,7 +877,11 @@ def plot(results: dict[str, Any], out: Path) -> None:
                 continue
             rows = sorted(rows, key=lambda row: row["budget"])
             axis.plot([row["budget"] for row in rows], [100 * row["fact_recall"] for row in rows], color=colour,
-                      marker=marker, linestyle=dashes, alpha=0.85, label=name)
+                      marker=marker, linestyle=dashes, alpha=0.85, label=f"{name}: CPU OCR")
+            if name.startswith("memory:"):
+                axis.plot([row["budget"] for row in rows], [100 * row["expected_fact_recall"] for row in rows],
+                          color=colour, marker=marker, markerfacecolor="none", linestyle=":", alpha=0.85,
+                          label=f"{name}: expected (reading model)")
         axis.set_xscale("log")
         axis.set_xticks(budgets)
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -707,7 +894,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     figure.suptitle(f"Fact recall vs budget ({meta['reader']}, consumer {meta['consumer']}, "
                     f"{meta['baseline']['text_tokens']:,}-token chat)")
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.tight_layout(rect=(0, 0.3, 1, 1))
     figure.savefig(out / results["files"]["facts_png"], dpi=110)
     plt.close(figure)
 
@@ -739,20 +926,25 @@ def run(settings: Settings, argv: Sequence[str]) -> dict[str, Any]:
     print(f"compression_recall: reader {reader.name}, consumer {consumer.name}, densities {densities}", file=sys.stderr)
 
     rows: list[dict[str, Any]] = []
+    views: list[SweptView] = []
     chat_ids: dict[str, list[str]] = {}
     for split in settings.splits:
-        split_rows, conversation = sweep(settings, consumer, service, split, densities)
+        split_rows, conversation, split_views = sweep(settings, consumer, service, split, densities)
         rows += split_rows
+        views += split_views
         chat_ids[split] = list(conversation.source_chat_ids)
     report_split = "report" if "report" in settings.splits else settings.splits[-1]
     tune_split = "tune" if "tune" in settings.splits else settings.splits[0]
+    tune_table = aggregate(rows, tune_split)
+    model = CalibratedRecall(calibration(tune_table), provenance={**info, "split": tune_split})
+    reader_model = reading_models(consumer, model)["word_recall"]
+    for row, (page, level, tier) in zip(rows, views):
+        row.update(expected_reading(consumer, reader_model, page, level, tier, row["vision_tokens"]))
     table = [row for split in settings.splits for row in aggregate(rows, split)]
-    tune_table = [row for row in table if row["split"] == tune_split]
     report_table = [row for row in table if row["split"] == report_split]
-    points = [point for metric in ("char_precision", "char_recall", "char_accuracy")
+    points = [point for metric in ("char_precision", "char_recall", "char_accuracy", "expected_recall")
               for point in break_points(report_table, metric)]
 
-    model = CalibratedRecall(calibration(tune_table), provenance={**info, "split": tune_split})
     calibration_path = settings.calibration_out or (
         CALIBRATION_DIR / f"{settings.reader}_{consumer.name.replace(':', '-')}.json" if not settings.quick
         else settings.out / f"calibration{settings.suffix}.json"
@@ -786,6 +978,16 @@ def run(settings: Settings, argv: Sequence[str]) -> dict[str, Any]:
                                    f"{MEMORY_RECALL_FLOOR} on the {tune_split} split; and the next denser one",
             "chat_ids": chat_ids,
             "calibration_file": str(calibration_path),
+            "reading_model": {
+                "expected_recall": "min(pixel legibility: this run's tune-split CPU OCR calibration, word recall; "
+                                   "the consumer's capacity)",
+                "capacity": (reader_model.capacity.source if reader_model.capacity is not None
+                             else f"none: {consumer.name}'s capacity was never measured (optical-memory calibrate)"),
+                "capacity_provenance": dict(DEEPSEEK_OCR_FOX.provenance) if isinstance(consumer, DeepSeekOCRConsumer)
+                else None,
+                "capacity_tokenizer": DEEPSEEK_TOKENIZER_NAME if isinstance(consumer, DeepSeekOCRConsumer) else None,
+                "min_recall": DEFAULT_MIN_RECALL,
+            },
             "baseline": {
                 "conversation": conversation.id,
                 "text_tokens": conversation.text_tokens,

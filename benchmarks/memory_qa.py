@@ -50,8 +50,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from optical_memory.policies import AgeSchedule, ForgettingPolicy, RecallAwareBudget, TokenBudget, view_cost
-from optical_memory.policies.recall_aware import CalibratedRecall
+from optical_memory.policies import (
+    AgeSchedule,
+    CalibratedRecall,
+    ForgettingPolicy,
+    ReadingGate,
+    RecallAwareBudget,
+    TokenBudget,
+    view_cost,
+)
 
 from benchmarks.datasets import (
     DAY_SECONDS,
@@ -264,16 +271,23 @@ class AgeOnly(ForgettingPolicy):
     age: AgeSchedule = field(default_factory=AgeSchedule)
 
     def choose(
-        self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
+        self,
+        pages: Sequence[Page],
+        consumer: Consumer,
+        *,
+        now: float,
+        turn_count: int,
+        budget: int | None = None,
+        gate: ReadingGate | None = None,
     ) -> list[int | None]:
         levels = self.age.choose(pages, consumer, now=now, turn_count=turn_count)
         if budget is None:
             return levels
-        total = sum(view_cost(consumer, page, level) for page, level in zip(pages, levels))
+        total = sum(view_cost(consumer, page, level, gate) for page, level in zip(pages, levels))
         for i, page in enumerate(pages):
             if total <= budget:
                 break
-            total -= view_cost(consumer, page, levels[i])
+            total -= view_cost(consumer, page, levels[i], gate)
             levels[i] = None
         return levels
 

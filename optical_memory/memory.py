@@ -7,8 +7,10 @@ the call instead, and the exchange opens the next page. Turns past the hot windo
 text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
 less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
 a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
-(fail-closed). Given a ``query``, ``context`` first searches the session once and the pages holding the best hits are
-shown at a level that reads and are the last to be dropped (``optical_memory.policies.cue``).
+(fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
+gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``, ``context``
+first searches the session once and the pages holding the best hits are shown at a level the consumer reads and
+are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -47,7 +49,17 @@ from optical_memory.core.validation import (
     validate_text,
     validate_timestamp,
 )
-from optical_memory.policies import ForgettingPolicy, QueryCue, TokenBudget
+from optical_memory.policies import (
+    DEFAULT_MIN_RECALL,
+    AgeSchedule,
+    ForgettingPolicy,
+    QueryCue,
+    ReadingGate,
+    ReadingModel,
+    RecallAwareBudget,
+)
+from optical_memory.policies import reading_model as default_reading_model
+from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_choices
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
@@ -55,11 +67,13 @@ from optical_memory.store.search import excerpt, index_terms, query_terms
 
 log = logging.getLogger(__name__)
 
-# Why a page has its level (``PageView.reason``): the level its age gives (the policy without a budget), a blurrier
-# one or none because of the budget, or sent as text because the image would cost more (followed by both prices).
+# Why a page has its level (``PageView.reason`` starts with one of these, then ": " and the details): the level its
+# age gives (the policy without a budget), another level or none because of the budget, or sent as text because
+# the image would cost more (both prices follow) or because the reading model expects it read back below min_recall.
 REASON_AGE = "age"
 REASON_BUDGET = "budget"
-REASON_FAIL_CLOSED = "fail-closed"
+REASON_FAIL_CLOSED = FAIL_CLOSED
+REASON_BELOW_MIN_RECALL = BELOW_MIN_RECALL
 # A page holding one of the best hits for the query of ``context``; followed by the hit's score.
 REASON_QUERY = "relevant to the query"
 
@@ -79,13 +93,26 @@ QUERY_POSTINGS = 300
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
+# The reason of every forgotten page but the newest one: one string, so that their cached views stay valid.
+_OLDER_THAN_FORGOTTEN = {
+    why: f"{why}: forgotten, older than a forgotten page (an older page is never sharper than a newer one)"
+    for why in (REASON_AGE, REASON_BUDGET)
+}
 
 
-def validate_options(hot_turns: object, policy: object) -> None:
-    """Reject a bad hot window or policy before anything touches the store."""
+def validate_options(hot_turns: object, policy: object, reading_model: object = None) -> None:
+    """Reject a bad hot window, policy or reading model before anything touches the store."""
     validate_int(hot_turns, field_name="hot_turns", minimum=0)
     if policy is not None and not isinstance(policy, ForgettingPolicy):
         raise TypeError(f"policy must be a ForgettingPolicy, got {type(policy).__name__}")
+    if reading_model is not None and not isinstance(reading_model, ReadingModel):
+        raise TypeError(f"reading_model must be a ReadingModel, got {type(reading_model).__name__}")
+
+
+def default_policy() -> ForgettingPolicy:
+    """Under a budget, the levels that maximise expected recall (spending the budget on what the consumer can
+    read); without one, the age schedule."""
+    return RecallAwareBudget(unbudgeted=AgeSchedule())
 
 
 def _position_after(page: Page, turns: Sequence[Turn]) -> tuple[int, int]:
@@ -147,6 +174,11 @@ class SearchHit:
 class OpticalMemory:
     """A chat history kept as text for recent turns and as shrinking page images for older ones.
 
+    ``policy`` defaults to ``RecallAwareBudget`` (under a budget) over the age schedule (without one).
+    ``reading_model`` predicts what the consumer reads back of a page at each level (default: the consumer's,
+    ``optical_memory.policies.reading_model``; a host's capacity comes from ``load_reading_model`` after
+    ``optical-memory calibrate``); a page goes as an image only where it predicts at least ``min_recall``.
+
     Example::
 
         mem = OpticalMemory.open("memory.db", session="user-42", hot_turns=8)
@@ -170,13 +202,17 @@ class OpticalMemory:
         style: RenderStyle | None = None,
         forget_pixels: bool = False,
         clock: Callable[[], float] = time.time,
+        min_recall: float = DEFAULT_MIN_RECALL,
+        reading_model: ReadingModel | None = None,
     ) -> None:
-        validate_options(hot_turns, policy)
+        validate_options(hot_turns, policy, reading_model)
         self.store = store
         self.scope = Scope(user, session, companion)
         self.hot_turns = hot_turns
         self.consumer = get_consumer(consumer)
-        self.policy = policy if policy is not None else TokenBudget()
+        self.policy = policy if policy is not None else default_policy()
+        self.reading_model = reading_model
+        self.min_recall = ReadingGate(self._reading_model(self.consumer, self.policy, None), min_recall).min_recall
         self.style = style if style is not None else RenderStyle.preset(self.consumer.render_preset)
         self.renderer = PageRenderer(self.style)
         self.forget_pixels = forget_pixels
@@ -190,7 +226,7 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
-        self._forgotten_views: dict[tuple[int, str, str], PageView] = {}
+        self._forgotten_views: dict[str, dict[int, PageView]] = {}
         # In how many turns each word occurs (what a query searches picks by), counted up to turn _counted of the
         # stored session _counted_key.
         self._word_turns: Counter[str] = Counter()
@@ -489,17 +525,20 @@ class OpticalMemory:
         *,
         policy: ForgettingPolicy | None = None,
         now: float | None = None,
+        min_recall: float | None = None,
+        reading_model: ReadingModel | None = None,
         query: str | None = None,
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
         ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
-        (system prompt, preamble, framing). ``query`` (e.g. the user's latest message): one search of the session
-        for its rarer words (any of them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are
-        shown at a level that reads and dropped last; their ``PageView.reason`` is "relevant to the query: score
-        s" (the hit's score). The other pages follow the policy. Raises ``ValueError`` (``check_budget``) if the
-        unsealed recent turns alone exceed the budget.
+        (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
+        call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
+        them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
+        the reading model expects to read at ``min_recall`` and dropped last; their ``PageView.reason`` starts
+        "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
+        ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
@@ -507,13 +546,17 @@ class OpticalMemory:
             raise TypeError(f"query must be a string or None, got {type(query).__name__}")
         consumer = self.consumer if consumer is None else get_consumer(consumer)
         policy = self.policy if policy is None else policy
+        validate_options(0, policy, reading_model)
+        gate = ReadingGate(
+            self._reading_model(consumer, policy, reading_model), self.min_recall if min_recall is None else min_recall
+        )
         now = self.clock() if now is None else now
         # Search before the snapshot: pages only grow, so every page a hit names is in it.
         cues = () if query is None else self._cues(query)
         with self._lock:
             self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-        return self._context(turns, stored_pages, budget, consumer, policy, now, cues)
+        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues)
 
     def _word_counts(self) -> Counter[str]:
         """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
@@ -565,6 +608,7 @@ class OpticalMemory:
         consumer: BaseConsumer,
         policy: ForgettingPolicy,
         now: float,
+        gate: ReadingGate,
         cues: tuple[tuple[int, float], ...] = (),
     ) -> Context:
         """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again (with the
@@ -577,72 +621,120 @@ class OpticalMemory:
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
         pages = [stored.page for stored in stored_pages]
+        page_budget = None if budget is None else budget - hot_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
         # policy's own.
-        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns))
+        aged = policy.choose(pages, consumer, now=now, turn_count=len(turns), gate=gate)
         chooser = QueryCue(policy, cues, ceiling=tuple(aged)) if cues else policy
         levels = aged if budget is None and not cues else chooser.choose(
-            pages, consumer, now=now, turn_count=len(turns), budget=None if budget is None else budget - hot_tokens
+            pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate
         )
+        scores = dict(cues)
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, aged)
-        scores = dict(cues)
-
-        def why(page: Page, level: int | None, age: int | None) -> str:
+        views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
+        # Most pages of a long session are forgotten: their views hold no pixels and rarely change, so reuse them.
+        forgotten_views = self._forgotten_views.setdefault(consumer.name, {})
+        explained = False
+        spent_on_newer = 0
+        for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
+            level, page = levels[position], stored_pages[position].page
+            why = REASON_AGE if level == aged[position] else REASON_BUDGET
             if level is not None and page.index in scores:
-                return f"{REASON_QUERY}: score {scores[page.index]:.3g}"
-            return REASON_AGE if level == age else REASON_BUDGET
-
-        views = [
-            self._view(stored, level, consumer, why(stored.page, level, age))
-            for stored, level, age in zip(stored_pages, levels, aged)
-        ]
+                why = f"{REASON_QUERY}: score {scores[page.index]:.3g}"
+            if level is not None:
+                view = views[position] = self._view(stored_pages[position], level, consumer, gate, why)
+                spent_on_newer += view.tokens
+                continue
+            if explained:
+                reason = _OLDER_THAN_FORGOTTEN[why]
+                view = forgotten_views.get(page.index)
+                if view is None or view.page is not page or view.reason is not reason:
+                    view = forgotten_views[page.index] = PageView(
+                        page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0
+                    )
+            else:
+                reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
+                                                spent_on_newer)
+                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
+                                expected_recall=0.0)
+                explained = True
+            views[position] = view
         return Context(
             views,
             recent,
-            self._report(views, hot_tokens, budget, consumer),
+            self._report(views, hot_tokens, budget, consumer, gate),
             consumer,
             turns=turns,
-            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, cues),
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
+                                                      cues),
             cacheable_images=not self.forget_pixels,
         )
+
+    def _reading_model(
+        self, consumer: BaseConsumer, policy: ForgettingPolicy, explicit: ReadingModel | None
+    ) -> ReadingModel:
+        """The reading model that gates ``consumer``'s views: the one passed, the recall-aware policy's own, the
+        memory's, or the consumer's default, the first of those made for this consumer."""
+        candidates = [explicit, policy.model if isinstance(policy, RecallAwareBudget) else None, self.reading_model]
+        for model in candidates:
+            if model is not None and model.consumer == consumer.name:
+                return model
+        if explicit is not None:
+            raise ValueError(f"reading_model is for consumer {explicit.consumer!r}, not {consumer.name!r}")
+        return default_reading_model(consumer)
 
     async def acontext(self, budget: float | None = None, consumer: str | BaseConsumer | None = None, **options: Any) -> Context:
         """``context`` without blocking the event loop."""
         return await asyncio.to_thread(self.context, budget, consumer, **options)
 
-    def _view(self, stored: StoredPage, level: int | None, consumer: BaseConsumer, reason: str) -> PageView:
+    @staticmethod
+    def _forgotten_reason(
+        page: Page,
+        consumer: BaseConsumer,
+        gate: ReadingGate,
+        why: str,
+        chooser: str,
+        page_budget: int | None,
+        spent_on_newer: int,
+    ) -> str:
+        """Why the newest forgotten page is forgotten: its age (the policy without a budget), or what the budget had
+        left (and, when no level reads at the floor, that it could only have gone as text)."""
+        if page_budget is None:
+            return f"{why}: forgotten by {chooser} without a budget"
+        choices = view_choices(consumer, page, gate)
+        cheapest = min(choices, key=lambda choice: choice.tokens)
+        reason = (f"{why}: forgotten by {chooser}: newer pages took {spent_on_newer} of the {page_budget} tokens left"
+                  f" after the recent turns; its cheapest view costs {cheapest.tokens}"
+                  f" ({'text' if cheapest.as_text else 'image'} at {consumer.tiers[cheapest.level].name})")
+        readable = [choice for choice in choices if choice.reading is not None and not choice.as_text]
+        if not readable and any(choice.reading is not None for choice in choices):
+            best = max((c for c in choices if c.reading is not None), key=lambda c: c.reading.value)  # type: ignore[union-attr]
+            reason += (f"; no level reads at min_recall {gate.min_recall:.0%} (best: {best.reading.value:.1%} at"  # type: ignore[union-attr]
+                       f" {consumer.tiers[best.level].name}), so it could only go as text")
+        return reason
+
+    def _view(self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, why: str) -> PageView:
+        """A shown page: an image with ``why`` ("age"/"budget"/the query's cue) and the prediction, or text with how it
+        came to be (a cued page's reason still starts with its cue)."""
         page = stored.page
-        if level is None:
-            # Most pages of a long session are forgotten: their views hold no pixels and never change, so reuse them.
-            key = (page.index, consumer.name, reason)
-            view = self._forgotten_views.get(key)
-            if view is None or view.page is not page:
-                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason)
-                self._forgotten_views[key] = view
-            return view
-        text_tokens = consumer.text_tokens(page.text)
+        choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
-        if page.missing_glyphs:
-            # Some characters are drawn as substitute marks: the image would not show all the text, so send the text.
-            missing = page.missing_glyphs
-            reason = f"{REASON_FAIL_CLOSED}: {missing} glyph{'s' if missing != 1 else ''} missing"
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
-        image_tokens = consumer.page_tokens(page, level)
-        if image_tokens >= text_tokens:
-            closed = f"{REASON_FAIL_CLOSED}: the image would cost {image_tokens} tokens, its text {text_tokens}"
-            # A cued page keeps why it is shown and adds why it goes as text.
-            reason = f"{reason}; {closed}" if reason.startswith(REASON_QUERY) else closed
-            return PageView(page, level, tier, text_tokens, text_tokens, as_text=True, reason=reason)
+        if why.startswith(REASON_QUERY):
+            reason = f"{why}; {choice.reason}"
+        else:
+            reason = f"{choice.reason}; {tier.name} by {why}" if choice.as_text else f"{why}: {choice.reason}"
         return PageView(
             page,
             level,
             tier,
-            image_tokens,
-            text_tokens,
-            load_image=lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            choice.tokens,
+            choice.text_tokens,
+            as_text=choice.as_text,
+            load_image=None if choice.as_text else lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
             reason=reason,
+            expected_recall=choice.recall,
         )
 
     def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
@@ -660,7 +752,9 @@ class OpticalMemory:
             with self._lock:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
-    def _report(self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer) -> TokenReport:
+    def _report(
+        self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer, gate: ReadingGate
+    ) -> TokenReport:
         images: list[PageView] = []
         as_text: list[PageView] = []
         dropped: list[PageView] = []
@@ -669,6 +763,7 @@ class OpticalMemory:
         positions = None
         if isinstance(consumer, DeepSeekOCRConsumer):
             positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
+        dropped_text_tokens = sum(v.text_tokens for v in dropped)
         return TokenReport(
             consumer=consumer.name,
             tokenizer=consumer.tokenizer,
@@ -683,7 +778,9 @@ class OpticalMemory:
             pages_as_images=len(images),
             pages_as_text=len(as_text),
             pages_dropped=len(dropped),
-            dropped_text_tokens=sum(v.text_tokens for v in dropped),
+            dropped_text_tokens=dropped_text_tokens,
+            expected_recall=_expected_recall([*images, *as_text], hot_tokens, dropped_text_tokens),
+            min_recall=gate.min_recall,
         )
 
     def close(self) -> None:
@@ -694,6 +791,19 @@ class OpticalMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _expected_recall(shown: Sequence[PageView], hot_tokens: int, forgotten_tokens: int) -> float | None:
+    """Expected share of all the session's text read back: recent turns in full, each shown page by its view, the
+    forgotten pages' text not at all (``None`` when a shown page's recall is unknown)."""
+    read = float(hot_tokens)
+    total = hot_tokens + forgotten_tokens
+    for view in shown:
+        if view.expected_recall is None:
+            return None
+        read += view.text_tokens * view.expected_recall
+        total += view.text_tokens
+    return read / total if total else 1.0
 
 
 def open_memory(

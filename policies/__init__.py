@@ -9,21 +9,36 @@ from optical_memory.policies.base import (
 )
 from optical_memory.policies.budget import TokenBudget
 from optical_memory.policies.cue import QueryCue
-from optical_memory.policies.recall_aware import CalibratedRecall, RecallAwareBudget
+from optical_memory.policies.legibility import CalibratedRecall
+from optical_memory.policies.reading import (
+    DEFAULT_MIN_RECALL,
+    Reading,
+    ReadingGate,
+    ReadingModel,
+    load_reading_model,
+    reading_model,
+)
+from optical_memory.policies.recall_aware import RecallAwareBudget
 
 __all__ = [
     "AgeSchedule",
     "CalibratedRecall",
     "DAY",
+    "DEFAULT_MIN_RECALL",
     "ForgettingPolicy",
     "HOUR",
     "Levels",
     "MONTH",
     "QueryCue",
+    "Reading",
+    "ReadingGate",
+    "ReadingModel",
     "RecallAwareBudget",
     "TokenBudget",
     "WEEK",
     "YEAR",
     "is_monotone",
+    "load_reading_model",
+    "reading_model",
     "view_cost",
 ]

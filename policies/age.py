@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
+import numpy as np
 
 from optical_memory.core.types import Consumer, Page
+from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
+from optical_memory.policies.reading import ReadingGate
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -18,6 +19,7 @@ MONTH = 30 * DAY
 YEAR = 365 * DAY
 
 Steps = tuple[tuple[float, int], ...]
+_FORGOTTEN = float("inf")  # the rank of a forgotten page: blurrier than every level
 
 
 @lru_cache(maxsize=64)
@@ -64,28 +66,41 @@ class AgeSchedule(ForgettingPolicy):
 
     def _own_levels(self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int) -> Levels:
         """Each page's level from its own age alone (``choose`` then makes the sequence monotone)."""
-        columns = []
-        if self.turn_steps is not None:
-            columns.append(self._column((turn_count - 1 - page.turn_indices[-1] for page in pages), self.turn_steps))
-        if self.time_steps is not None:
-            columns.append(self._column((now - page.timestamp for page in pages), self.time_steps))
-        blurriest = last_level(consumer)
-        return [None if None in levels else min(max(levels), blurriest) for levels in zip(*columns)]  # type: ignore[type-var]
+        ranks = self._ranks(pages, consumer, now=now, turn_count=turn_count)
+        return [None if rank == _FORGOTTEN else int(rank) for rank in ranks.tolist()]
 
-    def _column(self, ages: Iterable[float], steps: Steps) -> Levels:
-        """The level of every age on one ladder (``None`` past its end, unless ``forget`` is off)."""
-        max_ages = _max_ages(steps)
-        by_index: list[int | None] = [level for _, level in steps]
-        by_index.append(None if self.forget else steps[-1][1])
-        return [by_index[bisect.bisect_left(max_ages, age)] for age in ages]
+    def _ranks(self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int) -> np.ndarray:
+        """Each page's level by age as a number, ``_FORGOTTEN`` past the ladder's end; the blurrier ladder wins.
+
+        Vectorised because the memory asks on every ``context`` call, for every page of the session.
+        """
+        ranks = np.zeros(len(pages))
+        if self.turn_steps is not None:
+            last_turns = np.fromiter((page.turn_indices[-1] for page in pages), dtype=float, count=len(pages))
+            ranks = np.maximum(ranks, self._column(turn_count - 1 - last_turns, self.turn_steps))
+        if self.time_steps is not None:
+            stamps = np.fromiter((page.timestamp for page in pages), dtype=float, count=len(pages))
+            ranks = np.maximum(ranks, self._column(now - stamps, self.time_steps))
+        return np.where(ranks == _FORGOTTEN, _FORGOTTEN, np.minimum(ranks, last_level(consumer)))
+
+    def _column(self, ages: np.ndarray, steps: Steps) -> np.ndarray:
+        """The level of every age on one ladder (``_FORGOTTEN`` past its end, unless ``forget`` is off)."""
+        by_index = np.array([float(level) for _, level in steps] + [_FORGOTTEN if self.forget else steps[-1][1]])
+        return by_index[np.searchsorted(_max_ages(steps), ages, side="left")]
 
     def choose(
-        self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
+        self,
+        pages: Sequence[Page],
+        consumer: Consumer,
+        *,
+        now: float,
+        turn_count: int,
+        budget: int | None = None,
+        gate: ReadingGate | None = None,
     ) -> Levels:
-        levels = self._own_levels(pages, consumer, now=now, turn_count=turn_count)
-        # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper.
-        for i in range(len(levels) - 2, -1, -1):
-            newer, older = levels[i + 1], levels[i]
-            if older is not None and (newer is None or newer > older):
-                levels[i] = newer
-        return levels
+        """Levels by age alone (``budget`` and ``gate`` do not move them)."""
+        ranks = self._ranks(pages, consumer, now=now, turn_count=turn_count)
+        # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper: each
+        # page is at least as blurry as every newer one.
+        ranks = np.maximum.accumulate(ranks[::-1])[::-1]
+        return [None if rank == _FORGOTTEN else int(rank) for rank in ranks.tolist()]

@@ -1,233 +1,210 @@
-"""Forgetting that maximises expected recalled text under a token budget, from measured recall per density × level.
+"""Forgetting that spends a token budget on what the consumer can read: maximise expected recall under the budget.
 
-``TokenBudget`` blurs the oldest page first, whatever that costs in recall. ``RecallAwareBudget`` instead chooses
-the monotone level assignment (older never sharper than newer) that fits the budget and recalls the most text in
-expectation: Σ text_tokens(page) × expected char recall(page at its level), where a page whose text is cheaper than
-its image goes as text (recall 1, the memory's fail-closed rule) and a forgotten page recalls nothing.
+``TokenBudget`` only ever blurs or drops, starting from the age schedule, so budget the schedule leaves unused stays
+unused and a page that would read better one tier sharper never gets it. ``RecallAwareBudget`` instead chooses the
+monotone assignment (older never sharper than newer) that fits the budget and recalls the most text in expectation:
+Σ text_tokens(page) × expected recall(page at its level) under the consumer's reading model
+(``optical_memory.policies.reading``), where a page that goes as text (cheaper than its image, or read back below
+the gate's floor) recalls all of it and a forgotten page nothing.
 
-The default recall model is the calibration file ``policies/calibration/rapidocr_deepseek-ocr.json``, measured by
-``python -m benchmarks.compression_recall`` on the tune split (it records its own provenance). A page's density is
-the median height of its drawn line boxes on the master canvas; expected recall at a level is interpolated in
-density within that tier's measurements, or, for a tier the calibration never measured (a host's pixel size), in
-the line height the page has after fitting to the tier, pooled over all measurements.
+A monotone assignment is a run of the newest pages at the sharpest tier, then a run at the next tier, and so on,
+then the forgotten rest: it is fixed by one boundary per tier. The optimiser maximises the Lagrangian
+Σ value − λ·Σ cost over those boundaries, exactly for each λ by a dynamic program over the tiers (vectorised over a
+grid of λ, then refined where the budget binds), keeps the best assignment that fits, and then spends what is left
+one page at a time, newest first, on the move that adds the most expected recall per token (or, once nothing adds
+recall, on sharpening the newest pages). Only the newest pages whose cheapest views fit the budget together are
+looked at, so its cost follows the pages a context can show, not the length of the session.
 """
 
 from __future__ import annotations
 
-import json
-import statistics
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
-from optical_memory.policies.base import (
-    ForgettingPolicy,
-    Levels,
-    base_levels,
-    view_cost,
-)
 
-from optical_memory.core.geometry import Tier, glyph_scale
 from optical_memory.core.types import Consumer, Page
 from optical_memory.core.validation import validate_budget
+from optical_memory.policies.base import ForgettingPolicy, Levels, base_levels
+from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model, view_choices, view_prices
 
-CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
-DEFAULT_CALIBRATION = CALIBRATION_DIR / "rapidocr_deepseek-ocr.json"
-RECALL_METRICS = ("char_recall", "char_precision", "word_recall")
-
-
-@runtime_checkable
-class RecallModel(Protocol):
-    """Expected share (0..1) of a page's text that survives being shown at ``tier``."""
-
-    def expected_recall(self, page: Page, tier: Tier) -> float: ...
+# λ is expected recalled text tokens per token spent: a coarse grid over every ratio a page can have, then two
+# finer grids between the last λ that overspends and the first that fits.
+_LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 3, 29)])
+_REFINE_STEPS = 12
+_REFINE_ROUNDS = 2
 
 
-def line_height(page: Page) -> float | None:
-    """Median height in master pixels of the page's drawn line boxes (``None`` for a page without lines)."""
-    heights = [line.y1 - line.y0 for line in page.lines if line.y1 > line.y0]
-    return float(statistics.median(heights)) if heights else None
-
-
-def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
-    """Piecewise-linear through ``points`` (x sorted, duplicates averaged), held constant beyond the ends."""
-    merged: dict[float, list[float]] = {}
-    for px, py in points:
-        merged.setdefault(px, []).append(py)
-    xs = sorted(merged)
-    return float(np.interp(x, xs, [sum(merged[px]) / len(merged[px]) for px in xs]))
-
-
-@dataclass(frozen=True)
-class CalibrationPoint:
-    """Measured recovery of pages of one density (master line height) at one tier."""
-
-    tier: str
-    line_height_px: float
-    effective_line_px: float
-    char_precision: float
-    char_recall: float
-    word_recall: float
-    pages: int
-
-    def metric(self, name: str) -> float:
-        return float(getattr(self, name))
-
-
-@dataclass(frozen=True)
-class CalibratedRecall:
-    """A recall model from measured points; ``metric`` picks which measured share counts as recalled.
-
-    Word recall is the default: an exact fact (a name, a code, a number) survives only if its whole word is read
-    right, and on dense pages char recall stays high while every such word is already lost.
-    """
-
-    points: tuple[CalibrationPoint, ...]
-    metric: str = "word_recall"
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.points:
-            raise ValueError("points must hold at least one calibration point")
-        if self.metric not in RECALL_METRICS:
-            raise ValueError(f"metric must be one of {RECALL_METRICS}, got {self.metric!r}")
-
-    @classmethod
-    def load(cls, path: str | Path = DEFAULT_CALIBRATION, *, metric: str = "word_recall") -> "CalibratedRecall":
-        """Read a calibration file written by ``benchmarks.compression_recall``."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"calibration file {str(path)!r} does not exist") from None
-        try:
-            points = tuple(CalibrationPoint(**point) for point in data["points"])
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"calibration file {str(path)!r} is malformed: {error}") from None
-        return cls(points, metric, data.get("provenance", {}))
-
-    def expected_recall(self, page: Page, tier: Tier) -> float:
-        density = line_height(page)
-        if density is None:
-            # Glyph size unknown: assume the densest page measured, the least recall.
-            density = min(point.line_height_px for point in self.points)
-        same_tier = [(p.line_height_px, p.metric(self.metric)) for p in self.points if p.tier == tier.name]
-        if same_tier:
-            recall = _interpolate(same_tier, density)
-        else:
-            effective = density * glyph_scale(page.width, page.height, tier)
-            recall = _interpolate([(p.effective_line_px, p.metric(self.metric)) for p in self.points], effective)
-        return min(1.0, max(0.0, recall))
-
-
-def view_value(consumer: Consumer, model: RecallModel, page: Page, level: int | None) -> float:
-    """Expected recalled text tokens of ``page`` shown at ``level`` (text fallback: all of it; forgotten: none)."""
+def view_value(consumer: Consumer, gate: ReadingGate, page: Page, level: int | None) -> float:
+    """Expected recalled text tokens of ``page`` shown at ``level`` under ``gate`` (forgotten: none)."""
     if level is None:
         return 0.0
-    text_tokens = consumer.text_tokens(page.text)
-    if consumer.page_tokens(page, level) >= text_tokens:
-        return float(text_tokens)
-    return text_tokens * model.expected_recall(page, consumer.tiers[level])
+    return view_choices(consumer, page, gate)[level].value
 
 
 def expected_recalled_tokens(
-    pages: Sequence[Page], consumer: Consumer, levels: Sequence[int | None], model: RecallModel | None = None
+    pages: Sequence[Page], consumer: Consumer, levels: Sequence[int | None], gate: ReadingGate | None = None
 ) -> float:
-    """Σ expected recalled text tokens of ``pages`` at ``levels`` under ``model`` (default: the calibration file)."""
+    """Σ expected recalled text tokens of ``pages`` at ``levels`` (default: the consumer's reading model, no floor)."""
     if len(pages) != len(levels):
         raise ValueError(f"pages and levels must have the same length, got {len(pages)} and {len(levels)}")
-    model = model if model is not None else CalibratedRecall.load()
-    return sum(view_value(consumer, model, page, level) for page, level in zip(pages, levels))
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A partial assignment: its cost, its value, and its levels as a linked list ``(level, newer_chain)``."""
-
-    cost: int
-    value: float
-    chain: tuple[int | None, Any] | None
-
-
-def _pareto(entries: list[_Entry]) -> list[_Entry]:
-    """Entries no other beats on both cost (lower) and value (higher), cheapest first; ties keep the first seen."""
-    frontier: list[_Entry] = []
-    for entry in sorted(entries, key=lambda e: (e.cost, -e.value)):
-        if not frontier or entry.value > frontier[-1].value + 1e-9:
-            frontier.append(entry)
-    return frontier
+    gate = gate if gate is not None else ReadingGate(reading_model(consumer), 0.0)
+    return sum(view_value(consumer, gate, page, level) for page, level in zip(pages, levels))
 
 
 @dataclass(frozen=True)
 class RecallAwareBudget(ForgettingPolicy):
     """Fit the budget while keeping the most expected recalled text; older pages are never sharper than newer.
 
-    ``model`` defaults to the packaged calibration (``CalibratedRecall.load()``). ``base`` (e.g. an ``AgeSchedule``)
-    caps each page's sharpness: a page is never shown sharper than ``base`` says, and never at all if ``base``
-    forgets it. Without a budget the result is ``base`` (or every page at the sharpest tier).
-
-    Exact: a dynamic program over pages from newest to oldest keeps, for each sharpness the last page took, the
-    Pareto frontier of (tokens spent, expected recall), so the choice is the best monotone assignment within the
-    budget. Its cost grows with pages × levels² × frontier size; frontiers stay small because a consumer charges
-    the same few prices for every page.
+    ``model`` is the reading model used when the caller passes no gate (default: the consumer's,
+    ``reading_model(consumer)``); a caller that passes a ``gate`` (the memory does) has every view priced and
+    valued through it, so the context it builds is the one chosen. ``base`` (e.g. an ``AgeSchedule``) caps each
+    page's sharpness: never sharper than ``base`` says, never shown if ``base`` forgets it. Without a budget the
+    levels are ``unbudgeted``'s (default ``base``'s, else every page at the sharpest tier).
     """
 
-    model: RecallModel | None = None
+    model: ReadingModel | None = None
     base: ForgettingPolicy | None = None
-
-    def recall_model(self) -> RecallModel:
-        return self.model if self.model is not None else _default_model()
+    unbudgeted: ForgettingPolicy | None = None
 
     def choose(
-        self, pages: Sequence[Page], consumer: Consumer, *, now: float, turn_count: int, budget: int | None = None
+        self,
+        pages: Sequence[Page],
+        consumer: Consumer,
+        *,
+        now: float,
+        turn_count: int,
+        budget: int | None = None,
+        gate: ReadingGate | None = None,
     ) -> Levels:
-        caps = base_levels(self.base, pages, consumer, now=now, turn_count=turn_count, budget=budget)
         if budget is None:
-            return caps
+            without = self.unbudgeted if self.unbudgeted is not None else self.base
+            return base_levels(without, pages, consumer, now=now, turn_count=turn_count, budget=None, gate=gate)
         budget = validate_budget(budget)
-        model = self.recall_model()
-        depth = len(consumer.tiers)
-        forgotten = depth  # rank of "forgotten": blurrier than every tier
-        # fronts[r]: best partial assignments (newest pages so far) whose oldest page so far has rank r.
-        fronts: list[list[_Entry]] = [[] for _ in range(depth + 1)]
-        fronts[0] = [_Entry(0, 0.0, None)]
-        reachable: list[_Entry]
-        for page, cap in zip(reversed(pages), reversed(caps)):
-            options = [(forgotten, 0, 0.0)]
-            if cap is not None:
-                options += [
-                    (level, view_cost(consumer, page, level), view_value(consumer, model, page, level))
-                    for level in range(cap, depth)
-                ]
-            reachable = []
-            new_fronts: list[list[_Entry]] = [[] for _ in range(depth + 1)]
-            by_rank = {rank: (cost, value) for rank, cost, value in options}
-            for rank in range(depth + 1):
-                reachable = _pareto(reachable + fronts[rank])
-                if rank not in by_rank:
-                    continue
-                cost, value = by_rank[rank]
-                level = None if rank == forgotten else rank
-                new_fronts[rank] = [
-                    _Entry(entry.cost + cost, entry.value + value, (level, entry.chain))
-                    for entry in reachable
-                    if entry.cost + cost <= budget
-                ]
-            fronts = new_fronts
-        best = max(
-            (entry for front in fronts for entry in front),
-            key=lambda entry: (round(entry.value, 9), -entry.cost),
-        )
-        levels: Levels = []
-        chain = best.chain
-        while chain is not None:
-            level, chain = chain
-            levels.append(level)
+        caps = None
+        if self.base is not None:
+            caps = self.base.choose(pages, consumer, now=now, turn_count=turn_count, budget=budget, gate=gate)
+        if gate is None:
+            gate = ReadingGate(self.model if self.model is not None else reading_model(consumer), 0.0)
+        count = len(pages)
+        costs: list[list[int]] = []
+        values: list[list[float]] = []
+        floors: list[int] = []
+        cheapest_total = 0
+        # Newest first: a page can be shown only if it and every newer page fit at their cheapest views.
+        for position in range(count):
+            index = count - 1 - position
+            cap = 0 if caps is None else caps[index]
+            if cap is None:
+                break
+            row, worth = view_prices(consumer, pages[index], gate)
+            cheapest_total += min(row[cap:])
+            if cheapest_total > budget:
+                break
+            costs.append(row)
+            values.append(worth)
+            floors.append(cap)
+        levels: Levels = [None] * count
+        if not costs:
+            return levels
+        bounds = _optimise(costs, values, floors, budget)
+        position = 0
+        for rank, bound in enumerate(bounds):
+            while position < bound:
+                levels[count - 1 - position] = rank
+                position += 1
         return levels
 
 
-@lru_cache(maxsize=1)
-def _default_model() -> CalibratedRecall:
-    """The packaged calibration, loaded once per process."""
-    return CalibratedRecall.load()
+def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int], budget: int) -> list[int]:
+    """Boundaries ``B`` (``B[r]``: how many of the newest pages sit at rank ≤ r) of a good assignment that fits.
+
+    ``costs[p][r]`` and ``values[p][r]`` are page ``p`` (0 = newest) at rank ``r``; ``caps[p]`` is its sharpest
+    allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with ΔV_r the prefix sums of
+    (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
+    """
+    depth = len(costs[0])
+    cost_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(costs, dtype=float), axis=0)]).T
+    value_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(values, dtype=float), axis=0)]).T
+    step_cost = cost_prefix - np.vstack([cost_prefix[1:], np.zeros_like(cost_prefix[:1])])
+    step_value = value_prefix - np.vstack([value_prefix[1:], np.zeros_like(value_prefix[:1])])
+    cap_array = np.asarray(caps)
+    # B[r] may not pass the first page whose cap is blurrier than r.
+    limits = [int(np.argmax(cap_array > r)) if (cap_array > r).any() else len(caps) for r in range(depth)]
+
+    def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        positions = np.arange(len(caps) + 1)
+        best = np.empty(0)
+        running_args = []
+        for rank in range(depth):
+            score = step_value[rank][None, :] - lambdas[:, None] * step_cost[rank][None, :]
+            score[:, limits[rank] + 1:] = -np.inf
+            if rank == 0:
+                best = score
+                continue
+            running = np.maximum.accumulate(best, axis=1)
+            running_args.append(np.maximum.accumulate(np.where(best >= running, positions, 0), axis=1))
+            best = score + running
+        bounds = np.empty((len(lambdas), depth), dtype=int)
+        bounds[:, -1] = np.argmax(best, axis=1)
+        rows = np.arange(len(lambdas))
+        for rank in range(depth - 1, 0, -1):
+            bounds[:, rank - 1] = running_args[rank - 1][rows, bounds[:, rank]]
+        total_cost = sum(step_cost[rank][bounds[:, rank]] for rank in range(depth))
+        total_value = sum(step_value[rank][bounds[:, rank]] for rank in range(depth))
+        return bounds, total_cost, total_value
+
+    found = [solve(_LAMBDAS)]
+    fits = _LAMBDAS[found[0][1] <= budget]
+    # The budget binds between the largest λ that overspends and the smallest that fits: look closer there.
+    low = _LAMBDAS[_LAMBDAS < fits[0]].max(initial=-1.0) if len(fits) else -1.0
+    high = fits[0] if len(fits) else -1.0
+    for _ in range(_REFINE_ROUNDS if low >= 0 else 0):
+        lambdas = np.linspace(low, high, _REFINE_STEPS + 2)[1:-1]
+        found.append(solve(lambdas))
+        spent = found[-1][1]
+        low = lambdas[spent > budget].max(initial=low)
+        high = lambdas[spent <= budget].min(initial=high)
+    bounds_all = np.vstack([bounds for bounds, _, _ in found])
+    spent_all = np.concatenate([spent for _, spent, _ in found])
+    value_all = np.concatenate([value for _, _, value in found])
+    value_all[spent_all > budget] = -np.inf
+    chosen = int(np.argmax(value_all))
+    starts = [([int(bound) for bound in bounds_all[chosen]], float(spent_all[chosen]))]
+    if not np.isfinite(value_all[chosen]):
+        starts = []
+    # The best assignment may lie under the convex hull the λ search walks (a dense old page readable only once a
+    # sparse newer one is shown too): the newest pages all at one tier, as many as fit, are starts as well.
+    for rank in range(depth):
+        shown = min(limits[rank], int(np.searchsorted(cost_prefix[rank], budget, side="right")) - 1)
+        starts.append(([0] * rank + [shown] * (depth - rank), float(cost_prefix[rank][shown])))
+    filled = [_fill(bounds, costs, values, limits, budget - spent) for bounds, spent in starts]
+    return max(filled, key=lambda bounds: sum(step_value[rank][bound] for rank, bound in enumerate(bounds)))
+
+
+def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], limits: list[int],
+          left: float) -> list[int]:
+    """Spend what is left one page at a time: the move that adds the most expected recall per token first, ties
+    to the newest page and the sharpest tier, so that once nothing adds recall the newest pages are sharpened."""
+    depth = len(bounds)
+    while True:
+        best: tuple[float, int, int] | None = None
+        move: tuple[int, int, int, float] | None = None
+        for rank in range(depth):
+            page = bounds[rank]
+            if page >= limits[rank]:
+                continue
+            current = next((r for r in range(rank + 1, depth) if bounds[r] > page), depth)
+            extra_cost = costs[page][rank] - (costs[page][current] if current < depth else 0)
+            extra_value = values[page][rank] - (values[page][current] if current < depth else 0.0)
+            if extra_cost > left or extra_value < -1e-9:
+                continue
+            key = (float("inf") if extra_cost <= 0 else extra_value / extra_cost, -page, -rank)
+            if best is None or key > best:
+                best, move = key, (page, rank, current, extra_cost)
+        if move is None:
+            return bounds
+        page, rank, current, extra_cost = move
+        for r in range(rank, current):
+            bounds[r] = page + 1
+        left -= extra_cost

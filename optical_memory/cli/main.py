@@ -1,4 +1,4 @@
-"""The ``optical-memory`` command: ``demo``, ``render``, ``context`` and ``sessions``.
+"""The ``optical-memory`` command: ``demo``, ``render``, ``context``, ``sessions`` and ``calibrate``.
 
 Transcripts follow the rules of ``compress_messages``: system prompts are sent first and never drawn on a page, and
 a tool call stays with its results. Ages are measured from ``--now``, by default the transcript's last turn, so an
@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from optical_memory.calibration import CalibrationSettings, run_calibration
 from optical_memory.cli.transcripts import TranscriptTurn, load_transcript, parse_time
 from optical_memory.context import Context
 from optical_memory.core.consumers import consumer_names, get_consumer
@@ -44,7 +45,7 @@ def sample_transcript() -> Path:
 POLICIES = {
     "age": AgeSchedule,
     "budget": TokenBudget,
-    "recall-aware": lambda: RecallAwareBudget(base=AgeSchedule()),
+    "recall-aware": lambda: RecallAwareBudget(unbudgeted=AgeSchedule()),  # the library's default
 }
 LAST_TURN = "last-turn"
 
@@ -82,7 +83,9 @@ def page_table(ctx: Context) -> str:
         if view.forgotten:
             sent = "forgotten"
         elif view.as_text:
-            sent = "text (missing glyphs)" if view.page.missing_glyphs else "text (fail-closed)"
+            # Missing glyphs and a too-costly image are fail-closed; below min_recall is the reading gate.
+            sent = "text (missing glyphs)" if view.page.missing_glyphs else (
+                "text (reading gate)" if view.reason.startswith("below min_recall") else "text (fail-closed)")
         else:
             sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
@@ -101,7 +104,12 @@ def report_lines(report: TokenReport) -> str:
             f"consumer {report.consumer}; text tokens counted with {report.tokenizer}; budget {report.budget}",
             f"recent turns as text: {report.hot_text_tokens} tokens",
             f"pages: {report.pages_total} total, {report.pages_as_images} as images, {report.pages_as_text} as text"
-            f" (fail-closed), {report.pages_dropped} forgotten ({report.dropped_text_tokens} text tokens)",
+            f" (fail-closed or below min_recall), {report.pages_dropped} forgotten ({report.dropped_text_tokens} text"
+            " tokens)",
+            "expected recall: " + ("unknown (no reading model for some page sent as an image)"
+                                   if report.expected_recall is None else
+                                   f"{report.expected_recall:.1%} of the session's text (pages as images only where"
+                                   f" >= {report.min_recall:.0%} is expected back)"),
             f"images: {report.image_tokens} image tokens{positions} stand for {report.paged_text_tokens} text tokens"
             f" -> compression {report.compression:.2f}x (text tokens per valid image token)",
             f"context total: {report.total_tokens} tokens",
@@ -226,6 +234,73 @@ def cmd_context(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    consumer = get_consumer(args.consumer)
+    model = args.model or consumer.name.partition(":")[2] or consumer.name
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{consumer.name}_{model}")
+    settings = CalibrationSettings(
+        consumer=consumer.name,
+        endpoint=args.endpoint,
+        out=Path(args.out) if args.out else Path(f"calibration_{safe}.json"),
+        cache_dir=Path(args.cache) if args.cache else Path(os.environ.get("OPTICAL_MEMORY_CACHE", ".cache")) / "calibrate",
+        model=model,
+        api_format=args.format,
+        api_key_env=args.api_key_env,
+        tiers=tuple(args.tiers.split(",")) if args.tiers else (),
+        densities=_ints(args.densities, "--densities"),
+        pages=args.pages,
+        seed=args.seed,
+        max_requests=args.max_requests,
+        max_output_tokens=args.max_output_tokens,
+        timeout=args.timeout,
+        command=" ".join(["optical-memory calibrate", *args.argv]),
+    )
+    result = run_calibration(settings, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    print(f"{result.sent} requests sent, {result.cached} from the cache; {'complete' if result.complete else 'partial'}"
+          f" calibration written to {result.path}")
+    print(f"{'tier':>10} {'font px':>8} {'compress':>9} {'facts':>6} {'recall':>7}  95% interval")
+    for point in result.points:
+        print(f"{point['tier']:>10} {point['density_font_px']:>8} {point['compression']:>8.2f}x {point['facts']:>6}"
+              f" {point['recall']:>7.1%}  [{point['ci_low']:.1%}, {point['ci_high']:.1%}]")
+    return 0
+
+
+def _ints(text: str | None, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",")) if text else ()
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated whole numbers, got {text!r}") from None
+
+
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure a model's reading capacity: planted-fact pages at each tier and density, via its chat API",
+    )
+    calibrate.add_argument("--consumer", required=True, help="whose tiers and pricing: openai:gpt-4o, anthropic, …")
+    calibrate.add_argument("--endpoint", required=True,
+                           help="base URL of an OpenAI-compatible server (e.g. http://localhost:8000/v1) or Anthropic's")
+    calibrate.add_argument("--format", default="openai", choices=["openai", "anthropic"], help="the endpoint's API")
+    calibrate.add_argument("--model", help="model name the endpoint serves (default: the consumer name's model part)")
+    calibrate.add_argument("--api-key-env", help="environment variable holding the API key (default OPENAI_API_KEY or"
+                                                 " ANTHROPIC_API_KEY; unset: no key is sent)")
+    calibrate.add_argument("--tiers", help="tiers to measure, comma-separated (default: the whole ladder)")
+    calibrate.add_argument("--densities", help="body font px, comma-separated (default: the preset and two denser)")
+    calibrate.add_argument("--pages", type=int, default=3, help="pages per density (default 3)")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the pages and facts (default: %(default)s)")
+    calibrate.add_argument("--max-requests", type=int, help="send at most this many requests in this run")
+    calibrate.add_argument("--max-output-tokens", type=int, default=400,
+                           help="reply length cap per request (default: %(default)s)")
+    calibrate.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    calibrate.add_argument("--cache", help="reply cache folder (default $OPTICAL_MEMORY_CACHE/calibrate or"
+                                           " .cache/calibrate)")
+    calibrate.add_argument("--out", help="calibration file to write (default calibration_<consumer>_<model>.json)")
+    calibrate.add_argument("--dry-run", action="store_true", help="print the cost estimate and stop")
+    calibrate.set_defaults(func=cmd_calibrate)
+
+
 def _version() -> str:
     try:
         return metadata.version("optical-memory")
@@ -282,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--hot-turns", type=int, default=8, help="recent turns kept as text (default: %(default)s)")
     context.add_argument("--policy", choices=sorted(POLICIES), default="budget",
                          help="age: the age schedule alone; budget: blur the oldest pages first until the budget"
-                              " fits; recall-aware: keep the most expected recall within the budget"
-                              " (default: %(default)s)")
+                              " fits; recall-aware: keep the most expected recall within the budget, the age"
+                              " schedule without one (the library's default) (default: %(default)s)")
     context.add_argument("--now", default=LAST_TURN,
                          help="the moment page ages are measured from: an ISO-8601 date (2023-05-01T12:00:00Z) or"
                               " 'last-turn', the transcript's newest timestamp (default: %(default)s)")
@@ -292,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     context.add_argument("--openai", help="also write the messages sent, as OpenAI chat messages, to this file")
     context.set_defaults(func=cmd_context)
     add_sessions_parser(sub)
+    add_calibrate_parser(sub)
     return parser
 
 
@@ -375,12 +451,15 @@ def add_sessions_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv[argv.index(args.command) + 1:]  # what follows the command, for the calibration's provenance
     if args.log_level:
         _configure_logging(args.log_level)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, StoreError) as error:  # bad input, unwritable output, unusable store
+    # Bad input, unwritable output, an unusable store, an endpoint that refuses the request.
+    except (ValueError, TypeError, OSError, StoreError, RuntimeError) as error:
         parser.exit(2, f"optical-memory {args.command}: error: {error}\n")
 
 

@@ -203,6 +203,10 @@ class TokenReport:
     pages_dropped: int
     dropped_text_tokens: int
     page_image_bytes: int | None = None
+    # Expected share of the session's text (recent turns and every page, forgotten ones included) the consumer reads
+    # back from this context under its reading model; None when a page went as an image that no model predicts.
+    expected_recall: float | None = None
+    min_recall: float | None = None  # the floor below which a page went as text instead of as an image
 
     @property
     def total_tokens(self) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from optical_memory.policies.recall_aware import CalibratedRecall
+from conftest import make_page
+from optical_memory.policies import CalibratedRecall, reading_model
 from PIL import Image
 
 from benchmarks.compression_recall import (
     aggregate,
     break_points,
+    expected_reading,
     main,
     memory_density,
     reading_image,
@@ -124,6 +126,18 @@ def test_break_points_take_the_highest_compression_that_passes() -> None:
     assert memory_density([{**row, "char_recall": 0.96} for row in table], "tiny", default=20) == 10
 
 
+def test_the_reading_model_predicts_gundam_from_the_curve_read_across_modes() -> None:
+    page = make_page(0, text="the ferry to Kos leaves at 9:40 from pier 7 " * 150)
+    consumer = get_consumer("deepseek-ocr")
+    model = reading_model(consumer)
+    gundam = Tier("gundam", 1024, Fit.TILE, mode=Mode.GUNDAM)
+    row = expected_reading(consumer, model, page, None, gundam, 656)
+    assert "nothing was published for gundam" in row["extrapolated"]
+    assert row["expected_recall"] == pytest.approx(min(row["legibility_model"], row["capacity"]), abs=1e-4)
+    tiny = expected_reading(consumer, model, page, 3, consumer.tiers[3], 64)
+    assert tiny["capacity"] == pytest.approx(model.predict(page, consumer, 3).capacity, abs=1e-4)
+
+
 def test_gundam_is_read_from_its_stitched_tiles_and_other_modes_from_the_fitted_page() -> None:
     master = Image.effect_noise((1280, 1280), 64).convert("RGB")
     cpu = get_reader("tesseract")
@@ -156,11 +170,19 @@ def test_script_runs_end_to_end_on_tiny_input(tmp_path) -> None:
         assert row["vision_tokens"] == {"large": 400, "tiny": 64}[row["mode"]]
         assert row["compression"] == pytest.approx(row["text_tokens"] / row["vision_tokens"], rel=1e-3)
         assert 0.9 <= row["char_precision"] <= 1.0  # 24-px type is clear at both modes
+    for row in results["sweep"]:
+        # The published capacity beside the CPU reading, for every level: expected recall never above either.
+        assert row["capacity"] is not None and row["expected_recall"] == pytest.approx(
+            min(row["legibility_model"], row["capacity"]), abs=1e-4)
+        assert row["text_tokens_deepseek"] > 0
     strategies = {row["strategy"] for row in results["baselines"]}
-    assert {"truncation (keep last N turns)", "memory:age", "memory:token-budget", "memory:recall-aware"} <= strategies
+    assert {"truncation (keep last N turns)", "memory:age", "memory:token-budget", "memory:recall-aware (the default)",
+            "memory:age+token-budget, no gate (the old default)"} <= strategies
     for row in results["baselines"]:
-        assert 0.0 <= row["fact_recall"] <= 1.0
+        assert 0.0 <= row["expected_fact_recall"] <= row["fact_recall"] <= 1.0
         assert row["fits_budget"] or row["budget"] is None
+    assert {point["metric"] for point in results["break_points"]} >= {"expected_recall", "char_precision"}
+    assert results["meta"]["reading_model"]["capacity"] == "DeepSeek-OCR published Fox curve"
     assert results["meta"]["baseline"]["text_tokens"] >= 10 * 250
     assert (out / results["files"]["precision_png"]).stat().st_size > 0
     assert (out / results["files"]["facts_png"]).stat().st_size > 0
@@ -169,6 +191,7 @@ def test_script_runs_end_to_end_on_tiny_input(tmp_path) -> None:
 
     markdown = (out / "compression_recall_tesseract.md").read_text()
     assert "pixels still hold the text" in markdown and "| 24 |" in markdown
+    assert "expected recall ≥ 97%" in markdown and "DeepSeek-OCR published Fox curve" in markdown
     (out / "compression_recall_tesseract.md").unlink()
     assert main(["--from-json", str(out / "compression_recall_tesseract.json")]) == 0
     assert (out / "compression_recall_tesseract.md").read_text() == markdown

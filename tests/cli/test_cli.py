@@ -148,10 +148,10 @@ def test_ages_are_measured_from_the_last_turn_unless_now_says_otherwise(tmp_path
 
     default = pages()
     assert default["now"] == pages("--now", "last-turn")["now"] == YEAR_2023 + 60 * 119
-    assert not any(page["reason"] == "age" and page["tier"] is None for page in default["pages"])
+    assert not any(page["reason"].startswith("age:") and page["tier"] is None for page in default["pages"])
     assert any(page["tier"] is not None for page in default["pages"])
     later = pages("--now", "2025-06-01T00:00:00Z")
-    assert later["pages"] and all(page["tier"] is None and page["reason"] == "age" for page in later["pages"])
+    assert later["pages"] and all(page["tier"] is None and page["reason"].startswith("age:") for page in later["pages"])
     assert pages("--now", "2023-01-01T03:00:00")["now"] == YEAR_2023 + 3 * 3600  # no offset: UTC
     with pytest.raises(SystemExit):
         main(["context", str(path), "--now", "tomorrow"])
@@ -167,7 +167,7 @@ def test_policy_choice_and_reasons_per_page(tmp_path, capsys, policy):
     data = json.loads(capsys.readouterr().out)
     assert data["policy"] == policy
     reasons = {page["reason"].partition(":")[0] for page in data["pages"]}
-    assert reasons <= {"age", "budget", "fail-closed"} and reasons
+    assert reasons <= {"age", "budget", "fail-closed", "below min_recall"} and reasons
     if policy == "age":
         assert "budget" not in reasons
     else:

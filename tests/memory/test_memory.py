@@ -8,10 +8,23 @@ import sqlite3
 import time
 
 import pytest
-from optical_memory.policies import TokenBudget, is_monotone
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optical_memory.policies import (
+    AgeSchedule,
+    ReadingGate,
+    RecallAwareBudget,
+    TokenBudget,
+    is_monotone,
+    reading_model,
+    view_cost,
+)
+from optical_memory.renderers import RenderStyle
 from PIL import Image
 
 from optical_memory import OpticalMemory
+from optical_memory.cli.main import fill_memory, sample_transcript
+from optical_memory.cli.transcripts import load_transcript
 from optical_memory.core.imaging import pixel_hash
 from optical_memory.core.types import Role
 
@@ -275,6 +288,110 @@ def test_metadata_must_be_json(mem):
     assert mem.turns == []
 
 
+# -- reading models: the gate, the default policy that spends the budget, and the reasons -----------------------
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """A memory of 12-px pages (~2,300 tokens each): DeepSeek-OCR's 64 TINY tokens cannot carry such a page."""
+    with OpticalMemory.open(":memory:", hot_turns=4, style=RenderStyle.preset("deepseek-ocr").with_density(12)) as memory:
+        fill(memory, 320, seed=3, start=0.0)
+        memory.flush()
+        yield memory
+
+
+def test_the_default_policy_spends_the_budget_the_age_schedule_leaves_unused():
+    turns = load_transcript(sample_transcript())
+    with OpticalMemory.open(":memory:", hot_turns=8) as memory:
+        fill_memory(memory, turns, progress=False)
+        now = max(turn.timestamp for turn in memory.turns)
+        assert isinstance(memory.policy, RecallAwareBudget)
+        aged = memory.context(budget=4000, now=now, policy=TokenBudget(base=AgeSchedule()))
+        ours = memory.context(budget=4000, now=now)
+    # Blurring by age alone never sharpens: budget is left on the table, and less is expected to be read back.
+    assert aged.report.total_tokens < ours.report.total_tokens <= 4000
+    assert ours.report.expected_recall > aged.report.expected_recall
+    levels = [view.level for view in ours.pages]
+    assert is_monotone(levels)
+    # Spent up to what the levels allow: no page can go one tier sharper (older never sharper) in what is left.
+    gate = ReadingGate(reading_model(memory.consumer), 0.9)
+    left = 4000 - ours.report.total_tokens
+    for i, view in enumerate(ours.pages):
+        for sharper in range(view.level if view.level is not None else len(memory.consumer.tiers)):
+            trial = [*levels[:i], sharper, *levels[i + 1:]]
+            extra = view_cost(memory.consumer, view.page, sharper, gate) - view.tokens
+            assert not (is_monotone(trial) and extra <= left), (i, sharper, extra, left)
+    assert {why(view) for view in ours.pages} <= {"age", "budget", "fail-closed", "below min_recall"}
+    assert all("expected recall" in view.reason for view in ours.pages if not view.forgotten and not view.as_text)
+
+
+def test_without_a_budget_the_default_follows_the_age_schedule(mem):
+    fill(mem, 120, start=0.0)
+    now = 60.0 * 120
+    assert [v.level for v in mem.context(now=now).pages] == [v.level for v in mem.context(now=now, policy=AgeSchedule()).pages]
+
+
+def test_pages_the_decoder_cannot_read_go_as_text_and_say_why(dense):
+    gated = dense.context(policy=AgeSchedule(time_steps=None), now=0.0)
+    tiny = [view for view in gated.pages if view.tier is not None and view.tier.name == "tiny"]
+    assert tiny and all(view.as_text and view.tokens == view.text_tokens for view in tiny)
+    assert all(why(view) == "below min_recall" and "under min_recall 90%" in view.reason
+               and view.expected_recall == 1.0 for view in tiny)
+    opened = dense.context(policy=AgeSchedule(time_steps=None), now=0.0, min_recall=0.0)
+    tiny = [view for view in opened.pages if view.tier is not None and view.tier.name == "tiny"]
+    assert tiny and all(not view.as_text and view.tokens == 64 and view.expected_recall < 0.5 for view in tiny)
+    assert opened.report.expected_recall < gated.report.expected_recall
+    assert (opened.report.min_recall, gated.report.min_recall) == (0.0, 0.9)
+
+
+def test_under_a_budget_unreadable_pages_are_forgotten_with_the_reason(dense):
+    ctx = dense.context(budget=1500, now=0.0)
+    assert ctx.report.total_tokens <= 1500 and ctx.report.expected_recall is not None
+    for view in ctx.pages:
+        assert view.reason
+        if not view.forgotten and not view.as_text:
+            assert view.expected_recall >= 0.9
+    forgotten = [view for view in ctx.pages if view.forgotten]
+    assert forgotten and forgotten[-1].reason.startswith("budget: forgotten by RecallAwareBudget: newer pages took")
+    assert all(view.reason.startswith("budget: forgotten, older than a forgotten page") for view in forgotten[:-1])
+    assert all(view.expected_recall == 0.0 for view in forgotten)
+
+
+@settings(max_examples=25, deadline=None)
+@given(budget=st.integers(0, 12000), floor=st.floats(0.0, 1.0))
+def test_with_the_gate_every_budget_is_kept_and_older_is_never_sharper(dense, budget, floor):
+    hot = dense.context(now=0.0).report.hot_text_tokens
+    if budget < hot:
+        with pytest.raises(ValueError, match="budget"):
+            dense.context(budget=budget, now=0.0, min_recall=floor)
+        return
+    ctx = dense.context(budget=budget, now=0.0, min_recall=floor)
+    assert ctx.report.total_tokens <= budget
+    assert is_monotone([view.level for view in ctx.pages])
+    assert all(view.expected_recall >= floor for view in ctx.pages if view.image is not None)
+
+
+def test_a_host_without_a_reading_model_says_so(mem):
+    fill(mem, 80)
+    ctx = mem.context(consumer="anthropic")
+    images = [view for view in ctx.pages if not view.forgotten and not view.as_text]
+    assert images and all(view.expected_recall is None and "no reading model for anthropic" in view.reason
+                          for view in images)
+    assert ctx.report.expected_recall is None
+
+
+def test_reading_model_and_min_recall_are_checked(mem):
+    fill(mem, 40)
+    with pytest.raises(ValueError, match="reading_model is for consumer 'deepseek-ocr'"):
+        mem.context(consumer="anthropic", reading_model=reading_model("deepseek-ocr"))
+    with pytest.raises(TypeError, match="reading_model must be a ReadingModel"):
+        OpticalMemory.open(":memory:", reading_model="deepseek")
+    with pytest.raises(ValueError, match="min_recall"):
+        OpticalMemory.open(":memory:", min_recall=1.5)
+    with pytest.raises(ValueError, match="min_recall"):
+        mem.context(min_recall=-1)
+
+
 def agent_turns(n: int, *, every: int, results: int, seed: int = 0, result_words: int = 80):
     """(role, content, metadata) of an agent loop: a user turn, an assistant turn that calls ``results`` tools at
     once, their results, an answer, then plain turns up to ``every`` turns per round."""
@@ -366,22 +483,31 @@ def test_to_openai_and_the_report_agree_on_what_is_sent(mem):
     assert fitted.report.budget == 1800 and fitted.report.total_tokens <= fitted.total_tokens
 
 
+def why(view) -> str:
+    """The first word of a page's reason: age, budget, fail-closed or below min_recall."""
+    return view.reason.partition(":")[0]
+
+
 def test_each_page_says_why_it_has_its_level():
-    """"age": the level the policy gives without a budget; "budget": blurrier or forgotten to fit the budget;
-    "fail-closed: …": sent as text because the image would cost more."""
+    """"age: …": the level the policy gives without a budget; "budget: …": another level, or forgotten, because of
+    the budget; "fail-closed: …": sent as text because the image would cost more. Details follow the colon."""
     day = 86_400.0
     with OpticalMemory.open(":memory:", hot_turns=4, clock=lambda: 0.0) as memory:
         fill(memory, 150, start=-400 * day)  # 400 days ago, a minute apart: older than a year
         fill(memory, 150, seed=1, start=-60 * 150)
-        aged = memory.context(now=0.0)
-        assert {v.reason for v in aged.pages} == {"age"}
+        # The gate off (min_recall 0): every level is shown as its age or the budget gives it.
+        aged = memory.context(now=0.0, min_recall=0.0)
+        assert {why(v) for v in aged.pages} == {"age"}
         assert aged.pages[0].forgotten and not aged.pages[-1].forgotten
-        tight = memory.context(budget=1500, now=0.0)
-        by_reason = {v.reason for v in tight.pages}
+        tight = memory.context(budget=1500, now=0.0, min_recall=0.0)
+        by_reason = {why(v) for v in tight.pages}
         assert by_reason == {"age", "budget"}
         for tight_view, aged_view in zip(tight.pages, aged.pages):
             same = tight_view.level == aged_view.level
-            assert tight_view.reason == ("age" if same else "budget")
+            assert why(tight_view) == ("age" if same else "budget")
+        # The gate on: a page its age puts where it reads back below the floor goes as text and says both.
+        gated = [v for v in memory.context(now=0.0).pages if v.as_text]
+        assert gated and all(why(v) == "below min_recall" and v.reason.endswith("by age") for v in gated)
     with OpticalMemory.open(":memory:", hot_turns=0) as memory:
         memory.add("user", "short note")
         memory.flush()

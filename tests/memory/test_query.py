@@ -52,11 +52,13 @@ def test_the_page_holding_the_best_hit_is_shown_and_says_why(mem):
     view = cued.pages[page]
     assert not view.forgotten
     score = mem.search(QUESTION, match="any")[0].score
-    assert view.reason == f"{REASON_QUERY}: score {score:.3g}"
+    # The cheapest level DeepSeek-OCR's reading model expects to read at min_recall, and what it predicts.
+    assert view.reason.startswith(f"{REASON_QUERY}: score {score:.3g}; image at tiny: expected recall")
+    assert view.expected_recall >= mem.min_recall
     assert cued.report.total_tokens <= 1500
     others = [v for v in cued.pages if not v.reason.startswith(REASON_QUERY)]
     assert is_monotone([v.level for v in others])
-    assert all(v.reason in ("age", "budget") or v.reason.startswith("fail-closed") for v in others)
+    assert all(v.reason.startswith(("age", "budget", "fail-closed", "below min_recall")) for v in others)
 
 
 def test_messages_keep_the_cue_and_the_whole_budget_when_they_reprice(mem):

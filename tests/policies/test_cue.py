@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import make_page
 from hypothesis import given, settings
@@ -14,20 +16,22 @@ from optical_memory.policies import (
     is_monotone,
     view_cost,
 )
-from optical_memory.policies.recall_aware import CalibratedRecall, CalibrationPoint
+from optical_memory.policies.legibility import CalibratedRecall, CalibrationPoint
+from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model
 
 from optical_memory.core.consumers import get_consumer
+from optical_memory.core.types import LineBox
 
 DEEPSEEK = get_consumer("deepseek-ocr")
 GPT4O = get_consumer("openai:gpt-4o")
 
 
-def readable_from(level: int) -> CalibratedRecall:
-    """A recall model that reads every page fully at tiers up to ``level`` of DeepSeek's ladder, and not at all
-    below: so the legible level of a cued page is exactly ``level`` (the cheapest that reads)."""
+def readable_from(level: int, consumer=DEEPSEEK) -> ReadingModel:
+    """A reading model (no capacity: pixel legibility alone) that reads every page fully at tiers up to ``level``
+    of DeepSeek's ladder, and not at all below: so the legible level of a cued page is exactly ``level``."""
     points = [CalibrationPoint(tier.name, 10.0, 10.0, 1.0, 1.0, 1.0 if i <= level else 0.0, 1)
               for i, tier in enumerate(DEEPSEEK.tiers)]
-    return CalibratedRecall(tuple(points))
+    return ReadingModel(consumer.name, CalibratedRecall(tuple(points)))
 
 
 def pages_of(sizes, spacing=40):
@@ -94,10 +98,11 @@ def test_a_host_consumer_prices_cued_pages_with_its_own_rule():
         (dict(cues=((1, "high"),)), TypeError),
         (dict(cues=(), min_recall=1.5), ValueError),
         (dict(cues=(), min_recall=True), ValueError),
+        (dict(cues=(), model="deepseek"), TypeError),
     ],
 )
 def test_bad_cues_are_rejected(options, error):
-    with pytest.raises(error, match="cues|min_recall"):
+    with pytest.raises(error, match="cues|min_recall|model"):
         QueryCue(TokenBudget(), **options)
 
 
@@ -124,7 +129,7 @@ def test_fits_the_budget_keeps_uncued_pages_monotone_and_drops_cues_last(
     policy = {"token-budget": TokenBudget(), "token-budget-no-age": TokenBudget(base=None),
               "recall-aware": RecallAwareBudget()}[inner]
     cues = tuple((position, float(10 - rank)) for rank, position in enumerate(cue_positions) if position < len(pages))
-    cue = QueryCue(policy, cues, model=readable_from(readable))
+    cue = QueryCue(policy, cues, model=readable_from(readable, consumer))
     turn_count = len(pages) * spacing + 1
     levels = cue.choose(pages, consumer, now=0.0, turn_count=turn_count, budget=budget)
     costs = [view_cost(consumer, page, level) for page, level in zip(pages, levels)]
@@ -135,7 +140,7 @@ def test_fits_the_budget_keeps_uncued_pages_monotone_and_drops_cues_last(
     # budget a cue needed.
     spent_on_better = 0
     for position in cued:
-        needed = view_cost(consumer, pages[position], cue._legible_level(pages[position], consumer))
+        needed = view_cost(consumer, pages[position], cue.legible_level(pages[position], consumer, None))
         if levels[position] is None:
             assert needed > budget - spent_on_better
         elif needed <= budget - spent_on_better:
@@ -148,3 +153,27 @@ def test_fits_the_budget_keeps_uncued_pages_monotone_and_drops_cues_last(
             assert level is not None and (uncued is None or level <= uncued)
         else:
             assert level == uncued
+
+
+def test_under_a_reading_gate_a_cued_page_that_no_image_reads_goes_as_text_where_it_fits():
+    """With the memory's gate, a level read back below the floor goes as text; the cue takes the cheapest view that
+    reads, so a page whose every image is below the floor goes as text, and one readable at TINY goes at TINY."""
+    pages = pages_of([300, 300], spacing=1)  # short pages: their text (~300 tokens) is cheap
+    unreadable = ReadingGate(readable_from(-1), 0.9)
+    levels = QueryCue(TokenBudget(), ((0, 2.0),)).choose(pages, DEEPSEEK, now=0.0, turn_count=2, budget=2000,
+                                                         gate=unreadable)
+    assert view_cost(DEEPSEEK, pages[0], levels[0], unreadable) == DEEPSEEK.text_tokens(pages[0].text)
+    readable = ReadingGate(readable_from(3), 0.9)
+    cue = QueryCue(TokenBudget(), ((0, 2.0),))
+    assert cue.legible_level(pages[0], DEEPSEEK, readable) == 3
+    assert QueryCue(TokenBudget(), ((0, 2.0),), min_recall=0.0).legible_level(pages[0], DEEPSEEK, unreadable) == 3
+
+
+@pytest.mark.parametrize(("line_px", "words", "level"), [(24, 400, 3), (24, 900, 2), (12, 400, 1)])
+def test_the_default_reading_model_is_the_consumers(line_px, words, level):
+    """DeepSeek-OCR's reading model (published capacity x pixel legibility): a dense page must stay sharper to
+    read at 90%; TINY reads a sparse page with large glyphs."""
+    lines = tuple(LineBox(0, y, 1200, y + line_px, 0, 1) for y in range(0, 3 * line_px, line_px))
+    page = replace(make_page(0, text="word " * words), lines=lines)
+    assert QueryCue(TokenBudget(), ((0, 1.0),)).legible_level(page, DEEPSEEK, None) == level
+    assert reading_model(DEEPSEEK).predict(page, DEEPSEEK, level).value >= 0.9
