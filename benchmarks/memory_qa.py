@@ -57,6 +57,7 @@ from optical_memory.policies import (
     ReadingGate,
     RecallAwareBudget,
     TokenBudget,
+    reading_model,
     view_cost,
 )
 
@@ -241,11 +242,18 @@ class _Legibility:
     def __init__(self) -> None:
         self.model = CalibratedRecall.load()
 
-    def recall(self, view: PageView) -> tuple[float, str]:
+    def recall(self, view: PageView, consumer: BaseConsumer) -> tuple[float, str]:
+        """The view's expected recall and what it rests on: the consumer's reading model where it predicts one."""
         if view.expected_recall is not None:
-            return view.expected_recall, "reading model"
+            return view.expected_recall, reading_model_source(consumer)
         assert view.tier is not None
         return self.model.expected_recall(view.page, view.tier), LEGIBILITY_SOURCE
+
+
+def reading_model_source(consumer: BaseConsumer) -> str:
+    model = reading_model(consumer)
+    capacity = "no capacity" if model.capacity is None else model.capacity.source
+    return f"reading model: min({model.legibility_source}, {capacity})"
 
 
 def sent_of_context(context: Context, total_tokens: int, legibility: _Legibility) -> Sent:
@@ -259,7 +267,7 @@ def sent_of_context(context: Context, total_tokens: int, legibility: _Legibility
         if view.as_text:
             sent.texts.append(view.page.text)
         else:
-            p, source = legibility.recall(view)
+            p, source = legibility.recall(view, context.consumer)
             sent.pages.append((view.page, p, source))
     return sent
 
@@ -426,8 +434,8 @@ def conversations(settings: Settings) -> list[QAConversation]:
     return out
 
 
-def reading_model_name(consumer: BaseConsumer, sources: set[str]) -> str:
-    """How a consumer's page availability was predicted (what the table names beside its figures)."""
+def reading_model_name(sources: set[str]) -> str:
+    """How the image pages' share of a cell's availability was predicted (named beside its figures)."""
     if sources <= {"text", "absent"}:
         return "none needed (text only)"
     return " + ".join(sorted(sources - {"text", "absent"}))
@@ -479,7 +487,7 @@ def summarise(rows: Sequence[dict[str, Any]], settings: Settings) -> list[dict[s
                     "consumer": consumer, "strategy": strategy, "budget": budget, "questions": len(cell),
                     "availability": round(statistics.mean(r["availability"] for r in cell), 4),
                     "tokens": round(statistics.mean(r["tokens"] for r in cell), 1),
-                    "reading_model": reading_model_name(get_consumer(consumer), sources),
+                    "reading_model": reading_model_name(sources),
                 }
                 for dataset in sorted({r["dataset"] for r in cell}):
                     part = [r["availability"] for r in cell if r["dataset"] == dataset]
@@ -580,17 +588,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
             axis.plot(budgets, [cells[b]["availability"] for b in budgets], style, marker="o", label=strategy)
         models = sorted({s["reading_model"] for s in results["summary"] if s["consumer"] == consumer} - {
             "none needed (text only)"})
-        axis.set_title(f"{consumer}\npages read by: {'; '.join(models)}", fontsize=8.5)
+        axis.set_title(f"{consumer}\nimage pages read by: {'; '.join(models)}", fontsize=8)
         axis.set_xscale("log", base=2)
         axis.set_xticks(budgets, [f"{b:,}" for b in budgets])
         axis.set_xlabel("token budget (everything sent, question included)")
         axis.set_ylim(0, 1.02)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("fact availability (answer in what is sent)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(STRATEGIES), fontsize=8, frameon=False)
     questions = sum(c["questions"] for c in results["meta"]["conversations"])
     figure.suptitle(f"Memory QA: {questions} questions at the end of conversations >= 10x the largest budget", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=130)
     plt.close(figure)
 
