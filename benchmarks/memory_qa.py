@@ -32,6 +32,11 @@ Nothing is decoded: this measures what is *available* to the consumer, not what 
 
 Writes ``benchmarks/results/memory_qa.json`` (every row, the conversations' chat ids, command, machine, commit) and
 ``memory_qa.png`` (availability against budget per strategy, one panel per consumer) and prints the table.
+
+``--overhead`` instead measures what a query adds to ``add`` + ``context``: 10,000 turns of real chats (the memory
+overhead benchmark's own text repeats a dozen words in every turn, so a query would search nothing there), each
+turn's ``context(budget=8000)`` taken alternately without a query and with the latest user message as the query,
+median CPU time of this thread with rendering taken out (``memory_qa_overhead.json``).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from benchmarks.datasets import (
     chitchat_session,
     planted_fact_conversation,
 )
+from benchmarks.memory_overhead import _clock, _Stopwatch
 from optical_memory.context import Context
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.types import Consumer, Page, PageView, Role
@@ -514,21 +520,26 @@ def targets(summary: Sequence[dict[str, Any]], settings: Settings) -> list[dict[
     return checks
 
 
-def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                                  cwd=Path(__file__).resolve().parent).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    consumers = {name: get_consumer(name) for name in settings.consumers}
+def run_provenance() -> dict[str, Any]:
+    """Command, date, machine and commit of this run."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
     return {
         "command": " ".join(["python -m benchmarks.memory_qa", *sys.argv[1:]]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
-        "git_commit": git("describe", "--always", "--dirty"),
+        "git_commit": commit,
+    }
+
+
+def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, Any]:
+    consumers = {name: get_consumer(name) for name in settings.consumers}
+    return {
+        **run_provenance(),
         "settings": {"budgets": list(settings.budgets), "consumers": list(settings.consumers),
                      "hot_turns": HOT_TURNS, "min_tokens": settings.min_tokens, "seed": settings.seed,
                      "rag_candidates": RAG_CANDIDATES, "search_passages": SEARCH_PASSAGES},
@@ -604,6 +615,44 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int = 3) -> dict[str, Any]:
+    """Median CPU ms of ``add`` (rendering excluded) and of ``context(budget=8000)`` with and without the latest
+    user message as the query, over the last ``probe`` of ``turns`` real chat turns (alternating)."""
+    validate_int(turns, field_name="turns", minimum=probe + 1)
+    conversation = chitchat_session(SPLIT, min_tokens=30 * turns, seed=seed)
+    chat = conversation.turns[:turns]
+    if len(chat) < turns:
+        raise ValueError(f"the {SPLIT} split gave {len(chat)} turns, fewer than turns={turns}")
+    memory = OpticalMemory.open(":memory:", hot_turns=HOT_TURNS)
+    render = _Stopwatch()
+    memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
+    memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
+    for turn in chat[:-probe]:
+        memory.add(turn.role, turn.text, timestamp=turn.timestamp)
+    latest = next(turn.text for turn in reversed(chat[:-probe]) if turn.role is Role.USER)
+    memory.context(budget=8000, query=latest)  # the word counts a query reads are taken once per process
+    add_ms, plain_ms, query_ms = [], [], []
+    for number, turn in enumerate(chat[-probe:]):
+        before, start = render.seconds, _clock()
+        memory.add(turn.role, turn.text, timestamp=turn.timestamp)
+        add_ms.append((_clock() - start - (render.seconds - before)) * 1000)
+        if turn.role is Role.USER:
+            latest = turn.text
+        query = latest if number % 2 else None
+        start = _clock()
+        memory.context(budget=8000, now=turn.timestamp, query=query)
+        (query_ms if query is not None else plain_ms).append((_clock() - start) * 1000)
+    result = {
+        "turns": turns, "pages": len(memory.pages), "chat_ids": list(conversation.source_chat_ids),
+        "add_cpu_ms_median_excluding_rendering": round(statistics.median(add_ms), 3),
+        "context_cpu_ms_median": round(statistics.median(plain_ms), 3),
+        "context_with_query_cpu_ms_median": round(statistics.median(query_ms), 3),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    memory.close()
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_qa", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="budgets 1k/2k, one conversation of each kind")
@@ -611,12 +660,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations (default 0)")
     parser.add_argument("--split", choices=SPLITS, default=SPLIT,
                         help=f"chats to build the conversations from (default {SPLIT}, the held-out one)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="measure only what a query adds to add + context at 10,000 turns (memory_qa_overhead.json)")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.overhead:
+        overhead = {"meta": run_provenance(), **measure_query_overhead()}
+        (args.out / "memory_qa_overhead.json").write_text(json.dumps(overhead, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps({k: v for k, v in overhead.items() if k not in ("meta", "chat_ids")}, indent=1))
+        return
     settings = replace(QUICK if args.quick else Settings(), seed=validate_int(args.seed, field_name="seed", minimum=0),
                        split=args.split)
     results = run(settings)
     results["targets"] = targets(results["summary"], settings)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "memory_qa.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     plot(results, args.out / "memory_qa.png")
     print(render_table(results))
