@@ -32,6 +32,11 @@ Nothing is decoded: this measures what is *available* to the consumer, not what 
 
 Writes ``benchmarks/results/memory_qa.json`` (every row, the conversations' chat ids, command, machine, commit) and
 ``memory_qa.png`` (availability against budget per strategy, one panel per consumer) and prints the table.
+
+``--overhead`` instead measures what a query adds to ``add`` + ``context``: 10,000 turns of real chats (the memory
+overhead benchmark's own text repeats a dozen words in every turn, so a query would search nothing there), each
+turn's ``context(budget=8000)`` taken alternately without a query and with the latest user message as the query,
+median CPU time of this thread with rendering taken out (``memory_qa_overhead.json``).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from optical_memory.policies import (
     ReadingGate,
     RecallAwareBudget,
     TokenBudget,
+    reading_model,
     view_cost,
 )
 
@@ -67,6 +73,7 @@ from benchmarks.datasets import (
     chitchat_session,
     planted_fact_conversation,
 )
+from benchmarks.memory_overhead import _clock, _Stopwatch
 from optical_memory.context import Context
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.types import Consumer, Page, PageView, Role
@@ -241,11 +248,18 @@ class _Legibility:
     def __init__(self) -> None:
         self.model = CalibratedRecall.load()
 
-    def recall(self, view: PageView) -> tuple[float, str]:
+    def recall(self, view: PageView, consumer: BaseConsumer) -> tuple[float, str]:
+        """The view's expected recall and what it rests on: the consumer's reading model where it predicts one."""
         if view.expected_recall is not None:
-            return view.expected_recall, "reading model"
+            return view.expected_recall, reading_model_source(consumer)
         assert view.tier is not None
         return self.model.expected_recall(view.page, view.tier), LEGIBILITY_SOURCE
+
+
+def reading_model_source(consumer: BaseConsumer) -> str:
+    model = reading_model(consumer)
+    capacity = "no capacity" if model.capacity is None else model.capacity.source
+    return f"reading model: min({model.legibility_source}, {capacity})"
 
 
 def sent_of_context(context: Context, total_tokens: int, legibility: _Legibility) -> Sent:
@@ -259,7 +273,7 @@ def sent_of_context(context: Context, total_tokens: int, legibility: _Legibility
         if view.as_text:
             sent.texts.append(view.page.text)
         else:
-            p, source = legibility.recall(view)
+            p, source = legibility.recall(view, context.consumer)
             sent.pages.append((view.page, p, source))
     return sent
 
@@ -426,8 +440,8 @@ def conversations(settings: Settings) -> list[QAConversation]:
     return out
 
 
-def reading_model_name(consumer: BaseConsumer, sources: set[str]) -> str:
-    """How a consumer's page availability was predicted (what the table names beside its figures)."""
+def reading_model_name(sources: set[str]) -> str:
+    """How the image pages' share of a cell's availability was predicted (named beside its figures)."""
     if sources <= {"text", "absent"}:
         return "none needed (text only)"
     return " + ".join(sorted(sources - {"text", "absent"}))
@@ -479,7 +493,7 @@ def summarise(rows: Sequence[dict[str, Any]], settings: Settings) -> list[dict[s
                     "consumer": consumer, "strategy": strategy, "budget": budget, "questions": len(cell),
                     "availability": round(statistics.mean(r["availability"] for r in cell), 4),
                     "tokens": round(statistics.mean(r["tokens"] for r in cell), 1),
-                    "reading_model": reading_model_name(get_consumer(consumer), sources),
+                    "reading_model": reading_model_name(sources),
                 }
                 for dataset in sorted({r["dataset"] for r in cell}):
                     part = [r["availability"] for r in cell if r["dataset"] == dataset]
@@ -506,21 +520,26 @@ def targets(summary: Sequence[dict[str, Any]], settings: Settings) -> list[dict[
     return checks
 
 
-def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                                  cwd=Path(__file__).resolve().parent).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    consumers = {name: get_consumer(name) for name in settings.consumers}
+def run_provenance() -> dict[str, Any]:
+    """Command, date, machine and commit of this run."""
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
     return {
         "command": " ".join(["python -m benchmarks.memory_qa", *sys.argv[1:]]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
-        "git_commit": git("describe", "--always", "--dirty"),
+        "git_commit": commit,
+    }
+
+
+def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, Any]:
+    consumers = {name: get_consumer(name) for name in settings.consumers}
+    return {
+        **run_provenance(),
         "settings": {"budgets": list(settings.budgets), "consumers": list(settings.consumers),
                      "hot_turns": HOT_TURNS, "min_tokens": settings.min_tokens, "seed": settings.seed,
                      "rag_candidates": RAG_CANDIDATES, "search_passages": SEARCH_PASSAGES},
@@ -580,19 +599,58 @@ def plot(results: dict[str, Any], path: Path) -> None:
             axis.plot(budgets, [cells[b]["availability"] for b in budgets], style, marker="o", label=strategy)
         models = sorted({s["reading_model"] for s in results["summary"] if s["consumer"] == consumer} - {
             "none needed (text only)"})
-        axis.set_title(f"{consumer}\npages read by: {'; '.join(models)}", fontsize=8.5)
+        axis.set_title(f"{consumer}\nimage pages read by: {'; '.join(models)}", fontsize=8)
         axis.set_xscale("log", base=2)
         axis.set_xticks(budgets, [f"{b:,}" for b in budgets])
         axis.set_xlabel("token budget (everything sent, question included)")
         axis.set_ylim(0, 1.02)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("fact availability (answer in what is sent)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(STRATEGIES), fontsize=8, frameon=False)
     questions = sum(c["questions"] for c in results["meta"]["conversations"])
     figure.suptitle(f"Memory QA: {questions} questions at the end of conversations >= 10x the largest budget", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=130)
     plt.close(figure)
+
+
+def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int = 3) -> dict[str, Any]:
+    """Median CPU ms of ``add`` (rendering excluded) and of ``context(budget=8000)`` with and without the latest
+    user message as the query, over the last ``probe`` of ``turns`` real chat turns (alternating)."""
+    validate_int(turns, field_name="turns", minimum=probe + 1)
+    conversation = chitchat_session(SPLIT, min_tokens=30 * turns, seed=seed)
+    chat = conversation.turns[:turns]
+    if len(chat) < turns:
+        raise ValueError(f"the {SPLIT} split gave {len(chat)} turns, fewer than turns={turns}")
+    memory = OpticalMemory.open(":memory:", hot_turns=HOT_TURNS)
+    render = _Stopwatch()
+    memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
+    memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
+    for turn in chat[:-probe]:
+        memory.add(turn.role, turn.text, timestamp=turn.timestamp)
+    latest = next(turn.text for turn in reversed(chat[:-probe]) if turn.role is Role.USER)
+    memory.context(budget=8000, query=latest)  # the word counts a query reads are taken once per process
+    add_ms, plain_ms, query_ms = [], [], []
+    for number, turn in enumerate(chat[-probe:]):
+        before, start = render.seconds, _clock()
+        memory.add(turn.role, turn.text, timestamp=turn.timestamp)
+        add_ms.append((_clock() - start - (render.seconds - before)) * 1000)
+        if turn.role is Role.USER:
+            latest = turn.text
+        query = latest if number % 2 else None
+        start = _clock()
+        memory.context(budget=8000, now=turn.timestamp, query=query)
+        (query_ms if query is not None else plain_ms).append((_clock() - start) * 1000)
+    result = {
+        "turns": turns, "pages": len(memory.pages), "chat_ids": list(conversation.source_chat_ids),
+        "add_cpu_ms_median_excluding_rendering": round(statistics.median(add_ms), 3),
+        "context_cpu_ms_median": round(statistics.median(plain_ms), 3),
+        "context_with_query_cpu_ms_median": round(statistics.median(query_ms), 3),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    memory.close()
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -602,12 +660,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations (default 0)")
     parser.add_argument("--split", choices=SPLITS, default=SPLIT,
                         help=f"chats to build the conversations from (default {SPLIT}, the held-out one)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="measure only what a query adds to add + context at 10,000 turns (memory_qa_overhead.json)")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.overhead:
+        overhead = {"meta": run_provenance(), **measure_query_overhead()}
+        (args.out / "memory_qa_overhead.json").write_text(json.dumps(overhead, indent=1) + "\n", encoding="utf-8")
+        print(json.dumps({k: v for k, v in overhead.items() if k not in ("meta", "chat_ids")}, indent=1))
+        return
     settings = replace(QUICK if args.quick else Settings(), seed=validate_int(args.seed, field_name="seed", minimum=0),
                        split=args.split)
     results = run(settings)
     results["targets"] = targets(results["summary"], settings)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "memory_qa.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     plot(results, args.out / "memory_qa.png")
     print(render_table(results))

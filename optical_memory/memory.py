@@ -79,11 +79,12 @@ REASON_QUERY = "relevant to the query"
 
 # A query cues the pages of its best hits: the search looks at this many turns (one search, best first) and cues at
 # most QUERY_PAGES pages, those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score: a hit that
-# shares only a question's common words ("what", "my") scores a small fraction of one holding its rare words, and
-# a cue spends budget the other pages then lack.
-QUERY_HITS = 10
-QUERY_PAGES = 3
-QUERY_SCORE_SHARE = 0.5
+# shares only a question's common words scores a small fraction of one holding its rare words, and a cue spends
+# budget the other pages then lack. Chosen on the tune split of benchmarks/memory_qa.py (3, 5, 8 or 12 pages, share
+# 0.5 or 0.25): 8 and 0.25 kept the most facts available at every budget for both consumers; 12 added nothing.
+QUERY_PAGES = 8
+QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page cue it once
+QUERY_SCORE_SHARE = 0.25
 # The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
 # costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
 # scan of the session, and such a word weighs next to nothing in BM25 anyway.

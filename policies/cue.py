@@ -10,8 +10,8 @@ cues, best score first. ``QueryCue`` wraps any forgetting policy:
 3. budget the policy leaves unused sharpens the cued pages, best score first, up to the level they would have had
    without a budget, so that a cue never leaves a page blurrier than its age alone would when there is room.
 
-A cued page is so the last to be dropped: no uncued page takes budget that a better-scored cue needed, and a cue is
-refused only where its own view no longer fits. Everything is priced with ``view_cost`` through the caller's reading
+A cued page is thus the last to be dropped: no uncued page takes budget that a better-scored cue needed, and a cue
+is refused only where its own view no longer fits. Everything is priced with ``view_cost`` through the caller's reading
 gate, the cost the memory sends.
 """
 
@@ -39,10 +39,10 @@ class QueryCue(ForgettingPolicy):
     ``cues`` are ``(page index, score)`` pairs, best first (``Page.index``; indices of pages not passed to ``choose``
     are ignored). A cued page's legible view is its cheapest one (so the bluest level) that the consumer's reading
     model expects to be read back at ``min_recall`` or better, or, where no level reads that well, its most legible
-    one. A view that goes as text reads in full; an image is read as the gate's reading
-    model predicts (``model``, default the consumer's ``reading_model``, when ``choose`` gets no gate), by pixel
-    legibility where the consumer's capacity was never measured. ``min_recall`` defaults to the gate's floor (or
-    ``DEFAULT_MIN_RECALL`` without a gate). Without a budget a cued page keeps the policy's level where that is
+    one. A view that goes as text reads in full; an image reads as the gate's reading model predicts (``model``,
+    default the consumer's ``reading_model``, when ``choose`` gets no gate), by pixel legibility where the
+    consumer's capacity was never measured. ``min_recall`` defaults to the gate's floor (or ``DEFAULT_MIN_RECALL``
+    without a gate). Without a budget a cued page keeps the policy's level where that is
     sharper. ``ceiling``: the levels ``policy`` gives the very pages ``choose`` is passed, without a budget, where
     the caller has them already (the memory does), so they are not chosen twice.
     """

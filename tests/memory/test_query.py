@@ -17,13 +17,13 @@ QUESTION = "What is the gate code at my parents' place?"
 
 
 def fill(memory: OpticalMemory, turns: int = 400, fact_turn: int = 30) -> None:
-    """Turns of common words (each in nearly every turn), the fact once, and "zeppelin" every 20th turn."""
+    """Turns of common words (each in nearly every turn), the fact once, and "zeppelin" every 12th turn."""
     rng = random.Random(7)
     for i in range(turns):
         text = " ".join(rng.choices(WORDS, k=60))
         if i == fact_turn:
             text += " " + FACT
-        if i % 20 == 5:
+        if i % 12 == 1:
             text += " Zeppelin overhead."
         memory.add("user" if i % 2 == 0 else "assistant", text, timestamp=float(i))
 
