@@ -19,6 +19,7 @@ _LAZY = {
     "Context": "optical_memory.context",
     "get_consumer": "optical_memory.core.consumers",
     "compress_messages": "optical_memory.compress",
+    "LATEST_USER_MESSAGE": "optical_memory.prompt",
     "open_store": "optical_memory.store.backends",
 }
 

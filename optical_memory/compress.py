@@ -22,7 +22,7 @@ from optical_memory.messages.content_blocks import parse_content
 from optical_memory.messages.dialect import PLAIN_PREAMBLE, TurnDraft
 from optical_memory.messages.dialects import get_dialect
 from optical_memory.policies import ForgettingPolicy
-from optical_memory.prompt import add_drafts, build_messages
+from optical_memory.prompt import LATEST_USER_MESSAGE, Query, add_drafts, build_messages, check_query, resolve_query
 from optical_memory.store.sqlite import SQLiteStore
 
 Format = Literal["openai", "anthropic"]
@@ -71,6 +71,7 @@ def compress_messages(
     hot_turns: int = ...,
     policy: ForgettingPolicy | None = ...,
     preamble: str = ...,
+    query: Query = ...,
     return_report: Literal[False] = ...,
 ) -> list[dict[str, Any]]: ...
 
@@ -86,6 +87,7 @@ def compress_messages(
     hot_turns: int = ...,
     policy: ForgettingPolicy | None = ...,
     preamble: str = ...,
+    query: Query = ...,
     return_report: Literal[True],
 ) -> tuple[list[dict[str, Any]], CompressionReport]: ...
 
@@ -100,6 +102,7 @@ def compress_messages(
     hot_turns: int = 8,
     policy: ForgettingPolicy | None = None,
     preamble: str = PLAIN_PREAMBLE,
+    query: Query = None,
     return_report: bool = False,
 ) -> list[dict[str, Any]] | tuple[list[dict[str, Any]], CompressionReport]:
     """The same conversation within ``budget`` tokens: recent turns verbatim, older ones as page images.
@@ -109,14 +112,16 @@ def compress_messages(
     counts toward the budget; it is not returned). Tool calls and their results stay on the same side of the
     page/text boundary; images inside turns stay images. Every content shape is either handled or refused with a
     ``TypeError``/``ValueError`` naming the message and block. ``return_report=True`` returns ``(messages,
-    CompressionReport)``. Raises ``ValueError`` when the system prompt and the ``hot_turns`` most recent turns
-    alone exceed ``budget``.
+    CompressionReport)``. ``query`` (a string, or ``LATEST_USER_MESSAGE`` for the text of the last user message)
+    keeps the pages holding its best hits readable and drops them last (``OpticalMemory.context``). Raises
+    ``ValueError`` when the system prompt and the ``hot_turns`` most recent turns alone exceed ``budget``.
     """
     dialect = get_dialect(format)
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
         raise TypeError(f"messages must be a list of message dicts, got {type(messages).__name__}")
     if not isinstance(return_report, bool):
         raise TypeError(f"return_report must be a bool, got {type(return_report).__name__}")
+    check_query(query)
     consumer = get_consumer(consumer)
     system_messages = _system_messages(system, format)
     drafts: list[TurnDraft] = []
@@ -129,11 +134,12 @@ def compress_messages(
     with OpticalMemory(SQLiteStore(":memory:"), hot_turns=hot_turns, consumer=consumer, policy=policy, clock=lambda: 0.0) as memory:
         add_drafts(memory, drafts)
         memory.flush()
-        result = build_messages(memory, dialect, system=system_messages, budget=budget, consumer=consumer, preamble=preamble)
+        result = build_messages(memory, dialect, system=system_messages, budget=budget, consumer=consumer,
+                                preamble=preamble, query=resolve_query(memory, query))
     out = result.messages[1:] if format == "anthropic" and system is not None else result.messages
     if not return_report:
         return out
     return out, CompressionReport(result.total_tokens, result.budget, result.report, tuple(result.context.pages))
 
 
-__all__ = ["CompressionReport", "compress_messages", "count_message_tokens"]
+__all__ = ["LATEST_USER_MESSAGE", "CompressionReport", "compress_messages", "count_message_tokens"]

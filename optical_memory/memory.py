@@ -8,7 +8,9 @@ text until they do (or until ``flush``), so the recent text is the hot window, t
 less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
 a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
 (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
-gate); otherwise it goes as text. Each page view says why (``PageView.reason``).
+gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``, ``context``
+first searches the session once and the pages holding the best hits are shown at a level the consumer reads and
+are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -25,6 +27,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
@@ -50,6 +53,7 @@ from optical_memory.policies import (
     DEFAULT_MIN_RECALL,
     AgeSchedule,
     ForgettingPolicy,
+    QueryCue,
     ReadingGate,
     ReadingModel,
     RecallAwareBudget,
@@ -59,7 +63,7 @@ from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
-from optical_memory.store.search import excerpt, query_terms
+from optical_memory.store.search import excerpt, index_terms, query_terms
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,21 @@ REASON_AGE = "age"
 REASON_BUDGET = "budget"
 REASON_FAIL_CLOSED = FAIL_CLOSED
 REASON_BELOW_MIN_RECALL = BELOW_MIN_RECALL
+# A page holding one of the best hits for the query of ``context``; followed by the hit's score.
+REASON_QUERY = "relevant to the query"
+
+# A query cues the pages of its best hits: the search looks at this many turns (one search, best first) and cues at
+# most QUERY_PAGES pages, those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score: a hit that
+# shares only a question's common words scores a small fraction of one holding its rare words, and a cue spends
+# budget the other pages then lack. Chosen on the tune split of benchmarks/memory_qa.py (3, 5, 8 or 12 pages, share
+# 0.5 or 0.25): 8 and 0.25 kept the most facts available at every budget for both consumers; 12 added nothing.
+QUERY_PAGES = 8
+QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page cue it once
+QUERY_SCORE_SHARE = 0.25
+# The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
+# costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
+# scan of the session, and such a word weighs next to nothing in BM25 anyway.
+QUERY_POSTINGS = 300
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
 # to a faster one of the same session waits its turn instead of failing.
@@ -209,6 +228,11 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten_views: dict[str, dict[int, PageView]] = {}
+        # In how many turns each word occurs (what a query searches picks by), counted up to turn _counted of the
+        # stored session _counted_key.
+        self._word_turns: Counter[str] = Counter()
+        self._counted = 0
+        self._counted_key: int | None = None
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
@@ -446,7 +470,7 @@ class OpticalMemory:
             hits.append(
                 SearchHit(
                     turn_index=turn.index,
-                    page="recent" if on_page is None else on_page[0],
+                    page="recent" if on_page is None else on_page[0].page.label,
                     score=found.score,
                     snippet=turn.content[start:end],
                     start=start,
@@ -504,16 +528,23 @@ class OpticalMemory:
         now: float | None = None,
         min_recall: float | None = None,
         reading_model: ReadingModel | None = None,
+        query: str | None = None,
     ) -> Context:
         """The optical context for ``consumer`` under ``budget`` tokens (hot text + pages, priced by the consumer).
 
         ``report`` accounts for pages and recent text within ``budget``; ``Context.to_openai`` and
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
-        call. Raises ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
+        call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
+        them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
+        the reading model expects to read at ``min_recall`` and dropped last; their ``PageView.reason`` starts
+        "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
+        ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
             budget = validate_budget(budget)
+        if query is not None and not isinstance(query, str):
+            raise TypeError(f"query must be a string or None, got {type(query).__name__}")
         consumer = self.consumer if consumer is None else get_consumer(consumer)
         policy = self.policy if policy is None else policy
         validate_options(0, policy, reading_model)
@@ -521,10 +552,54 @@ class OpticalMemory:
             self._reading_model(consumer, policy, reading_model), self.min_recall if min_recall is None else min_recall
         )
         now = self.clock() if now is None else now
+        # Search before the snapshot: pages only grow, so every page a hit names is in it.
+        cues = () if query is None else self._cues(query)
         with self._lock:
             self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-        return self._context(turns, stored_pages, budget, consumer, policy, now, gate)
+        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues)
+
+    def _word_counts(self) -> Counter[str]:
+        """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
+        if self._counted_key != self._key or self._counted > len(self._turns):
+            self._word_turns.clear()
+            self._counted, self._counted_key = 0, self._key
+        for turn in self._turns[self._counted:]:
+            self._word_turns.update(set(index_terms(turn.content)))
+        self._counted = len(self._turns)
+        return self._word_turns
+
+    def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
+        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES):
+        one search for the query's rarest words (QUERY_POSTINGS)."""
+        terms: list[str] = []
+        postings = 0
+        with self._lock:
+            self._sync()
+            counts = self._word_counts()
+            for term in sorted((term for term in query_terms(query) if counts[term]), key=counts.__getitem__):
+                if postings + counts[term] > QUERY_POSTINGS:
+                    break
+                terms.append(term)
+                postings += counts[term]
+            pages = list(self._pages)
+        if not terms:
+            return ()
+        matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
+        # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
+        # latest message) is usually among them, holding every one of its own words.
+        cues: dict[int, float] = {}
+        for found in matches:
+            turn = found.turn
+            on_page = _page_segment(pages, turn.index, 0)
+            if on_page is None or on_page[2] < len(turn.content):
+                # The turn spans pages (or its tail is still text): the page is the one showing the matching words.
+                cut = excerpt(turn.content, terms)
+                on_page = _page_segment(pages, turn.index, cut.start if cut.anchor is None else cut.anchor)
+            if on_page is not None:
+                cues.setdefault(on_page[0].page.index, found.score)
+        best = max(cues.values(), default=0.0)
+        return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:QUERY_PAGES]
 
     def _context(
         self,
@@ -535,8 +610,10 @@ class OpticalMemory:
         policy: ForgettingPolicy,
         now: float,
         gate: ReadingGate,
+        cues: tuple[tuple[int, float], ...] = (),
     ) -> Context:
-        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again."""
+        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again (with the
+        same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
@@ -547,10 +624,14 @@ class OpticalMemory:
         pages = [stored.page for stored in stored_pages]
         page_budget = None if budget is None else budget - hot_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
+        # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
+        # policy's own.
         aged = policy.choose(pages, consumer, now=now, turn_count=len(turns), gate=gate)
-        levels = aged if budget is None else policy.choose(
+        chooser = QueryCue(policy, cues, ceiling=tuple(aged)) if cues else policy
+        levels = aged if budget is None and not cues else chooser.choose(
             pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate
         )
+        scores = dict(cues)
         if self.forget_pixels and consumer == self.consumer:
             self._forget_pixels(stored_pages, aged)
         views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
@@ -561,6 +642,8 @@ class OpticalMemory:
         for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
             level, page = levels[position], stored_pages[position].page
             why = REASON_AGE if level == aged[position] else REASON_BUDGET
+            if level is not None and page.index in scores:
+                why = f"{REASON_QUERY}: score {scores[page.index]:.3g}"
             if level is not None:
                 view = views[position] = self._view(stored_pages[position], level, consumer, gate, why)
                 spent_on_newer += view.tokens
@@ -585,7 +668,8 @@ class OpticalMemory:
             self._report(views, hot_tokens, budget, consumer, gate),
             consumer,
             turns=turns,
-            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate),
+            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
+                                                      cues),
             cacheable_images=not self.forget_pixels,
         )
 
@@ -633,11 +717,15 @@ class OpticalMemory:
         return reason
 
     def _view(self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, why: str) -> PageView:
-        """A shown page: an image with ``why`` ("age"/"budget") and the prediction, or text with how it came to be."""
+        """A shown page: an image with ``why`` ("age"/"budget"/the query's cue) and the prediction, or text with how it
+        came to be (a cued page's reason still starts with its cue)."""
         page = stored.page
         choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
-        reason = f"{choice.reason}; {tier.name} by {why}" if choice.as_text else f"{why}: {choice.reason}"
+        if why.startswith(REASON_QUERY):
+            reason = f"{why}; {choice.reason}"
+        else:
+            reason = f"{choice.reason}; {tier.name} by {why}" if choice.as_text else f"{why}: {choice.reason}"
         return PageView(
             page,
             level,
@@ -749,9 +837,9 @@ def open_memory(
     )
 
 
-def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[str, int, int] | None:
-    """The label of the sealed page showing character ``offset`` of turn ``turn_index`` and the span of the turn it
-    shows, or ``None`` while that character is still text."""
+def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[StoredPage, int, int] | None:
+    """The sealed page showing character ``offset`` of turn ``turn_index`` and the span of the turn it shows, or
+    ``None`` while that character is still text."""
     # Pages are in turn order: start at the first one whose last turn is not before this turn.
     first = bisect.bisect_left(pages, turn_index, key=lambda stored: stored.page.segments[-1].turn_index)
     for stored in pages[first:]:
@@ -759,7 +847,7 @@ def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> 
             break
         for segment in stored.page.segments:
             if segment.turn_index == turn_index and segment.start <= offset < segment.end:
-                return stored.page.label, segment.start, segment.end
+                return stored, segment.start, segment.end
     return None
 
 

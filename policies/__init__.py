@@ -8,6 +8,7 @@ from optical_memory.policies.base import (
     view_cost,
 )
 from optical_memory.policies.budget import TokenBudget
+from optical_memory.policies.cue import QueryCue
 from optical_memory.policies.legibility import CalibratedRecall
 from optical_memory.policies.reading import (
     DEFAULT_MIN_RECALL,
@@ -28,6 +29,7 @@ __all__ = [
     "HOUR",
     "Levels",
     "MONTH",
+    "QueryCue",
     "Reading",
     "ReadingGate",
     "ReadingModel",

@@ -4,6 +4,7 @@ optional parts that name their extra when it is missing."""
 from __future__ import annotations
 
 import email
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A regular (non-editable) install of the checkout into a folder of its own."""
+    # From a copy, so that no build/ folder a previous build left in the checkout can add files this build lacks.
+    source = tmp_path_factory.mktemp("source") / "optical-memory"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "results", "demo-output"))
     target = tmp_path_factory.mktemp("site")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)]
-    subprocess.run(command, check=True, capture_output=True, text=True, cwd=tmp_path_factory.mktemp("build"))
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)]
+    subprocess.run(command, check=True, capture_output=True, text=True, cwd=source)
     return target
 
 
@@ -89,3 +93,12 @@ def test_an_ocr_reader_names_its_extra_when_it_reads():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert 'pip install "optical-memory[ocr]"' in result.stderr
+
+
+def test_every_package_of_the_checkout_is_installed(installed):
+    def packages(root: Path, prefix: str) -> set[str]:
+        return {prefix + ".".join(init.parent.relative_to(root).parts) for init in root.rglob("__init__.py")}
+
+    source = packages(ROOT / "optical_memory", "optical_memory.") | packages(ROOT / "renderers", "optical_memory.renderers.") | packages(ROOT / "policies", "optical_memory.policies.")
+    source = {name.rstrip(".") for name in source}
+    assert source <= {name.rstrip(".") for name in packages(installed / "optical_memory", "optical_memory.")}

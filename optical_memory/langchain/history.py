@@ -11,7 +11,10 @@ come first.
 
 A history cannot see the prompt it is placed in: a ``ChatPromptTemplate``'s own system message, the question after
 the history and the tool schemas bound to the model are not among its messages. ``budget`` covers what
-``messages`` returns; pass ``reserve=`` (tokens) for the rest of the prompt so the whole call fits.
+``messages`` returns; pass ``reserve=`` (tokens) for the rest of the prompt so the whole call fits. For the same
+reason its default query (``LATEST_USER_MESSAGE``) is the latest user message it holds: behind
+``RunnableWithMessageHistory``, the question of the call under way is stored only after the call, so the previous
+question cues the pages; ``context(query=question)`` cues them with the question itself.
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ from optical_memory.langchain.tokens import DEFAULT_CONSUMER
 from optical_memory.memory import OpticalMemory, open_memory
 from optical_memory.messages.dialect import PLAIN_PREAMBLE
 from optical_memory.policies import ForgettingPolicy
-from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
+from optical_memory.prompt import (
+    LATEST_USER_MESSAGE,
+    OpticalMessages,
+    Query,
+    add_drafts,
+    build_messages,
+    check_query,
+    resolve_query,
+)
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Store
 
@@ -59,6 +70,13 @@ def shared_store(target: str | os.PathLike[str] | Store) -> Store:
     return store
 
 
+class _Unset:
+    """``context``'s ``query`` default: the history's own query, which may itself be ``None``."""
+
+
+_UNSET = _Unset()
+
+
 class OpticalChatMessageHistory(BaseChatMessageHistory):
     """A chat history kept by an ``OpticalMemory``, keyed by ``session_id``.
 
@@ -68,7 +86,8 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
     plus ``reserve`` (``None``: only the age policy applies). The history never sees the prompt it is placed in, so
     ``reserve`` is the tokens that prompt adds around it (the template's system message and question, the tool
     schemas bound to the model: ``count_tokens`` and ``count_tool_tokens`` measure them); ``messages`` then returns
-    at most ``budget - reserve`` tokens. Example::
+    at most ``budget - reserve`` tokens. ``query`` cues the pages (``OpticalMemory.context``): by default the text
+    of the latest user message stored here, a string for a fixed query, ``None`` for none. Example::
 
         history = OpticalChatMessageHistory("user-42", "chat.db", consumer="anthropic", budget=8000, reserve=600)
     """
@@ -87,8 +106,10 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         hot_turns: int = 8,
         policy: ForgettingPolicy | None = None,
         preamble: str = PLAIN_PREAMBLE,
+        query: Query = LATEST_USER_MESSAGE,
     ) -> None:
         super().__init__()
+        self.query = check_query(query)
         if isinstance(store, OpticalMemory):
             if store.scope.session != session_id:
                 raise ValueError(
@@ -127,10 +148,16 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
     # -- reading -------------------------------------------------------------------------------------------------
 
     def context(
-        self, *, budget: float | None = None, reserve: int | None = None, consumer: str | BaseConsumer | None = None
+        self,
+        *,
+        budget: float | None = None,
+        reserve: int | None = None,
+        consumer: str | BaseConsumer | None = None,
+        query: Query | _Unset = _UNSET,
     ) -> OpticalMessages:
-        """The messages ``messages`` returns, with their token report (``budget``, ``reserve`` and ``consumer``
-        override the history's own for this call); ``total_tokens`` includes the reserve."""
+        """The messages ``messages`` returns, with their token report (``budget``, ``reserve``, ``consumer`` and
+        ``query`` override the history's own for this call); ``total_tokens`` includes the reserve."""
+        query = self.query if isinstance(query, _Unset) else check_query(query)
         system = [LANGCHAIN.restore(turn) for turn in self._system.turns]
         return build_messages(
             self.memory,
@@ -141,6 +168,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
             consumer=self.consumer if consumer is None else consumer,
             policy=self.policy,
             preamble=self.preamble,
+            query=resolve_query(self.memory, query),
         )
 
     @property

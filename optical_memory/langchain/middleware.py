@@ -5,7 +5,9 @@ per thread (the ``thread_id`` of the run's config), then hands the model the opt
 history: the system prompt untouched, one message of pages, the recent turns verbatim, all within ``budget`` tokens
 as the model's provider prices them, together with the JSON schemas of the tools bound to the call. The agent's
 state is never rewritten, so the full history stays in the checkpointer; the memory keeps it verbatim too
-(``history``), and the ``recall_page`` tool it registers gives the model any page's exact text back.
+(``history``). The ``recall_page`` tool it registers gives the model any page's exact text back, and
+``search_memory`` the verbatim passages matching a query, with their page ids. By default the latest user message is
+the query of every call (``OpticalMemory.context``): the pages holding its best hits stay readable and go last.
 
 Mirroring is append-only and by message id: a message is stored the first time the middleware sees it (in a model
 request, or in the final state after the run), so resuming a thread from a checkpointer, or invoking without one,
@@ -33,14 +35,29 @@ from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.validation import validate_budget
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
-from optical_memory.langchain.recall import TOOL_NAME, recall_page
+from optical_memory.langchain.recall import TOOL_NAME as RECALL_TOOL
+from optical_memory.langchain.recall import recall_page
+from optical_memory.langchain.search import TOOL_NAME as SEARCH_TOOL
+from optical_memory.langchain.search import search_memory
 from optical_memory.langchain.tokens import DEFAULT_CONSUMER, count_tool_tokens, tool_schema
 from optical_memory.memory import OpticalMemory, delete_session, export_session, open_memory, validate_options
 from optical_memory.messages.dialect import PAGES_PREAMBLE, PLAIN_PREAMBLE, TurnDraft
 from optical_memory.policies import ForgettingPolicy
-from optical_memory.prompt import OpticalMessages, add_drafts, build_messages
+from optical_memory.prompt import (
+    LATEST_USER_MESSAGE,
+    OpticalMessages,
+    Query,
+    add_drafts,
+    build_messages,
+    check_query,
+    resolve_query,
+)
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Store
+
+
+# Appended to the preamble in calls that carry search_memory (the recall_page sentence is PAGES_PREAMBLE's own).
+SEARCH_SENTENCE = " To find an earlier detail by its words, even where no page shows it readably, call search_memory."
 
 
 @dataclass
@@ -59,9 +76,11 @@ class OpticalMemoryMiddleware(AgentMiddleware):
     prompt, the JSON schemas of the tools bound to the call (``recall_page`` included), the pages message and the
     recent turns with their framing (``None``: only the age policy). ``hot_turns``: recent turns kept verbatim.
     ``policy``: a ``ForgettingPolicy``. ``consumer``: whose image pricing applies; by default told from the chat
-    model (``ls_provider``/model name). ``recall_tool``: register the ``recall_page`` tool. ``preamble``: the text
-    before the pages (by default it mentions ``recall_page`` only in calls that carry that tool).
-    Example::
+    model (``ls_provider``/model name). ``recall_tool``: register the ``recall_page`` tool; ``search_tool``: the
+    ``search_memory`` tool. ``preamble``: the text before the pages (by default it mentions each of those tools only
+    in calls that carry it). ``query``: what cues the pages of each call (``OpticalMemory.context``); by default
+    (``LATEST_USER_MESSAGE``) the text of the thread's latest user message, a string for a fixed query, ``None``
+    for none. Example::
 
         agent = create_agent(model, tools, middleware=[OpticalMemoryMiddleware("memory.db", budget=8000)],
                              checkpointer=checkpointer)
@@ -77,7 +96,9 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         consumer: str | BaseConsumer | None = None,
         user: str = "default",
         recall_tool: bool = True,
+        search_tool: bool = True,
         preamble: str | None = None,
+        query: Query = LATEST_USER_MESSAGE,
     ) -> None:
         super().__init__()
         validate_options(hot_turns, policy)
@@ -92,7 +113,8 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         self.consumer = None if consumer is None else get_consumer(consumer)
         self.user = user
         self.preamble = preamble
-        self.tools = [recall_page(self)] if recall_tool else []
+        self.query = check_query(query)
+        self.tools = [*([recall_page(self)] if recall_tool else []), *([search_memory(self)] if search_tool else [])]
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -177,9 +199,11 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         tools = list(request.tools or [])
         preamble = self.preamble
         if preamble is None:
-            # The model is told about recall_page only when this call can actually use it.
-            offered = any(tool_schema(tool).get("function", tool).get("name") == TOOL_NAME for tool in tools)
-            preamble = PAGES_PREAMBLE if offered else PLAIN_PREAMBLE
+            # The model is told about recall_page and search_memory only when this call can actually use them.
+            offered = {tool_schema(tool).get("function", tool).get("name") for tool in tools}
+            preamble = PAGES_PREAMBLE if RECALL_TOOL in offered else PLAIN_PREAMBLE
+            if SEARCH_TOOL in offered:
+                preamble += SEARCH_SENTENCE
         with thread.lock:
             result = build_messages(
                 thread.memory,
@@ -189,6 +213,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
                 reserve=count_tool_tokens(tools, consumer=consumer),
                 consumer=consumer,
                 preamble=preamble,
+                query=resolve_query(thread.memory, self.query),
             )
             thread.last = result
         return request.override(messages=result.messages[len(system):])

@@ -34,7 +34,8 @@ class RecallPageInput(BaseModel):
     page: Union[int, str] = Field(description="The page id printed on the page, e.g. 'page 3' or 3.")
 
 
-def _check_source(source: object) -> None:
+def check_source(source: object) -> None:
+    """``TypeError`` unless ``source`` holds pages (the tools of this package are built on one)."""
     if not isinstance(source, (OpticalMemory, PageSource)):
         raise TypeError(
             "source must be an OpticalMemory, OpticalChatMessageHistory or OpticalMemoryMiddleware, got"
@@ -42,22 +43,23 @@ def _check_source(source: object) -> None:
         )
 
 
-def _memory_of(source: OpticalMemory | PageSource, thread_id: str | None) -> OpticalMemory:
-    _check_source(source)
+def memory_of(source: OpticalMemory | PageSource, thread_id: str | None) -> OpticalMemory:
+    """The memory ``source`` reads for ``thread_id`` (itself, a history's memory, or a middleware's thread)."""
+    check_source(source)
     return source if isinstance(source, OpticalMemory) else source.memory_for(thread_id)
 
 
 def recall_page_text(source: OpticalMemory | PageSource, page: int | str, *, thread_id: str | None = None) -> str:
     """The exact source text of ``page`` (``3``, ``"3"`` or ``"page 3"``) of a memory, a history or a middleware's
     thread (``thread_id`` required there). Raises ``ValueError`` for a page that does not exist."""
-    return _memory_of(source, thread_id).recall(page)
+    return memory_of(source, thread_id).recall(page)
 
 
 def recall_page(source: OpticalMemory | PageSource, *, name: str = TOOL_NAME) -> BaseTool:
     """A LangChain tool returning a page's verbatim text. Bound to a memory or a history it reads that one; bound to
     the middleware it reads the thread of the run it is called in. A page that does not exist comes back to the
     model as an error message (not an exception), so it can try another id."""
-    _check_source(source)
+    check_source(source)
 
     def recall(page: Union[int, str]) -> str:
         try:

@@ -321,7 +321,8 @@ def timetable(station: str, day: str, after: str = "06:00", operator: str = "any
 
 
 def test_tool_schemas_count_toward_the_budget():
-    """The JSON schemas of the tools bound to each call (recall_page's included) are sent too, so they count."""
+    """The JSON schemas of the tools bound to each call (recall_page's and search_memory's included) are sent too,
+    so they count."""
     model = ToolRecordingModel(script=travel_script)
     middleware = OpticalMemoryMiddleware(consumer=CONSUMER, budget=BUDGET, hot_turns=6)
     agent = create_agent(model, [weather, timetable], system_prompt=SYSTEM, middleware=[middleware])
@@ -330,7 +331,7 @@ def test_tool_schemas_count_toward_the_budget():
         agent.invoke({"messages": [user_turn(i)]}, config)
     assert len(model.calls) > 30
     for messages, tools in model.calls:
-        assert {t.name for t in tools} == {"weather", "timetable", "recall_page"}
+        assert {t.name for t in tools} == {"weather", "timetable", "recall_page", "search_memory"}
         assert count_tokens(messages, consumer=CONSUMER) + count_tool_tokens(tools, consumer=CONSUMER) <= BUDGET
     assert middleware.last_context("schemas").total_tokens <= BUDGET
     assert count_tool_tokens([timetable], consumer=CONSUMER) > 100

@@ -160,7 +160,7 @@ def run_agent() -> dict:
         assert sent <= BUDGET, f"a request of {sent} tokens"
         assert isinstance(messages[0], SystemMessage) and messages[0].text == SYSTEM
         assert sum(isinstance(m, SystemMessage) for m in messages) == 1
-        assert {t.name for t in tools} == {"weather", "fares", "seats", "recall_page"}
+        assert {t.name for t in tools} == {"weather", "fares", "seats", "recall_page", "search_memory"}
         has_pages = len(messages) > 1 and messages[1].id == PAGES_MESSAGE_ID
         recent = messages[2:] if has_pages else messages[1:]
         stats["requests_with_pages"] += has_pages

@@ -282,7 +282,7 @@ def test_works_behind_runnable_with_message_history(tmp_path):
 
 
 def test_recall_tool_bound_to_a_history(history):
-    history.add_messages(chatter(40))
+    history.add_messages(chatter(80))
     tool = recall_page(history)
     assert tool.invoke({"page": "page 0"}) == history.memory.recall(0) == history.recall(0)
     assert tool.invoke({"page": 1}) == history.memory.recall(1)

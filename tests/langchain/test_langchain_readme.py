@@ -25,7 +25,7 @@ def langchain_blocks() -> list[str]:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_readme_snippets_run(tmp_path, monkeypatch):
     blocks = langchain_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(tmp_path)
     model = ScriptedChatModel(provider="openai", model_name="gpt-4o")
     namespace: dict = {"model": model}
@@ -45,6 +45,13 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     report = namespace["report"]
     assert report.total_tokens == count_message_tokens(messages) and report.budget == 4000
     assert report.tokens.pages_as_images > 0 and all(page.reason for page in report.pages)
+
+    # The query-aware lines: the middleware's default query is the latest user message, compress_messages takes
+    # one, and search_memory finds the history's first message verbatim.
+    assert namespace["middleware"].query is namespace["LATEST_USER_MESSAGE"]
+    assert count_message_tokens(namespace["cued"]) <= 4000
+    assert "[recent, turn 0, user]\nBook the 9:40 to Lyon for Ada Park." in namespace["search_memory"](
+        OpticalChatMessageHistory("user-42", tmp_path / "chat.db")).invoke({"query": "Lyon Ada Park"})
 
     # The history's reserve=200 covers what its template adds around it: the system message and the question.
     around = [SystemMessage("You are a travel assistant."), HumanMessage("Book the 9:40 to Lyon for Ada Park.")]
