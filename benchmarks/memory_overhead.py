@@ -17,22 +17,24 @@ from tqdm import tqdm
 from optical_memory.memory import OpticalMemory
 
 
-def _clock() -> float:
+def cpu_clock() -> float:
     """This thread's CPU time: what the memory itself costs, whatever else the machine is running."""
     return time.thread_time()
 
 
-class _Stopwatch:
+class RenderStopwatch:
+    """CPU seconds spent inside the functions it wraps (rendering), so they can be taken out of a turn's cost."""
+
     def __init__(self) -> None:
         self.seconds = 0.0
 
     def wrap(self, function):
         def timed(*args, **kwargs):
-            start = _clock()
+            start = cpu_clock()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds += _clock() - start
+                self.seconds += cpu_clock() - start
 
         return timed
 
@@ -46,7 +48,7 @@ def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | 
     """Median ``add`` and ``context`` CPU cost (ms) at ``turns`` turns, with rendering time subtracted from ``add``."""
     rng = random.Random(seed)
     memory = OpticalMemory.open(db, hot_turns=8)
-    render = _Stopwatch()
+    render = RenderStopwatch()
     memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
     memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
     for i in tqdm(range(turns - probe), desc="filling memory", unit="turn", mininterval=2):
@@ -54,12 +56,12 @@ def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | 
     add_ms, context_ms = [], []
     for i in range(turns - probe, turns):
         before = render.seconds
-        start = _clock()
+        start = cpu_clock()
         memory.add("user" if i % 2 == 0 else "assistant", _turn_text(rng), timestamp=float(i))
-        add_ms.append((_clock() - start - (render.seconds - before)) * 1000)
-        start = _clock()
+        add_ms.append((cpu_clock() - start - (render.seconds - before)) * 1000)
+        start = cpu_clock()
         memory.context(budget=8000, now=float(i))
-        context_ms.append((_clock() - start) * 1000)
+        context_ms.append((cpu_clock() - start) * 1000)
     result = {
         "turns": turns,
         "pages": len(memory.pages),

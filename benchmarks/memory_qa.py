@@ -73,7 +73,7 @@ from benchmarks.datasets import (
     chitchat_session,
     planted_fact_conversation,
 )
-from benchmarks.memory_overhead import _clock, _Stopwatch
+from benchmarks.memory_overhead import cpu_clock, RenderStopwatch
 from optical_memory.context import Context
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.types import Consumer, Page, PageView, Role
@@ -624,7 +624,7 @@ def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int =
     if len(chat) < turns:
         raise ValueError(f"the {SPLIT} split gave {len(chat)} turns, fewer than turns={turns}")
     memory = OpticalMemory.open(":memory:", hot_turns=HOT_TURNS)
-    render = _Stopwatch()
+    render = RenderStopwatch()
     memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
     memory.renderer.draw = render.wrap(memory.renderer.draw)  # type: ignore[method-assign]
     for turn in chat[:-probe]:
@@ -633,15 +633,15 @@ def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int =
     memory.context(budget=8000, query=latest)  # the word counts a query reads are taken once per process
     add_ms, plain_ms, query_ms = [], [], []
     for number, turn in enumerate(chat[-probe:]):
-        before, start = render.seconds, _clock()
+        before, start = render.seconds, cpu_clock()
         memory.add(turn.role, turn.text, timestamp=turn.timestamp)
-        add_ms.append((_clock() - start - (render.seconds - before)) * 1000)
+        add_ms.append((cpu_clock() - start - (render.seconds - before)) * 1000)
         if turn.role is Role.USER:
             latest = turn.text
         query = latest if number % 2 else None
-        start = _clock()
+        start = cpu_clock()
         memory.context(budget=8000, now=turn.timestamp, query=query)
-        (query_ms if query is not None else plain_ms).append((_clock() - start) * 1000)
+        (query_ms if query is not None else plain_ms).append((cpu_clock() - start) * 1000)
     result = {
         "turns": turns, "pages": len(memory.pages), "chat_ids": list(conversation.source_chat_ids),
         "add_cpu_ms_median_excluding_rendering": round(statistics.median(add_ms), 3),
