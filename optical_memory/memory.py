@@ -14,7 +14,8 @@ are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
-full-text index and, with an ``embedder``, by their meaning too (``optical_memory.store.vectors``). ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
+full-text index and, with an ``embedder``, by their meaning too (``optical_memory.store.vectors``).
+``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from optical_memory.core.consumers import (
     consumer_names,
     get_consumer,
 )
-from optical_memory.core.embedding import Embedder, check_embedder
+from optical_memory.core.embedding import Embedder
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
 from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
@@ -214,8 +215,6 @@ class OpticalMemory:
         embedder: Embedder | None = None,
     ) -> None:
         validate_options(hot_turns, policy, reading_model)
-        if embedder is not None:
-            check_embedder(embedder)
         self.store = store
         self.scope = Scope(user, session, companion)
         self.hot_turns = hot_turns
