@@ -141,11 +141,14 @@ class OpenAITileConsumer(BaseConsumer):
 
 @dataclass(frozen=True)
 class OpenAIPatchConsumer(BaseConsumer):
-    """GPT-4.1-mini class: 32-px patches, at most ``max_patches`` (the image shrunk to fit), times ``multiplier``
-    (rounded up). ``detail`` has no effect on these models, so the ladder is pixel sizes."""
+    """GPT-4.1-mini / GPT-5.x class: 32-px patches times ``multiplier`` (rounded up), after an image over
+    ``max_side`` px or over ``max_patches`` patches is shrunk, aspect kept, to fit the tighter of the two (the shrink
+    then trimmed so that whole patches fit the budget). ``detail`` does not change what these models are billed for
+    a page, so the ladder is pixel sizes. (OpenAI's vision guide: 1800×2400 → 1056×1408 = 1,452 patches.)"""
 
     multiplier: float = 1.62
     max_patches: int = 1536
+    max_side: int = 2048
 
     rule: ClassVar[str] = "openai-patch"
     default_provider: ClassVar[str] = "openai"
@@ -153,13 +156,14 @@ class OpenAIPatchConsumer(BaseConsumer):
     default_tiers: ClassVar[tuple[Tier, ...]] = _scaled_tiers(1024, 768, 512, 384)
 
     def image_tokens(self, width: int, height: int, tier: Tier | None = None) -> int:
-        patches = math.ceil(width / 32) * math.ceil(height / 32)
-        if patches > self.max_patches:
-            shrink = math.sqrt(32 * 32 * self.max_patches / (width * height))
-            width, height = width * shrink, height * shrink
-            whole_columns = math.floor(width / 32) / (width / 32)
-            width, height = width * whole_columns, height * whole_columns
-            patches = math.ceil(width / 32) * math.ceil(height / 32)
+        scale = min(1.0, self.max_side / max(width, height))
+        if math.ceil(width * scale / 32) * math.ceil(height * scale / 32) > self.max_patches:
+            scale = min(scale, math.sqrt(32 * 32 * self.max_patches / (width * height)))
+            scale *= min(math.floor(side * scale / 32) / (side * scale / 32) for side in (width, height))
+        # Pixel sizes rounded up (after float noise is rounded off) so that no started patch is missed.
+        columns = math.ceil(math.ceil(round(width * scale, 6)) / 32)
+        rows = math.ceil(math.ceil(round(height * scale, 6)) / 32)
+        patches = min(self.max_patches, columns * rows)
         # Rounded first so that float noise (150 x 1.62 = 243.00000000000003) does not add a token.
         return math.ceil(round(patches * self.multiplier, 6))
 
