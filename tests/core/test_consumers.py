@@ -188,11 +188,29 @@ def test_gemini_tiles(size, tokens):
     assert get_consumer("google_genai:gemini-2.5-flash").image_tokens(*size) == tokens
 
 
-def test_gemini_3_bills_a_flat_budget_whatever_the_pixels():
+def test_gemini_3_bills_the_flat_budget_of_its_media_resolution(page_factory):
     consumer = get_consumer("models/gemini-3-pro-preview")
     assert consumer.family == "google:gemini-3"
-    assert {consumer.image_tokens(*size) for size in ((64, 64), (768, 768), (3000, 2000))} == {1120}
-    assert len(consumer.tiers) == 1  # shrinking saves nothing, so an old page can only be forgotten
+    # Google's token table for Gemini 3 images: HIGH (and unspecified) 1120, MEDIUM 560, LOW 280, whatever the pixels.
+    assert [tier.media_resolution for tier in consumer.tiers] == [
+        "MEDIA_RESOLUTION_HIGH", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_LOW"
+    ]
+    for tier, tokens in zip(consumer.tiers, (1120, 560, 280)):
+        assert {consumer.image_tokens(*size, tier) for size in ((64, 64), (768, 768), (3000, 2000))} == {tokens}
+    assert [consumer.page_tokens(page_factory(0), level) for level in range(3)] == [1120, 560, 280]
+    assert consumer.image_tokens(3000, 2000) == 1120  # sent without a level: the default for images, HIGH
+    ultra = Tier("as-sent", 768, Fit.SCALE, media_resolution="MEDIA_RESOLUTION_ULTRA_HIGH")
+    assert consumer.image_tokens(768, 768, ultra) == 2240  # per-part only: priced when sent, not on the ladder
+    with pytest.raises(ValueError, match="media_resolution 'MEDIA_RESOLUTION_HUGE' is not a Gemini 3 level"):
+        consumer.image_tokens(768, 768, Tier("x", 768, Fit.SCALE, media_resolution="MEDIA_RESOLUTION_HUGE"))
+
+
+def test_gemini_3_ladder_keeps_pixels_per_token_and_gets_blurrier():
+    tiers = get_consumer("gemini-3.1-pro-preview").tiers
+    sizes = [tier.size for tier in tiers]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    for tier, tokens in zip(tiers, (1120, 560, 280)):
+        assert tier.size**2 / tokens == pytest.approx(768**2 / 1120, rel=0.02)
 
 
 @pytest.mark.parametrize(("size", "tokens"), [((1280, 1280), 46 * 46), ((28, 28), 4), ((640, 640), 23 * 23), ((1000, 500), 36 * 18)])
