@@ -228,6 +228,14 @@ def test_consumer_is_told_from_the_model():
     assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4o-mini")).name == "openai:gpt-4o-mini"
     assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4.1-nano")).family == "openai:gpt-4.1-nano"
     assert detect_consumer(ScriptedChatModel(provider="google_genai", model_name="gemini-2.5-pro")).family == "gemini"
+    for provider, name, family in [
+        ("openai", "gpt-5", "openai:gpt-5"), ("openai", "gpt-5-chat-latest", "openai:gpt-5"),
+        ("openai", "gpt-5.2-2025-12-11", "openai:gpt-5.2"), ("openai", "gpt-5.4", "openai:gpt-5.4"),
+        ("openai", "gpt-5.5", "openai:gpt-5.5"), ("openai", "gpt-5.4-mini", "openai:gpt-4.1-mini"),
+        ("openai", "o1-pro", "openai:o3"), ("openai", "computer-use-preview", "openai:computer-use-preview"),
+        ("azure", "gpt-4.5-preview", "openai:gpt-4o"), ("google_genai", "gemini-3-pro-preview", "google:gemini-3"),
+    ]:
+        assert detect_consumer(ScriptedChatModel(provider=provider, model_name=name)).family == family, name
     with pytest.raises(ValueError, match="pass consumer="):
         detect_consumer(ScriptedChatModel())
     with pytest.raises(ValueError, match="pass consumer="):  # a model the registry does not list is not guessed
