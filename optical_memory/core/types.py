@@ -143,8 +143,10 @@ class PageView:
     ``level`` indexes the consumer's ladder (``None``: forgotten). ``as_text`` means the page's turns go as text
     because the image would have cost more than the text it replaces (fail-closed). ``tokens`` is what the consumer
     is charged for this view (0 when forgotten). ``reason`` says why the page has its level or goes as text, and
-    ``expected_recall`` what the consumer's reading model predicts it reads back (``None``: no model). ``image`` (the page fitted to its tier) is produced on first access,
-    so pricing a context never decodes pixels it does not send.
+    ``expected_recall`` what the consumer's reading model predicts it reads back (``None``: no model). ``image``
+    (the page fitted to its tier) is produced on first access, so pricing a context never decodes pixels it does
+    not send. ``sealed`` is False for the open page: the turns past the hot window that fill no page yet, laid out
+    as the next page, which keeps its label and grows until it is full and stored.
     """
 
     page: Page
@@ -156,6 +158,7 @@ class PageView:
     load_image: "Callable[[], Image.Image] | None" = field(default=None, repr=False, compare=False)
     reason: str = ""  # why the page has its level or goes as text: "age", "budget", "fail-closed: …", …
     expected_recall: float | None = None  # what the consumer's reading model predicts it reads back (None: no model)
+    sealed: bool = True
 
     @cached_property
     def image(self) -> "Image.Image | None":
