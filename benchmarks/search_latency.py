@@ -19,7 +19,9 @@ the measurement ``benchmarks.render_speed`` reports, run again here with the ind
 Hybrid (needs the ``semantic`` extra): the same sessions, filled without an embedder and then embedded by
 ``OpticalMemory.backfill`` (batches of 64; its turns per second are reported), searched with ``MiniLMEmbedder`` on
 the CPU with the same queries (``match="all"``): each search embeds the query, ranks every vector of the session by
-cosine (numpy, brute force) and fuses that with BM25. The first search of a memory reads all the session's vectors
+cosine (numpy, brute force) and fuses that with BM25. Sessions larger than ``--embed-max`` (10,000) are not embedded
+turn by turn: turn ``i`` gets the vector of turn ``i mod 10,000`` of the embedded session, which costs the search
+the same (a product over as many vectors) but makes its hits meaningless. The first search of a memory reads all the session's vectors
 from the store (reported apart); the timed ones read nothing new. The query's embedding alone is timed too, and
 ``add`` with the embedder against ``add`` without it, on ``--add-turns`` turns of a fresh session. torch runs on
 ``--torch-threads`` threads (default 1): on this shared 2-core machine two threads that contend with other
@@ -42,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from benchmarks.datasets import _chitchat
@@ -123,14 +126,31 @@ def _timed_searches(memory: OpticalMemory, queries: Sequence[str]) -> list[float
     return samples
 
 
-def measure_hybrid(turns: int, embedder: Embedder, *, queries: int = 200, folder: Path, seed: int = 0) -> dict[str, Any]:
-    """Embed the ``turns``-turn session ``measure_search`` left in ``folder`` and time hybrid searches on it."""
+def measure_hybrid(
+    turns: int, embedder: Embedder, *, queries: int = 200, folder: Path, seed: int = 0, repeat_from: int | None = None
+) -> dict[str, Any]:
+    """Embed the ``turns``-turn session ``measure_search`` left in ``folder`` and time hybrid searches on it.
+
+    ``repeat_from``: instead of embedding, give turn ``i`` the vector of turn ``i mod repeat_from`` of that
+    (embedded) session: the search costs the same (a product over as many vectors), but its hits are not meaningful.
+    """
     messages = chat_messages(turns)
     store = SQLiteStore(folder / f"search_{turns}.db")
     store._db.execute("PRAGMA synchronous = OFF")  # benchmark only, as when filling
     memory = OpticalMemory(store, session="bench", hot_turns=turns + 1, embedder=embedder)
     started = time.perf_counter()
-    embedded = memory.backfill(batch_size=64)
+    if repeat_from is None:
+        embedded = memory.backfill(batch_size=64)
+        vectors = "embedded by backfill"
+    else:
+        with SQLiteStore(folder / f"search_{repeat_from}.db") as source:
+            stored = source.vectors(memory.scope)
+        matrix = stored.matrix[np.argsort(stored.turns)]
+        embedded = 0
+        for start in tqdm(range(0, turns, 5000), desc="repeating vectors", unit="batch"):
+            batch = [(index, matrix[index % len(matrix)]) for index in range(start, min(turns, start + 5000))]
+            embedded += store.add_vectors(memory.scope, embedder.name, batch)
+        vectors = f"turn i has the vector of turn i mod {repeat_from} (embedded): hits are not meaningful, costs are"
     backfill_seconds = time.perf_counter() - started
     memory.close()
     asked = _queries([text for _, text in messages], queries, random.Random(seed))
@@ -144,8 +164,10 @@ def measure_hybrid(turns: int, embedder: Embedder, *, queries: int = 200, folder
         started = time.perf_counter()
         embedder([query])
         embedding.append((time.perf_counter() - started) * 1000)
-    result = {"turns": turns, "queries": len(asked), "embedded": embedded, "backfill_seconds": backfill_seconds,
-              "backfill_turns_per_second": embedded / backfill_seconds, "first_search_ms": first,
+    result = {"turns": turns, "queries": len(asked), "vectors": vectors, "embedded": embedded,
+              "backfill_seconds": backfill_seconds if repeat_from is None else None,
+              "backfill_turns_per_second": embedded / backfill_seconds if repeat_from is None else None,
+              "first_search_ms": first,
               "file_mb": (folder / f"search_{turns}.db").stat().st_size / 1e6,
               "hybrid": _percentiles(samples), "query_embedding": _percentiles(embedding)}
     result["examples"] = [{"query": q, "hits": [(h.turn_index, h.page, round(h.score, 4), h.snippet[:80])
@@ -189,7 +211,8 @@ def _table(result: dict[str, Any]) -> str:
         h, q = entry["hybrid"], entry["query_embedding"]
         rows.append(f"{entry['turns']:>8} {'hyb':>5} {h['p50_ms']:>8.2f} {h['p99_ms']:>8.2f} {h['mean_ms']:>8.2f}"
                     f"        (query embedding p50 {q['p50_ms']:.2f} ms; first search {entry['first_search_ms']:.0f} ms;"
-                    f" backfill {entry['backfill_turns_per_second']:.0f} turns/s)")
+                    + (f" backfill {entry['backfill_turns_per_second']:.0f} turns/s)" if entry["backfill_seconds"]
+                       else " vectors repeated)"))
     for cost in result["add_cost"]:
         rows.append(f"add at {cost['turns']} turns: {cost['without_embedder']['p50_ms']:.2f} ms without an embedder,"
                     f" {cost['with_embedder']['p50_ms']:.2f} ms with MiniLM (median, CPU)")
@@ -207,14 +230,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="session sizes in turns")
     parser.add_argument("--queries", type=int, default=400, help="searches timed per size and match mode")
     parser.add_argument("--overhead-turns", type=int, default=10_000, help="session size for add+context (0: skip)")
-    parser.add_argument("--hybrid-sizes", type=int, nargs="*", default=[10_000],
+    parser.add_argument("--hybrid-sizes", type=int, nargs="*", default=[10_000, 100_000],
                         help="sizes (among --sizes) searched with MiniLM fused with BM25 (none: skip)")
+    parser.add_argument("--embed-max", type=int, default=10_000,
+                        help="hybrid sizes above this one (itself a hybrid size) repeat its session's vectors instead"
+                             " of embedding every turn (100k turns take most of an hour on 2 shared cores)")
     parser.add_argument("--hybrid-queries", type=int, default=200, help="hybrid searches timed per size")
     parser.add_argument("--add-turns", type=int, default=300, help="turns added with and without MiniLM (0: skip)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch's CPU threads for MiniLM")
     args = parser.parse_args()
     if not set(args.hybrid_sizes) <= set(args.sizes):
         parser.error("--hybrid-sizes must be among --sizes (they embed the sessions those fill)")
+    if any(size > args.embed_max for size in args.hybrid_sizes) and args.embed_max not in args.hybrid_sizes:
+        parser.error("--embed-max must be one of --hybrid-sizes when a larger one repeats its vectors")
     result: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.search_latency", *sys.argv[1:]]),
         "commit": _commit(),
@@ -241,7 +269,9 @@ def main() -> None:
             result["search"].append(measure_search(size, queries=args.queries, folder=Path(folder)))
             if size in args.hybrid_sizes:
                 assert embedder is not None
-                result["hybrid"].append(measure_hybrid(size, embedder, queries=args.hybrid_queries, folder=Path(folder)))
+                repeat = args.embed_max if size > args.embed_max else None
+                result["hybrid"].append(measure_hybrid(size, embedder, queries=args.hybrid_queries, folder=Path(folder),
+                                                       repeat_from=repeat))
         if args.add_turns:
             assert embedder is not None
             result["add_cost"].append(measure_add_cost(args.add_turns, embedder))
