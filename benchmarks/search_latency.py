@@ -25,7 +25,8 @@ the same (a product over as many vectors) but makes its hits meaningless. The fi
 from the store (reported apart); the timed ones read nothing new. The query's embedding alone is timed too, and
 ``add`` with the embedder against ``add`` without it, on ``--add-turns`` turns of a fresh session. torch runs on
 ``--torch-threads`` threads (default 1): on this shared 2-core machine two threads that contend with other
-processes made one query's embedding 20× slower (133 ms against 6.9 ms median, measured back to back at load 4).
+processes made one query's embedding 20× slower (133 ms against 6.9 ms median, measured back to back at load 4);
+numpy's product runs on OpenBLAS's threads, which ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON) makes one too.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def main() -> None:
         "commit": _commit(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-                    "load_average_1min_start": os.getloadavg()[0]},
+                    "load_average_1min_start": os.getloadavg()[0],
+                    "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")},
         "search": [],
         "hybrid": [],
         "add_cost": [],
