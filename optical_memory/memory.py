@@ -582,7 +582,8 @@ class OpticalMemory:
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
         call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
         them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
-        the reading model expects to read at ``min_recall`` and dropped last; their ``PageView.reason`` starts
+        the reading model expects to read at ``min_recall`` (the best two at their most readable view, text
+        included, where the budget pays: ``QueryCue``) and dropped last; their ``PageView.reason`` starts
         "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
