@@ -6,12 +6,12 @@ call and its results never straddle the page/text boundary: a page that would en
 before the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page
 are on the *open page*: laid out from where the sealed pages end, shown and priced like any page and drawn on
 demand (same turns, same pixels), but not stored until it is full (or ``flush`` seals it). So the recent text is
-exactly the hot window and the tool exchange at its edge, and pages stay dense. At ``context`` time a forgetting policy picks
-a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
-(fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
-gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``, ``context``
-first searches the session once and the pages holding the best hits are shown at a level the consumer reads and
-are the last to be dropped (``optical_memory.policies.cue``).
+exactly the hot window and the tool exchange at its edge, and pages stay dense. At ``context`` time a forgetting
+policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than
+its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the
+reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``,
+``context`` first searches the session once and the pages holding the best hits are shown at a level the consumer
+reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -619,7 +619,8 @@ class OpticalMemory:
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
         call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
         them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
-        the reading model expects to read at ``min_recall`` and dropped last; their ``PageView.reason`` starts
+        the reading model expects to read at ``min_recall`` (the best two at their most readable view, text
+        included, where the budget pays: ``QueryCue``) and dropped last; their ``PageView.reason`` starts
         "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
