@@ -143,6 +143,16 @@ def iter_clusters(text: str) -> Iterator[str]:
     yield text[start:]
 
 
+def is_emoji_sequence(cluster: str) -> bool:
+    """Whether ``cluster`` is an emoji sequence that an emoji font may draw as one glyph: a ZWJ sequence, a skin
+    tone, a flag (regional indicator pair or tag sequence) or a keycap."""
+    return len(cluster) > 1 and any(
+        char == "\u200d" or char == "\u20e3" or 0x1F1E6 <= ord(char) <= 0x1F1FF or 0x1F3FB <= ord(char) <= 0x1F3FF
+        or 0xE0020 <= ord(char) <= 0xE007F
+        for char in cluster
+    )
+
+
 def clusters(text: str) -> list[str]:
     """The extended grapheme clusters of ``text``, in order."""
     return list(iter_clusters(text))
