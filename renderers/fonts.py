@@ -42,6 +42,7 @@ from optical_memory.renderers.scripts import (
     clusters,
     has_right_to_left,
     iter_clusters,
+    is_bidi_control,
     is_default_ignorable,
     is_emoji_sequence,
     needs_shaping,
@@ -345,7 +346,7 @@ class Run(NamedTuple):
 
     ``direction`` is ``None`` for text drawn glyph by glyph at whole-pixel advances, else the direction raqm shapes
     it in ("ltr" or "rtl"); ``bidi`` is the bidi class the first code point of each of its clusters shares
-    (``None`` for a glyph-by-glyph run, whose characters may differ).
+    (``None`` for a glyph-by-glyph run, whose characters may differ). A bidi control is an empty run of its class.
     """
 
     offset: int
@@ -519,8 +520,10 @@ class FontFace:
         if len(cluster) == 1 and not needs_shaping(cluster):
             return [self._glyph_piece(cluster)]
         bidi = bidi_class(cluster[0])
+        if len(cluster) == 1 and is_bidi_control(cluster):
+            return [_Piece(0, "", False, bidi, 0, 0)]  # drawn as nothing, but the bidi algorithm needs its class
         if all(is_default_ignorable(char) for char in cluster):
-            return []  # drawn as nothing (bidi marks included: the bidi algorithm here ignores explicit controls)
+            return []  # drawn as nothing
         index = self.chain.cluster_font(cluster)
         if index is not None:
             if not SHAPING:
@@ -539,11 +542,14 @@ class FontFace:
         while position < len(pieces):
             first = pieces[position]
             end = position + 1
-            # Clusters join a run when raqm can shape them together: one font, one kind, one bidi class.
-            if first.font_index is not None:
+            # Clusters join a run when raqm can shape them together: one font, one kind, one bidi class. A bidi
+            # control stays a run of its own: the bidi algorithm counts each.
+            if first.font_index is not None and first.text:
                 while end < len(pieces):
                     piece = pieces[end]
                     if (piece.font_index, piece.shaped, piece.bidi) != (first.font_index, first.shaped, first.bidi):
+                        break
+                    if not piece.text:
                         break
                     end += 1
             text = "".join(piece.text for piece in pieces[position:end])
@@ -553,6 +559,8 @@ class FontFace:
                 direction = "rtl" if first.bidi in ("R", "AL") else "ltr"
                 run = Run(offset, first.font_index, text, self.shaped_width(first.font_index, text, direction),
                           direction, first.bidi)
+            elif not text:
+                run = Run(offset, first.font_index, text, 0, None, first.bidi)
             else:
                 width = sum(self.advance(first.font_index, char) for char in text)
                 run = Run(offset, first.font_index, text, width, None, None)

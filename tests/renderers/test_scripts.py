@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from optical_memory.renderers import Face, PageRenderer, RenderStyle
 from optical_memory.renderers.fonts import font_coverage
 from optical_memory.renderers.layout import CONTINUATION_MARK
-from optical_memory.renderers.scripts import clusters, is_default_ignorable
+from optical_memory.renderers.scripts import (
+    clusters,
+    first_strong,
+    is_default_ignorable,
+    resolve_levels,
+    visual_order,
+)
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import binary_dilation
 
@@ -157,7 +163,7 @@ def test_emoji_tones_follow_the_style_ink_and_background():
     layout, image = one_page(dark, "🫠")
     run, line = emoji_runs(dark, layout)[0]
     box = np.asarray(image.crop((run.x, line.box.y0, run.x + run.width, line.box.y1)))
-    light_layout, light = one_page(PageRenderer(), "🫠")
+    _, light = one_page(PageRenderer(), "🫠")
     light_box = np.asarray(light.crop((run.x, line.box.y0, run.x + run.width, line.box.y1)))
     assert np.abs(box.astype(int) + light_box - 255).max() <= 1  # the light page's tones, inverted
 
@@ -195,6 +201,70 @@ def test_a_right_to_left_paragraph_is_right_aligned_and_left_to_right_words_keep
     assert line.box.x1 == renderer.style.width - renderer.style.margin_x
     assert line.runs[0].face is Face.HEADER and line.runs[0].x == renderer.style.margin_x  # the tag stays left
     assert layout.page.text.endswith("User: שלום hello world עולם")
+
+
+def text_runs(layout, line=1):
+    return [run.text for run in layout.lines[line].runs if run.face is Face.TEXT and run.text]
+
+
+def bidi_test_cases():
+    """(classes, paragraph level or None for auto, expected levels with None where X9 removes, visual order)."""
+    levels = order = None
+    for line in (Path(__file__).parent / "data" / "BidiTest-sample.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("@Levels:"):
+            levels = [None if item == "x" else int(item) for item in line.split(":")[1].split()]
+        elif line.startswith("@Reorder:"):
+            order = [int(item) for item in line.split(":")[1].split()]
+        elif line and not line.startswith("#"):
+            classes, paragraphs = line.split(";")
+            for bit, paragraph in ((1, None), (2, 0), (4, 1)):
+                if int(paragraphs) & bit:
+                    yield classes.split(), paragraph, levels, order
+
+
+def test_bidi_levels_and_order_match_unicode_bidi_test():
+    cases = list(bidi_test_cases())
+    assert len(cases) > 7000
+    wrong = []
+    for classes, paragraph, expected, order in cases:
+        level = first_strong(classes) or 0 if paragraph is None else paragraph
+        levels = resolve_levels(classes, [1] * len(classes), level)
+        kept = [index for index, value in enumerate(expected) if value is not None]
+        visual = [kept[index] for index in visual_order([levels[index] for index in kept])]
+        if [levels[index] for index in kept] != [expected[index] for index in kept] or visual != order:
+            wrong.append((classes, paragraph))
+    assert wrong == []
+
+
+def test_an_isolated_left_to_right_name_keeps_its_order_in_hebrew(renderer):
+    isolated, _ = one_page(renderer, "שלום \u2068C++\u2069 עולם")
+    assert text_runs(isolated) == ["עולם", "C", "++", "שלום"]  # reads "C++" between the Hebrew words
+    plain, _ = one_page(renderer, "שלום C++ עולם")
+    assert text_runs(plain) == ["עולם", "++", "C", "שלום"]  # without the isolate the pluses join the Hebrew
+    assert isolated.missing_glyphs == 0
+
+
+def test_a_mark_keeps_trailing_punctuation_with_its_left_to_right_word(renderer):
+    marked, _ = one_page(renderer, "שלום hello!\u200e")
+    assert text_runs(marked) == ["hello", "!", "שלום"]  # the mark is strong left-to-right: "!" follows "hello"
+    plain, _ = one_page(renderer, "שלום hello!")
+    assert text_runs(plain) == ["!", "hello", "שלום"]  # "!" between "hello" and the paragraph end goes right-to-left
+
+
+def test_an_override_draws_its_letters_in_the_forced_order(renderer):
+    layout, image = one_page(renderer, "abc \u202edef\u202c ghi")
+    runs = [(run, line) for run, line in content_runs(layout) if run.direction == "rtl"]
+    assert len(runs) == 1 and runs[0][0].text.strip("\u202c\u202e") == "def"
+    path = font_file(renderer, runs[0][0])
+    drawn = drawn_span(image, runs)
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "fed", renderer.style.font_px)) > 0.97
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "def", renderer.style.font_px)) < 0.9
+
+
+def test_a_paragraph_takes_its_direction_from_outside_isolates(renderer):
+    layout, _ = one_page(renderer, "\u2067שלום עולם\u2069 hello")
+    assert text_runs(layout) == ["עולם", "שלום", "hello"]
+    assert layout.lines[1].box.x1 < renderer.style.width - renderer.style.margin_x  # left-aligned: not right-to-left
 
 
 # -- clusters and line breaks -----------------------------------------------------------------------------------------
