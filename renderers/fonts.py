@@ -241,6 +241,12 @@ class FontChain:
             strike = self._strikes[index] = font_strike(self.files[index])
         return strike
 
+    def bitmap_fonts(self) -> tuple[int, ...]:
+        """Indices of the chain's colour bitmap fonts (found once: the file headers are read on the first call)."""
+        if self._bitmap_fonts is None:
+            self._bitmap_fonts = tuple(index for index in range(len(self.files)) if self.strike(index) is not None)
+        return self._bitmap_fonts
+
     def _one_glyph(self, index: int, cluster: str) -> bool:
         """Whether bitmap font ``index`` shapes ``cluster`` (through its GSUB) into one glyph.
 
@@ -258,11 +264,9 @@ class FontChain:
         """The first colour emoji font of the chain that draws the emoji sequence ``cluster`` as one glyph."""
         if not SHAPING:
             return None
-        if self._bitmap_fonts is None:
-            self._bitmap_fonts = tuple(index for index in range(len(self.files)) if self.strike(index) is not None)
         # Tags and modifiers must be mapped (they select the glyph); joiners and variation selectors need not be.
         required = [ord(char) for char in cluster if char not in _SEQUENCE_GLUE]
-        for index in self._bitmap_fonts:
+        for index in self.bitmap_fonts():
             coverage = font_coverage(self.files[index])
             if all(code in coverage for code in required) and self._one_glyph(index, cluster):
                 return index

@@ -72,6 +72,7 @@ class PageRenderer:
             Face.HEADER: FontFace(self.chains[Face.HEADER], style.font_px),
         }
         self._paginator = Paginator(style, self.faces)
+        self._bitmap_fonts = {face: frozenset(chain.bitmap_fonts()) for face, chain in self.chains.items()}
         self._word_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise)
         self._glyph_image = lru_cache(maxsize=GLYPH_IMAGE_CACHE_SIZE)(self._rasterise_glyph)
         self._emoji_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise_emoji)
@@ -100,12 +101,13 @@ class PageRenderer:
         style = self.style
         canvas = Image.new("L", (style.width, style.height), style.background)
         boxes = []
+        bitmap_fonts = self._bitmap_fonts
         for line in layout.lines:
             for run in line.runs:
                 if run.font_index is None:
                     boxes.append((run, line.baseline, self.faces[run.face].px))
                     continue
-                if self.faces[run.face].is_bitmap(run.font_index):
+                if run.font_index in bitmap_fonts[run.face]:
                     emoji = self._emoji_image(run.face, run.font_index, run.text, run.direction)
                     if emoji is not None:
                         tone, alpha, left, top = emoji
