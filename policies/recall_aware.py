@@ -132,26 +132,28 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     # B[r] may not pass the first page whose cap is blurrier than r.
     limits = [int(np.argmax(cap_array > r)) if (cap_array > r).any() else len(caps) for r in range(depth)]
 
+    positions = np.arange(len(caps) + 1)
+    barred = positions[None, :] > np.asarray(limits)[:, None]
+    ranks = np.arange(depth)
+
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        positions = np.arange(len(caps) + 1)
-        best = np.empty(0)
+        # Every rank's scores in one array operation: the DP below only chains them.
+        scores = np.where(barred[:, None, :], -np.inf,
+                          step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        best = scores[0]
         running_args = []
-        for rank in range(depth):
-            score = step_value[rank][None, :] - lambdas[:, None] * step_cost[rank][None, :]
-            score[:, limits[rank] + 1:] = -np.inf
-            if rank == 0:
-                best = score
-                continue
+        for rank in range(1, depth):
             running = np.maximum.accumulate(best, axis=1)
             running_args.append(np.maximum.accumulate(np.where(best >= running, positions, 0), axis=1))
-            best = score + running
+            best = scores[rank] + running
         bounds = np.empty((len(lambdas), depth), dtype=int)
         bounds[:, -1] = np.argmax(best, axis=1)
         rows = np.arange(len(lambdas))
         for rank in range(depth - 1, 0, -1):
             bounds[:, rank - 1] = running_args[rank - 1][rows, bounds[:, rank]]
-        total_cost = sum(step_cost[rank][bounds[:, rank]] for rank in range(depth))
-        total_value = sum(step_value[rank][bounds[:, rank]] for rank in range(depth))
+        step_costs, step_values = step_cost[ranks, bounds], step_value[ranks, bounds]
+        total_cost = sum(step_costs[:, rank] for rank in range(depth))
+        total_value = sum(step_values[:, rank] for rank in range(depth))
         return bounds, total_cost, total_value
 
     found = [solve(_LAMBDAS)]
