@@ -629,8 +629,11 @@ class OpticalMemory:
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
         cues: dict[int, float] = {}
+        last_sealed = pages[-1].page.segments[-1].turn_index if pages else -1
         for found in matches:
             turn = found.turn
+            if turn.index > last_sealed:  # no page shows any of it: no need to find where its words are
+                continue
             on_page = _page_segment(pages, turn.index, 0)
             if on_page is None or on_page[2] < len(turn.content):
                 # The turn spans pages (or its tail is still text): the page is the one showing the matching words.

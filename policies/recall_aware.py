@@ -180,7 +180,9 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     for rank in range(depth):
         shown = min(limits[rank], int(np.searchsorted(cost_prefix[rank], budget, side="right")) - 1)
         starts.append(([0] * rank + [shown] * (depth - rank), float(cost_prefix[rank][shown])))
-    filled = [_fill(bounds, costs, values, limits, budget - spent) for bounds, spent in starts]
+    # The same start fills the same way: fill each once.
+    unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
+    filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
     return max(filled, key=lambda bounds: sum(step_value[rank][bound] for rank, bound in enumerate(bounds)))
 
 
@@ -196,9 +198,12 @@ def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], 
             page = bounds[rank]
             if page >= limits[rank]:
                 continue
-            current = next((r for r in range(rank + 1, depth) if bounds[r] > page), depth)
-            extra_cost = costs[page][rank] - (costs[page][current] if current < depth else 0)
-            extra_value = values[page][rank] - (values[page][current] if current < depth else 0.0)
+            current = rank + 1  # the rank the page sits at now (depth: forgotten)
+            while current < depth and bounds[current] <= page:
+                current += 1
+            page_costs, page_values = costs[page], values[page]
+            extra_cost = page_costs[rank] - (page_costs[current] if current < depth else 0)
+            extra_value = page_values[rank] - (page_values[current] if current < depth else 0.0)
             if extra_cost > left or extra_value < -1e-9:
                 continue
             key = (float("inf") if extra_cost <= 0 else extra_value / extra_cost, -page, -rank)
