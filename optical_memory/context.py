@@ -88,8 +88,9 @@ _PAGE_IMAGES = _PageImageCache()
 
 @dataclass(frozen=True)
 class Context:
-    """An optical context: ``pages`` (oldest first, forgotten ones included with ``level=None``), ``recent`` (turns
-    not yet sealed onto a page, verbatim; the first may be the tail of a turn whose head is on the last page) and
+    """An optical context: ``pages`` (oldest first, forgotten ones included with ``level=None``; the memory's sealed
+    pages, then its open page, ``PageView.sealed`` False), ``recent`` (the turns on no page, verbatim: the hot window
+    and the tool exchange at its edge; the first may be the tail of a turn whose head is on the last page) and
     ``report`` (exact token accounting of pages and recent text for ``consumer``, within ``report.budget``).
 
     ``turns`` is the session the context was taken from (every turn, verbatim) and ``reprice`` prices that same

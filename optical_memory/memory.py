@@ -1,16 +1,17 @@
 """The memory middleware: turns in, optical contexts out.
 
-Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every page is
-drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool call
-and its results never straddle the page/text boundary: a page that would end inside such an exchange ends before
-the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page stay
-text until they do (or until ``flush``), so the recent text is the hot window, the tool exchange at its edge and
-less than one page (only an exchange longer than a page spans pages). At ``context`` time a forgetting policy picks
-a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than its text
-(fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the reading
-gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``, ``context``
-first searches the session once and the pages holding the best hits are shown at a level the consumer reads and
-are the last to be dropped (``optical_memory.policies.cue``).
+Turns older than the hot window flow onto pages; a page is rendered and sealed once it is full (so every sealed page
+is drawn exactly once and never changes), together with the turn that filled it, in one store transaction. A tool
+call and its results never straddle the page/text boundary: a page that would end inside such an exchange ends
+before the call instead, and the exchange opens the next page. Turns past the hot window that do not yet fill a page
+are on the *open page*: laid out from where the sealed pages end, shown and priced like any page and drawn on
+demand (same turns, same pixels), but not stored until it is full (or ``flush`` seals it). So the recent text is
+exactly the hot window and the tool exchange at its edge, and pages stay dense. At ``context`` time a forgetting
+policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than
+its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the
+reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``,
+``context`` first searches the session once and the pages holding the best hits are shown at a level the consumer
+reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
@@ -24,7 +25,6 @@ import bisect
 import contextlib
 import json
 import logging
-import operator
 import os
 import threading
 import time
@@ -43,7 +43,7 @@ from optical_memory.core.consumers import (
 )
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
-from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
+from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn, pages_in_common
 from optical_memory.core.validation import (
     validate_budget,
     validate_int,
@@ -157,7 +157,7 @@ class _ForgottenViews:
 
     Most pages of a long session are such pages. Their views hold no pixels, only the page, the consumer's count of
     its text and one shared reason, so a page's view never changes and, as the session grows, a list of them only
-    grows at its newest end: kept between calls, checked against the pages by identity, extended by the new ones.
+    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones.
     """
 
     def __init__(self) -> None:
@@ -178,8 +178,9 @@ class _ForgottenViews:
         """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``."""
         key = (consumer.name, why)
         known, views = self._kept.get(key, ([], []))
-        if not all(map(operator.is_, known, pages)):  # another snapshot of the session (reloaded, or recreated)
-            known, views = [], []
+        shared = pages_in_common(known, pages)  # fewer than both: pages laid out anew, or the session recreated
+        if shared < min(len(known), len(pages)):
+            known, views = known[:shared], views[:shared]
         if len(pages) > len(known):
             reason = _OLDER_THAN_FORGOTTEN[why]
             added = pages[len(known):]
@@ -195,9 +196,9 @@ class SearchHit:
     """A turn that ``OpticalMemory.search`` found.
 
     ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
-    words that matched. ``page`` is the label of the sealed page showing the first matching word (``"page 3"``, what
-    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), or ``"recent"`` while
-    that part of the turn is still text. ``score``: higher
+    words that matched. ``page`` is the label of the page showing the first matching word (``"page 3"``, what
+    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), the open page included,
+    or ``"recent"`` while that part of the turn is in the hot window. ``score``: higher
     is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
     one result list only.
     """
@@ -268,6 +269,10 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten = _ForgottenViews()
+        # The open pages' layouts and the newest one drawn, for the state they were made from: laid out once per
+        # turn that reaches them, not once per call.
+        self._open: tuple[tuple[int | None, int, int], list[PageLayout]] | None = None
+        self._drawn: tuple[str, Image.Image] | None = None
         # In how many turns each word occurs (what a query searches picks by), counted up to turn _counted of the
         # stored session _counted_key.
         self._word_turns: Counter[str] = Counter()
@@ -324,6 +329,11 @@ class OpticalMemory:
             self._sync()
             return [stored.page for stored in self._pages]
 
+    def _shown_pages(self) -> list[StoredPage]:
+        """The sealed pages and then the open ones, of the state this memory holds (call under the lock)."""
+        return [*self._pages, *(StoredPage(layout.page, layout.page.render_key)
+                                for layout in self._open_layouts(self._turns, self._pages))]
+
     def _cursor(self) -> tuple[int, int]:
         """(turn index, character offset) where the not-yet-sealed text starts."""
         return _position_after(self._pages[-1].page, self._turns) if self._pages else (0, 0)
@@ -335,6 +345,28 @@ class OpticalMemory:
         while first < end < len(turns) and turns[end].role is Role.TOOL:
             end -= 1
         return end
+
+    def _open_layouts(self, turns: Sequence[Turn], pages: Sequence[StoredPage]) -> list[PageLayout]:
+        """The open pages of a committed snapshot: the turns past the hot window that no sealed page shows, laid out
+        from where the sealed pages end (one page, or the pages of a tool exchange longer than a page and the page
+        after it)."""
+        first, offset = _position_after(pages[-1].page, turns) if pages else (0, 0)
+        end = self._pending_end(turns, first)
+        if end <= first:
+            return []
+        # Committed turns and sealed pages never change, so the session, its sealed pages and the hot window's edge
+        # say which turns these are.
+        key = (self._key, len(pages), end)
+        if self._open is None or self._open[0] != key:
+            self._open = key, self.renderer.paginate(turns[first:end], first_page_index=len(pages),
+                                                     first_turn_offset=offset)
+        return self._open[1]
+
+    def _draw(self, layout: PageLayout) -> Image.Image:
+        """An open page's master image, drawn once per state of the page."""
+        if self._drawn is None or self._drawn[0] != layout.page.render_key:
+            self._drawn = layout.page.render_key, self.renderer.draw(layout)
+        return self._drawn[1]
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -498,7 +530,7 @@ class OpticalMemory:
         matches = self.store.search(self.scope, query, k=k, match=match)
         with self._lock:
             self._sync()
-            pages = list(self._pages)
+            pages = self._shown_pages()
         hits = []
         for found in matches:
             turn = found.turn
@@ -527,8 +559,8 @@ class OpticalMemory:
 
     # -- reading -------------------------------------------------------------------------------------------------
 
-    def _stored(self, page: int | str | Page) -> StoredPage:
-        self._sync()
+    def _find_page(self, page: int | str | Page) -> tuple[StoredPage, PageLayout | None]:
+        """A sealed page, or an open one with its layout."""
         if isinstance(page, Page):
             page = page.index
         if isinstance(page, str):
@@ -538,17 +570,30 @@ class OpticalMemory:
             page = int(digits)
         if isinstance(page, bool) or not isinstance(page, int):
             raise TypeError(f"page must be a page number, label or Page, got {type(page).__name__}")
-        if not 0 <= page < len(self._pages):
-            raise ValueError(f"no page {page} in this session (it has {len(self._pages)} pages)")
-        return self._pages[page]
+        with self._lock:
+            self._sync()
+            if 0 <= page < len(self._pages):
+                return self._pages[page], None
+            open_layouts = self._open_layouts(self._turns, self._pages)
+            if 0 <= page - len(self._pages) < len(open_layouts):
+                layout = open_layouts[page - len(self._pages)]
+                return StoredPage(layout.page, layout.page.render_key), layout
+            raise ValueError(f"no page {page} in this session (it has {len(self._pages)} sealed pages and"
+                             f" {len(open_layouts)} open)")
 
     def recall(self, page: int | str | Page) -> str:
-        """The exact source text of a page (``3``, ``"page 3"`` or a ``Page``): what the agent's recall tool returns."""
-        return self._stored(page).page.text
+        """The exact source text of a page (``3``, ``"page 3"`` or a ``Page``), the open page's too: what the agent's
+        recall tool returns."""
+        return self._find_page(page)[0].page.text
 
     def page_image(self, page: int | str | Page) -> Image.Image:
-        """The stored image of a page (the master, or smaller pixels when ``forget_pixels`` reduced it)."""
-        return decode_png(self._image_bytes(self._stored(page).page.index))
+        """The image of a page: the stored one (the master, or smaller pixels when ``forget_pixels`` reduced it), or
+        the open page drawn as it stands."""
+        stored, layout = self._find_page(page)
+        return self._master(stored.page.index, layout).copy()
+
+    def _master(self, page_index: int, open_layout: PageLayout | None) -> Image.Image:
+        return self._draw(open_layout) if open_layout is not None else decode_png(self._image_bytes(page_index))
 
     def _image_bytes(self, page_index: int) -> bytes:
         try:
@@ -577,7 +622,8 @@ class OpticalMemory:
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
         call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
         them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
-        the reading model expects to read at ``min_recall`` and dropped last; their ``PageView.reason`` starts
+        the reading model expects to read at ``min_recall`` (the best two at their most readable view, text
+        included, where the budget pays: ``QueryCue``) and dropped last; their ``PageView.reason`` starts
         "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
@@ -597,7 +643,9 @@ class OpticalMemory:
         with self._lock:
             self._sync()
             turns, stored_pages = list(self._turns), list(self._pages)
-        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues)
+            open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
+        stored_pages.extend(StoredPage(layout.page, layout.page.render_key) for layout in open_layouts.values())
+        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues, open_layouts)
 
     def _word_counts(self) -> Counter[str]:
         """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
@@ -622,7 +670,7 @@ class OpticalMemory:
                     break
                 terms.append(term)
                 postings += counts[term]
-            pages = list(self._pages)
+            pages = self._shown_pages()
         if not terms:
             return ()
         matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
@@ -654,9 +702,12 @@ class OpticalMemory:
         now: float,
         gate: ReadingGate,
         cues: tuple[tuple[int, float], ...] = (),
+        open_layouts: Mapping[int, PageLayout] | None = None,
     ) -> Context:
-        """The context of one snapshot of the session; its ``reprice`` prices the same snapshot again (with the
+        """The context of one snapshot of the session (``stored_pages``: the sealed pages, then the open ones, whose
+        layouts ``open_layouts`` holds by page index); its ``reprice`` prices the same snapshot again (with the
         same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
+        open_layouts = open_layouts or {}
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
         if recent and offset:
@@ -676,7 +727,8 @@ class OpticalMemory:
         )
         scores = dict(cues)
         if self.forget_pixels and consumer == self.consumer:
-            self._forget_pixels(stored_pages, aged)
+            sealed = len(stored_pages) - len(open_layouts)
+            self._forget_pixels(stored_pages[:sealed], aged[:sealed])
         views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
 
         def show(position: int) -> PageView:
@@ -684,7 +736,8 @@ class OpticalMemory:
             why = REASON_AGE if level == aged[position] else REASON_BUDGET
             if index in scores:
                 why = f"{REASON_QUERY}: score {scores[index]:.3g}"
-            return self._view(stored_pages[position], level, consumer, gate, why)  # type: ignore[arg-type]
+            return self._view(stored_pages[position], level, consumer, gate, why,  # type: ignore[arg-type]
+                              open_layouts.get(index))
 
         newest_forgotten = len(levels) - 1 - levels[::-1].index(None) if None in levels else -1
         for position in range(len(levels) - 1, newest_forgotten, -1):
@@ -711,7 +764,7 @@ class OpticalMemory:
             consumer,
             turns=turns,
             reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
-                                                      cues),
+                                                      cues, open_layouts),
             cacheable_images=not self.forget_pixels,
         )
 
@@ -758,9 +811,18 @@ class OpticalMemory:
                        f" {consumer.tiers[best.level].name}), so it could only go as text")
         return reason
 
-    def _view(self, stored: StoredPage, level: int, consumer: BaseConsumer, gate: ReadingGate, why: str) -> PageView:
+    def _view(
+        self,
+        stored: StoredPage,
+        level: int,
+        consumer: BaseConsumer,
+        gate: ReadingGate,
+        why: str,
+        open_layout: PageLayout | None,
+    ) -> PageView:
         """A shown page: an image with ``why`` ("age"/"budget"/the query's cue) and the prediction, or text with how it
-        came to be (a cued page's reason still starts with its cue)."""
+        came to be (a cued page's reason still starts with its cue). An open page (``open_layout``) is drawn when its
+        image is first needed."""
         page = stored.page
         choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
@@ -775,9 +837,10 @@ class OpticalMemory:
             choice.tokens,
             choice.text_tokens,
             as_text=choice.as_text,
-            load_image=None if choice.as_text else lambda: fit_to_tier(decode_png(self._image_bytes(page.index)), tier),
+            load_image=None if choice.as_text else lambda: fit_to_tier(self._master(page.index, open_layout), tier),
             reason=reason,
             expected_recall=choice.recall,
+            sealed=open_layout is None,
         )
 
     def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:

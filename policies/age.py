@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import islice
@@ -10,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from optical_memory.core.types import Consumer, Page
+from optical_memory.core.types import Consumer, Page, pages_in_common
 from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
 from optical_memory.policies.reading import ReadingGate
 
@@ -59,22 +58,22 @@ class _PageColumns:
 
     def of(self, pages: Sequence[Page]) -> tuple[np.ndarray, np.ndarray]:
         """(newest turn index, timestamp) of every page of ``pages``, as float arrays."""
-        count = len(pages)
-        for known, last_turns, stamps in self._entries:
-            size = len(known)
-            if size <= count and (size == 0 or pages[size - 1] is known[-1]) and all(map(operator.is_, known, pages)):
-                if size == count:
-                    return last_turns, stamps
-                added = list(islice(pages, size, None))
-                break
-        else:
-            known, last_turns, stamps, added = [], np.empty(0), np.empty(0), list(pages)
-        last_turns = np.concatenate([last_turns, np.fromiter((page.turn_indices[-1] for page in added), dtype=float,
-                                                             count=len(added))])
-        stamps = np.concatenate([stamps, np.fromiter((page.timestamp for page in added), dtype=float,
-                                                     count=len(added))])
-        entry = (known + added, last_turns, stamps)
-        self._entries = (entry, *(kept for kept in self._entries if kept[0] is not known))[: self._KEPT]
+        shared, known, last_turns, stamps = 0, [], np.empty(0), np.empty(0)
+        for entry in self._entries:
+            common = pages_in_common(entry[0], pages)
+            if common > shared or not known:
+                shared, (known, last_turns, stamps) = common, entry
+        if shared == len(known) == len(pages):
+            return last_turns, stamps
+        added = list(islice(pages, shared, None))
+        last_turns = np.concatenate([last_turns[:shared], np.fromiter((page.turn_indices[-1] for page in added),
+                                                                      dtype=float, count=len(added))])
+        stamps = np.concatenate([stamps[:shared], np.fromiter((page.timestamp for page in added), dtype=float,
+                                                              count=len(added))])
+        # The entry this one extends is kept only where it holds pages this one does not.
+        superseded = known if shared == len(known) else None
+        entry = (known[:shared] + added, last_turns, stamps)
+        self._entries = (entry, *(kept for kept in self._entries if kept[0] is not superseded))[: self._KEPT]
         return last_turns, stamps
 
 

@@ -5,14 +5,19 @@ cues, best score first. ``QueryCue`` wraps any forgetting policy:
 
 1. each cued page, best score first, takes its legible view (the cheapest that reads, see ``QueryCue``) if that
    fits what the budget has left; a cue that does not fit is no cue and competes as an ordinary page;
-2. the other pages share what is left under ``policy``, which sees them alone, in order, so they stay monotone
+2. the ``sharpest`` best-scored cues then take, best first, their most readable view (the highest expected recall;
+   a view that goes as text reads in full) that what is left, plus what their legible view cost, pays for;
+3. the other pages share what is left under ``policy``, which sees them alone, in order, so they stay monotone
    (older never sharper) among themselves;
-3. budget the policy leaves unused sharpens the cued pages, best score first, up to the level they would have had
-   without a budget, so that a cue never leaves a page blurrier than its age alone would when there is room.
+4. budget the policy leaves unused sharpens the cued pages, best score first, up to the level they would have had
+   without a budget, so that a cue never leaves a page blurrier than its age alone would when there is room, and
+   then raises them, best score first, to their most readable view where that reads better and what is left pays.
 
 A cued page is thus the last to be dropped: no uncued page takes budget that a better-scored cue needed, and a cue
-is refused only where its own view no longer fits. Everything is priced with ``view_cost`` through the caller's reading
-gate, the cost the memory sends.
+is refused only where its own view no longer fits. Only the best cues are raised before the other pages share the
+budget because a cue's last few points of expected recall cost many tokens (the text of a page is several times its
+image), tokens that show many uncued pages, while the best hit is the likeliest to hold what the query asks.
+Everything is priced with ``view_cost`` through the caller's reading gate, the cost the memory sends.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ from optical_memory.policies.reading import (
     reading_model,
     view_choices,
 )
+
+# How many of the best cues are raised to their most readable view before the other pages share the budget. Chosen
+# on the tune split of benchmarks/memory_qa.py (1, 2, 3 or every cue): every cue starves the uncued pages (fewer
+# facts available at 4,000 tokens for both consumers), 3 did so at 4,000 tokens for DeepSeek-OCR and 8,000 for
+# GPT-4o, 2 kept as many facts available as 1 or more at every budget but one (8,000 for DeepSeek-OCR, by 0.1 pt).
+SHARPEST_CUES = 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class QueryCue(ForgettingPolicy):
     model: ReadingModel | None = None
     min_recall: float | None = None
     ceiling: tuple[int | None, ...] | None = None
+    sharpest: int = SHARPEST_CUES
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, ForgettingPolicy):
@@ -64,6 +76,8 @@ class QueryCue(ForgettingPolicy):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not 0.0 <= value <= 1.0):
             raise ValueError(f"min_recall must be a number from 0 to 1, got {value!r}")
+        if isinstance(self.sharpest, bool) or not isinstance(self.sharpest, int) or self.sharpest < 0:
+            raise ValueError(f"sharpest must be a non-negative integer, got {self.sharpest!r}")
         if self.model is not None and not isinstance(self.model, ReadingModel):
             raise TypeError(f"model must be a ReadingModel, got {type(self.model).__name__}")
 
@@ -83,7 +97,7 @@ class QueryCue(ForgettingPolicy):
         gate: ReadingGate | None = None,
     ) -> Levels:
         cued = self.cued_positions(pages)
-        # What every page gets without a budget: the uncued level a cue may sharpen back to (step 3).
+        # What every page gets without a budget: the uncued level a cue may sharpen back to (step 4).
         ceiling = self.ceiling
         if ceiling is None:
             ceiling = tuple(self.policy.choose(pages, consumer, now=now, turn_count=turn_count, gate=gate))
@@ -105,6 +119,8 @@ class QueryCue(ForgettingPolicy):
             if cost <= left:
                 chosen[position] = level
                 left -= cost
+        for position in list(chosen)[:self.sharpest]:
+            chosen[position], left = self._raised(pages[position], consumer, gate, chosen[position], left)
         rest = [position for position in range(len(pages)) if position not in chosen]
         rest_levels = self.policy.choose(
             [pages[position] for position in rest], consumer, now=now, turn_count=turn_count, budget=left, gate=gate
@@ -112,14 +128,12 @@ class QueryCue(ForgettingPolicy):
         levels: Levels = [None] * len(pages)
         for position, level in [*zip(rest, rest_levels), *chosen.items()]:
             levels[position] = level
-        sharpenable = [position for position, level in chosen.items()
-                       if ceiling[position] is not None and ceiling[position] < level]  # type: ignore[operator]
-        if sharpenable:  # what the policy left unused is only worth pricing when a cue can take it
-            left -= sum(view_cost(consumer, pages[position], levels[position], gate) for position in rest)
-        for position in sharpenable:
-            level, page = chosen[position], pages[position]
-            levels[position] = self._sharpened(page, consumer, gate, level, ceiling[position], left)
-            left -= view_cost(consumer, page, levels[position], gate) - view_cost(consumer, page, level, gate)
+        left -= sum(view_cost(consumer, pages[position], levels[position], gate) for position in rest)
+        for position, level in chosen.items():
+            page = pages[position]
+            sharpened = self._sharpened(page, consumer, gate, level, ceiling[position], left)
+            left -= view_cost(consumer, page, sharpened, gate) - view_cost(consumer, page, level, gate)
+            levels[position], left = self._raised(page, consumer, gate, sharpened, left)
         return levels
 
     def legible_level(self, page: Page, consumer: Consumer, gate: ReadingGate | None) -> int:
@@ -133,6 +147,26 @@ class QueryCue(ForgettingPolicy):
         if legible:
             return min(legible, key=lambda view: (view[1], view[0]))[0]
         return max(views, key=lambda view: (view[2], -view[1]))[0]
+
+    def readable_level(self, page: Page, consumer: Consumer, gate: ReadingGate | None, allowance: int) -> int | None:
+        """The level of the view of ``page`` expected to read back the most of its text (as text: all of it) among
+        those costing at most ``allowance`` tokens (ties: the cheaper, then the sharper); ``None`` where none fits."""
+        views = [(self._reads(page, consumer, choice), -choice.tokens, -choice.level)
+                 for choice in view_choices(consumer, page, gate) if choice.tokens <= allowance]
+        return -max(views)[2] if views else None
+
+    def _raised(
+        self, page: Page, consumer: Consumer, gate: ReadingGate | None, level: int, left: int
+    ) -> tuple[int, int]:
+        """``level`` moved to ``page``'s most readable view where that reads better and ``left`` tokens pay the
+        difference; with what is then left."""
+        choices = view_choices(consumer, page, gate)
+        cost = choices[level].tokens
+        readable = self.readable_level(page, consumer, gate, left + cost)
+        if readable is None or (self._reads(page, consumer, choices[readable])
+                                <= self._reads(page, consumer, choices[level])):
+            return level, left
+        return readable, left + cost - choices[readable].tokens
 
     def _reads(self, page: Page, consumer: Consumer, choice: ViewChoice) -> float:
         """The share of ``page``'s text ``choice`` is expected to get across: all of it as text, else the reading's."""

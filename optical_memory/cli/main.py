@@ -71,7 +71,8 @@ def resolve_now(value: str, memory: OpticalMemory) -> float:
 
 
 def page_table(ctx: Context) -> str:
-    """A fixed-width table: one row per page with its tier, tokens, compression and why it has its level."""
+    """A fixed-width table: one row per page with its tier, tokens, compression and why it has its level (the open
+    page, not stored until it is full, is marked "open")."""
     header = (
         f"{'page':>5} {'turns':>9} {'tier':>9} {'text tok':>9} {'sent tok':>9} {'compress':>9}  {'sent as':<21} why"
     )
@@ -89,7 +90,7 @@ def page_table(ctx: Context) -> str:
         else:
             sent = "image"
         ratio = f"{view.text_tokens / view.tokens:.1f}x" if view.tokens and not view.as_text else "-"
-        why = view.reason.partition(":")[0]
+        why = view.reason.partition(":")[0] + ("" if view.sealed else " (open page)")
         rows.append(
             f"{view.page.index:>5} {span:>9} {tier:>9} {view.text_tokens:>9} {view.tokens:>9} {ratio:>9}"
             f"  {sent:<21} {why}"
@@ -217,7 +218,8 @@ def cmd_context(args: argparse.Namespace) -> int:
                 "policy": args.policy,
                 "pages": [
                     {"page": v.page.index, "tier": v.tier.name if v.tier else None, "tokens": v.tokens,
-                     "text_tokens": v.text_tokens, "as_text": v.as_text, "reason": v.reason} for v in ctx.pages
+                     "text_tokens": v.text_tokens, "as_text": v.as_text, "reason": v.reason, "sealed": v.sealed}
+                    for v in ctx.pages
                 ],
                 "recent_turns": len(ctx.recent),
             }, sys.stdout, indent=2)

@@ -141,11 +141,14 @@ class OpenAITileConsumer(BaseConsumer):
 
 @dataclass(frozen=True)
 class OpenAIPatchConsumer(BaseConsumer):
-    """GPT-4.1-mini class: 32-px patches, at most ``max_patches`` (the image shrunk to fit), times ``multiplier``
-    (rounded up). ``detail`` has no effect on these models, so the ladder is pixel sizes."""
+    """GPT-4.1-mini / GPT-5.x class: 32-px patches times ``multiplier`` (rounded up), after an image over
+    ``max_side`` px or over ``max_patches`` patches is shrunk, aspect kept, to fit the tighter of the two (the shrink
+    then trimmed so that whole patches fit the budget). ``detail`` does not change what these models are billed for
+    a page, so the ladder is pixel sizes. (OpenAI's vision guide: 1800×2400 → 1056×1408 = 1,452 patches.)"""
 
     multiplier: float = 1.62
     max_patches: int = 1536
+    max_side: int = 2048
 
     rule: ClassVar[str] = "openai-patch"
     default_provider: ClassVar[str] = "openai"
@@ -153,13 +156,14 @@ class OpenAIPatchConsumer(BaseConsumer):
     default_tiers: ClassVar[tuple[Tier, ...]] = _scaled_tiers(1024, 768, 512, 384)
 
     def image_tokens(self, width: int, height: int, tier: Tier | None = None) -> int:
-        patches = math.ceil(width / 32) * math.ceil(height / 32)
-        if patches > self.max_patches:
-            shrink = math.sqrt(32 * 32 * self.max_patches / (width * height))
-            width, height = width * shrink, height * shrink
-            whole_columns = math.floor(width / 32) / (width / 32)
-            width, height = width * whole_columns, height * whole_columns
-            patches = math.ceil(width / 32) * math.ceil(height / 32)
+        scale = min(1.0, self.max_side / max(width, height))
+        if math.ceil(width * scale / 32) * math.ceil(height * scale / 32) > self.max_patches:
+            scale = min(scale, math.sqrt(32 * 32 * self.max_patches / (width * height)))
+            scale *= min(math.floor(side * scale / 32) / (side * scale / 32) for side in (width, height))
+        # Pixel sizes rounded up (after float noise is rounded off) so that no started patch is missed.
+        columns = math.ceil(math.ceil(round(width * scale, 6)) / 32)
+        rows = math.ceil(math.ceil(round(height * scale, 6)) / 32)
+        patches = min(self.max_patches, columns * rows)
         # Rounded first so that float noise (150 x 1.62 = 243.00000000000003) does not add a token.
         return math.ceil(round(patches * self.multiplier, 6))
 
@@ -242,21 +246,47 @@ class GeminiTileConsumer(BaseConsumer):
         return self.per_tile * math.ceil(width / unit) * math.ceil(height / unit)
 
 
+def _media_resolution_tiers(*rungs: tuple[str, int]) -> tuple[Tier, ...]:
+    return tuple(Tier(level.lower(), size, Fit.SCALE, media_resolution=f"MEDIA_RESOLUTION_{level}") for level, size in rungs)
+
+
 @dataclass(frozen=True)
 class GeminiFlatConsumer(BaseConsumer):
-    """Gemini 3: every image costs the flat budget of its ``media_resolution`` (``tokens``), whatever its pixels, so
-    shrinking a page saves nothing: the ladder has one rung, and an old page can only be forgotten."""
+    """Gemini 3: an image costs the flat budget of the ``media_resolution`` level it is sent at, whatever its pixels:
+    ``high_tokens`` (also for an image sent without a level, the default for images), ``medium_tokens``,
+    ``low_tokens``, and ``ultra_high_tokens`` (a per-part level for computer use, priced when an image arrives with
+    it but not on the ladder, which starts at the default).
 
-    tokens: int = 1120
+    The ladder is HIGH → MEDIUM → LOW, each level sent on the page's image part. Pixels do not change the price, so
+    each rung renders the page at the size that keeps the pixels per token of the 768-px HIGH rung (768² / 1,120):
+    768 → 544 → 384 px. Pixel legibility at a rung then claims no more detail than its token budget carries.
+    """
+
+    high_tokens: int = 1120
+    medium_tokens: int = 560
+    low_tokens: int = 280
+    ultra_high_tokens: int = 2240
 
     rule: ClassVar[str] = "gemini-flat"
     default_provider: ClassVar[str] = "google"
     default_preset: ClassVar[str] = "gemini"
-    default_tiers: ClassVar[tuple[Tier, ...]] = _scaled_tiers(768)
+    default_tiers: ClassVar[tuple[Tier, ...]] = _media_resolution_tiers(("HIGH", 768), ("MEDIUM", 544), ("LOW", 384))
     default_tokenizer_proxy: ClassVar[str | None] = "Google publishes no offline Gemini tokenizer"
 
     def image_tokens(self, width: int, height: int, tier: Tier | None = None) -> int:
-        return self.tokens
+        level = None if tier is None else tier.media_resolution
+        budgets = {
+            None: self.high_tokens,
+            "MEDIA_RESOLUTION_UNSPECIFIED": self.high_tokens,
+            "MEDIA_RESOLUTION_HIGH": self.high_tokens,
+            "MEDIA_RESOLUTION_MEDIUM": self.medium_tokens,
+            "MEDIA_RESOLUTION_LOW": self.low_tokens,
+            "MEDIA_RESOLUTION_ULTRA_HIGH": self.ultra_high_tokens,
+        }
+        if level not in budgets:
+            known = ", ".join(name for name in budgets if name is not None)
+            raise ValueError(f"media_resolution {level!r} is not a Gemini 3 level; known: {known}")
+        return budgets[level]
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def gundam_grid(width: int, height: int, *, max_tiles: int = GUNDAM_MAX_TILES) -
 class Tier:
     """One rung of a consumer's ladder: the pixels a page is sent at, and how it is fitted.
 
-    For the DeepEncoder a tier is a ``Mode``; for a host LLM it is a pixel size (and, for OpenAI, a ``detail``).
+    For the DeepEncoder a tier is a ``Mode``; for a host LLM it is a pixel size (and, for OpenAI, a ``detail``; for
+    Gemini 3, a ``media_resolution`` level such as ``MEDIA_RESOLUTION_LOW``, which sets its price).
     """
 
     name: str
@@ -124,6 +125,7 @@ class Tier:
     fit: Fit
     mode: Mode | None = None
     detail: str | None = None
+    media_resolution: str | None = None
 
 
 def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:

@@ -4,7 +4,8 @@ A stored turn keeps its message verbatim (``message_to_dict``), so ids, names, t
 blocks come back unchanged. Pages go out as LangChain's standard image blocks
 (``{"type": "image", "base64": …, "mime_type": "image/png"}``), except at OpenAI's low-detail tier: standard blocks
 carry no ``detail``, so those pages go as OpenAI ``image_url`` blocks with ``detail: "low"`` — the price the memory
-charged for them.
+charged for them. A Gemini 3 page carries its tier's ``media_resolution`` level on the block, the key
+langchain-google-genai turns into the part's per-part level.
 """
 
 from __future__ import annotations
@@ -148,7 +149,11 @@ class LangChainDialect(Dialect):
     def page_block(self, png: bytes, tier: Tier) -> dict[str, Any]:
         if tier.detail == "low":
             return {"type": "image_url", "image_url": {"url": png_data_url(png), "detail": "low"}}
-        return {"type": "image", "base64": png_base64(png), "mime_type": "image/png"}
+        block: dict[str, Any] = {"type": "image", "base64": png_base64(png), "mime_type": "image/png"}
+        if tier.media_resolution is not None:
+            # langchain-google-genai sends this key as the part's media_resolution on Gemini 3, which sets its price.
+            block["media_resolution"] = tier.media_resolution
+        return block
 
     def pages_message(self, blocks: Sequence[Any]) -> HumanMessage:
         return HumanMessage(content=list(blocks), id=PAGES_MESSAGE_ID)

@@ -48,7 +48,8 @@ class TextPart:
 
 @dataclass(frozen=True)
 class ImagePart:
-    """An inline image: its decoded bytes, pixel size and (OpenAI) ``detail``; ``block`` is the block as given."""
+    """An inline image: its decoded bytes, pixel size, (OpenAI) ``detail`` and (Gemini 3) ``media_resolution`` level;
+    ``block`` is the block as given."""
 
     data: bytes
     mime_type: str
@@ -56,6 +57,7 @@ class ImagePart:
     height: int
     detail: str | None
     block: Mapping[str, Any]
+    media_resolution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,22 @@ def _image_part(block: Mapping[str, Any], where: str) -> ImagePart:
     if isinstance(block.get("extras"), Mapping) and detail is None:
         detail = block["extras"].get("detail")
     width, height = image_size(data, field_name=where)
-    return ImagePart(data, mime_type, width, height, detail if isinstance(detail, str) else None, block)
+    detail = detail if isinstance(detail, str) else None
+    return ImagePart(data, mime_type, width, height, detail, block, _media_resolution(block, where))
+
+
+def _media_resolution(block: Mapping[str, Any], where: str) -> str | None:
+    """The Gemini 3 ``media_resolution`` level a block asks for (``"MEDIA_RESOLUTION_LOW"``), as LangChain's Gemini
+    integration reads it: a level name, or ``{"level": name}`` as the REST part spells it."""
+    level = block.get("media_resolution")
+    if isinstance(level, Mapping):
+        level = level.get("level")
+    if level is None:
+        return None
+    if not isinstance(level, str) or not level.strip():
+        raise ValueError(f"{where}.media_resolution must be a level name such as 'MEDIA_RESOLUTION_LOW', got {level!r}")
+    level = level.strip().upper()
+    return level if level.startswith("MEDIA_RESOLUTION_") else f"MEDIA_RESOLUTION_{level}"
 
 
 def _arguments(value: object) -> str:
@@ -242,23 +259,29 @@ def page_text(parts: Sequence[Part], *, first_image: int = 1) -> str:
     return "\n".join(pieces)
 
 
-def tier_as_sent(consumer: BaseConsumer, width: int, height: int, detail: str | None) -> Tier | None:
+def tier_as_sent(
+    consumer: BaseConsumer, width: int, height: int, detail: str | None, media_resolution: str | None = None
+) -> Tier | None:
     """The tier an image of this size is read at, for rules that depend on it.
 
     The DeepEncoder reads a square image at the mode of that side (a 1024-px square is BASE), anything else in
-    GUNDAM; OpenAI's ``detail`` travels with the image. Other hosts price by size alone.
+    GUNDAM; OpenAI's ``detail`` and Gemini 3's ``media_resolution`` travel with the image. Other hosts price by size
+    alone.
     """
     if isinstance(consumer, DeepSeekOCRConsumer):
         mode = square_mode(width, height)
         return next((tier for tier in consumer.tiers if mode is not None and tier.mode is mode), None)
-    if detail is not None:
-        return Tier(f"detail-{detail}", max(width, height), Fit.SCALE, detail=detail)
+    if detail is not None or media_resolution is not None:
+        name = "-".join(part for part in (detail, media_resolution) if part is not None)
+        return Tier(f"as-sent-{name}", max(width, height), Fit.SCALE, detail=detail, media_resolution=media_resolution)
     return None
 
 
 def image_tokens(image: ImagePart, consumer: BaseConsumer) -> int:
-    """What ``consumer`` charges for ``image`` as sent (its pixel size, and ``detail`` where the rule uses it)."""
-    return consumer.image_tokens(image.width, image.height, tier_as_sent(consumer, image.width, image.height, image.detail))
+    """What ``consumer`` charges for ``image`` as sent (its pixel size, and ``detail`` or ``media_resolution`` where
+    the rule uses it)."""
+    tier = tier_as_sent(consumer, image.width, image.height, image.detail, image.media_resolution)
+    return consumer.image_tokens(image.width, image.height, tier)
 
 
 def parts_tokens(parts: Sequence[Part], consumer: BaseConsumer) -> int:

@@ -1,6 +1,7 @@
 """Each pricing rule against its provider's worked examples, the model registry that maps models to rules, and the
 ladders each consumer exposes."""
 
+import math
 import re
 
 import pytest
@@ -53,6 +54,65 @@ def test_openai_patch_models_match_the_documented_examples():
     assert get_consumer("openai:o4-mini").image_tokens(1024, 1024) == 1762  # x 1.72
     assert get_consumer("openai:gpt-4.1-nano").image_tokens(1024, 1024) == 2520  # x 2.46 = 2519.04
     assert mini.image_tokens(320, 480) == 243  # 10 x 15 = 150 patches x 1.62 = 243 exactly (not 244)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "tokens"),
+    [
+        # The guide's tile table: gpt-5, gpt-5-chat-latest 70 + 140 per tile; 1024² is 4 tiles, 2048x4096 is 6.
+        ("openai:gpt-5", (1024, 1024), 70 + 4 * 140),
+        ("openai:gpt-5-2025-08-07", (2048, 4096), 70 + 6 * 140),
+        ("openai:gpt-5-chat-latest", (1024, 1024), 630),
+        # o1, o1-pro, o3: 75 + 150 per tile (o1 bills less than that: the documented price is kept).
+        ("openai:o1", (1024, 1024), 75 + 4 * 150),
+        ("openai:o1-pro-2025-03-19", (2048, 4096), 75 + 6 * 150),
+        ("openai:o1-2024-12-17", (128, 64), 225),
+        # computer-use-preview: 65 + 129 per tile.
+        ("openai:computer-use-preview-2025-03-11", (1024, 1024), 65 + 4 * 129),
+        # 4o, 4.1, 4.5 share 85 + 170; gpt-4.5-preview's measured bill for 128 x 64 is 267 less 12 of text.
+        ("openai:gpt-4.5-preview-2025-02-27", (128, 64), 255),
+        ("openai:gpt-4.5-preview", (1024, 1024), 765),
+    ],
+)
+def test_openai_tile_models_match_the_guides_table(model, size, tokens):
+    assert get_consumer(model).image_tokens(*size) == tokens
+
+
+def test_openai_tile_models_at_low_detail_bill_their_base():
+    for model, base in (("gpt-5", 70), ("gpt-5-chat-latest", 70), ("o1-pro", 75), ("computer-use-preview", 65)):
+        assert get_consumer(model).image_tokens(4096, 8192, LOW) == base
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "tokens"),
+    [
+        ("openai:gpt-5.4-mini", (1024, 1024), 1659),  # the guide's 1,024 patches x 1.62
+        ("openai:gpt-5.4-mini", (1800, 2400), 2353),  # its 1,452 patches x 1.62
+        ("openai:gpt-5.4-nano", (1024, 1024), 2520),  # x 2.46
+        # Largest side at most 2048: 4096 x 32 goes as 2048 x 16, 64 patches (not 128).
+        ("openai:gpt-5-mini", (4096, 32), math.ceil(64 * 1.62)),
+        # gpt-5.2 class: 1,536 patches, 1.2 per patch as billed; 2048² shrinks to 1248² = 39 x 39.
+        ("openai:gpt-5.2", (1024, 1024), 1229),
+        ("openai:gpt-5.2-chat-latest", (2048, 2048), math.ceil(39 * 39 * 1.2)),
+        ("openai:gpt-5.3-codex", (4000, 2500), 1728),  # shrunk to 1536 x 960: 48 x 30 patches x 1.2
+        # gpt-5.4: 2,500 patches or 2048 px (the calculator's examples: 1024² 1229, 2048² and 4096² 3000).
+        ("openai:gpt-5.4", (1024, 1024), 1229),
+        ("openai:gpt-5.4", (2048, 2048), 3000),
+        ("openai:gpt-5.4-2026-03-05", (4096, 4096), 3000),
+        # gpt-5.5 sizes a page without detail as original: 10,000 patches or 6000 px (4096² -> 3200² -> 12000).
+        ("openai:gpt-5.5", (4096, 4096), 12000),
+        ("openai:gpt-5.5", (32, 8000), math.ceil(188 * 1.2)),  # 24 x 6000: 1 x 188 patches
+    ],
+)
+def test_openai_patch_models_match_the_guides_sizing(model, size, tokens):
+    assert get_consumer(model).image_tokens(*size) == tokens
+
+
+def test_gpt_5_2_never_bills_over_the_published_cap():
+    """GPT-5.2 and later at standard detail: at most ceil(1.2 x 1,536) = 1,844 tokens an image."""
+    consumer = get_consumer("gpt-5.2")
+    sizes = [(w, h) for w in (31, 500, 1000, 1567, 2048, 3000, 4097) for h in (17, 640, 1024, 2049, 6000)]
+    assert max(consumer.image_tokens(w, h) for w, h in sizes) <= 1844
 
 
 @pytest.mark.parametrize(
@@ -128,11 +188,29 @@ def test_gemini_tiles(size, tokens):
     assert get_consumer("google_genai:gemini-2.5-flash").image_tokens(*size) == tokens
 
 
-def test_gemini_3_bills_a_flat_budget_whatever_the_pixels():
+def test_gemini_3_bills_the_flat_budget_of_its_media_resolution(page_factory):
     consumer = get_consumer("models/gemini-3-pro-preview")
     assert consumer.family == "google:gemini-3"
-    assert {consumer.image_tokens(*size) for size in ((64, 64), (768, 768), (3000, 2000))} == {1120}
-    assert len(consumer.tiers) == 1  # shrinking saves nothing, so an old page can only be forgotten
+    # Google's token table for Gemini 3 images: HIGH (and unspecified) 1120, MEDIUM 560, LOW 280, whatever the pixels.
+    assert [tier.media_resolution for tier in consumer.tiers] == [
+        "MEDIA_RESOLUTION_HIGH", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_LOW"
+    ]
+    for tier, tokens in zip(consumer.tiers, (1120, 560, 280)):
+        assert {consumer.image_tokens(*size, tier) for size in ((64, 64), (768, 768), (3000, 2000))} == {tokens}
+    assert [consumer.page_tokens(page_factory(0), level) for level in range(3)] == [1120, 560, 280]
+    assert consumer.image_tokens(3000, 2000) == 1120  # sent without a level: the default for images, HIGH
+    ultra = Tier("as-sent", 768, Fit.SCALE, media_resolution="MEDIA_RESOLUTION_ULTRA_HIGH")
+    assert consumer.image_tokens(768, 768, ultra) == 2240  # per-part only: priced when sent, not on the ladder
+    with pytest.raises(ValueError, match="media_resolution 'MEDIA_RESOLUTION_HUGE' is not a Gemini 3 level"):
+        consumer.image_tokens(768, 768, Tier("x", 768, Fit.SCALE, media_resolution="MEDIA_RESOLUTION_HUGE"))
+
+
+def test_gemini_3_ladder_keeps_pixels_per_token_and_gets_blurrier():
+    tiers = get_consumer("gemini-3.1-pro-preview").tiers
+    sizes = [tier.size for tier in tiers]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    for tier, tokens in zip(tiers, (1120, 560, 280)):
+        assert tier.size**2 / tokens == pytest.approx(768**2 / 1120, rel=0.02)
 
 
 @pytest.mark.parametrize(("size", "tokens"), [((1280, 1280), 46 * 46), ((28, 28), 4), ((640, 640), 23 * 23), ((1000, 500), 36 * 18)])
@@ -213,7 +291,11 @@ def test_model_names_are_read_as_sdks_write_them(text, expected):
     assert normalize_model(text) == expected
 
 
-@pytest.mark.parametrize("name", ["mystery-model", "openai:gpt-5", "openai:gpt-4.5-turbo-super", "anthropic:claude-9", "gemini-1.0-pro"])
+@pytest.mark.parametrize(
+    "name",
+    ["mystery-model", "openai:gpt-5.1", "openai:o3-pro", "gpt-5-codex-mini", "openai:gpt-4.5-turbo-super", "anthropic:claude-9",
+     "gemini-1.0-pro"],
+)
 def test_an_unknown_model_is_an_error_naming_the_known_ones(name):
     with pytest.raises(ValueError, match="unknown") as error:
         get_consumer(name)

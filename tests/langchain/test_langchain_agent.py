@@ -46,12 +46,12 @@ def weather(city: str) -> str:
 
 def travel_script(messages: list[BaseMessage], n: int) -> AIMessage:
     """Deterministic agent behaviour keyed on the conversation, so a restarted agent answers the same."""
+    last = messages[-1]
+    if isinstance(last, ToolMessage):  # the question may be on the open page by now: the call's id names it
+        return AIMessage(f"Tool {last.name} said: {last.text[:60]}", id=f"{last.tool_call_id.removesuffix('-call')}-ai-1")
     human = next(m for m in reversed(messages) if isinstance(m, HumanMessage) and m.id != PAGES_MESSAGE_ID)
     step = sum(isinstance(m, AIMessage) for m in messages[messages.index(human):])
     reply_id = f"{human.id}-ai-{step}"
-    last = messages[-1]
-    if isinstance(last, ToolMessage):
-        return AIMessage(f"Tool {last.name} said: {last.text[:60]}", id=reply_id)
     if "weather" in human.text:
         return AIMessage("", id=reply_id, tool_calls=[{"name": "weather", "args": {"city": "Lyon"}, "id": f"{human.id}-call"}])
     if "recall" in human.text:
@@ -228,6 +228,14 @@ def test_consumer_is_told_from_the_model():
     assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4o-mini")).name == "openai:gpt-4o-mini"
     assert detect_consumer(ScriptedChatModel(provider="openai", model_name="gpt-4.1-nano")).family == "openai:gpt-4.1-nano"
     assert detect_consumer(ScriptedChatModel(provider="google_genai", model_name="gemini-2.5-pro")).family == "gemini"
+    for provider, name, family in [
+        ("openai", "gpt-5", "openai:gpt-5"), ("openai", "gpt-5-chat-latest", "openai:gpt-5"),
+        ("openai", "gpt-5.2-2025-12-11", "openai:gpt-5.2"), ("openai", "gpt-5.4", "openai:gpt-5.4"),
+        ("openai", "gpt-5.5", "openai:gpt-5.5"), ("openai", "gpt-5.4-mini", "openai:gpt-4.1-mini"),
+        ("openai", "o1-pro", "openai:o3"), ("openai", "computer-use-preview", "openai:computer-use-preview"),
+        ("azure", "gpt-4.5-preview", "openai:gpt-4o"), ("google_genai", "gemini-3-pro-preview", "google:gemini-3"),
+    ]:
+        assert detect_consumer(ScriptedChatModel(provider=provider, model_name=name)).family == family, name
     with pytest.raises(ValueError, match="pass consumer="):
         detect_consumer(ScriptedChatModel())
     with pytest.raises(ValueError, match="pass consumer="):  # a model the registry does not list is not guessed
@@ -361,9 +369,10 @@ def test_the_preamble_mentions_recall_page_only_when_the_call_carries_it(middlew
     assert ("recall_page" in {t.name for t in tools}) is mentioned
 
 
-def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path():
+def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path(tmp_path):
     """to_openai, compress_messages, the middleware and the history send a turn whose head is on a page as its tail
-    after "(continued from page N)", and never a bare tail."""
+    after "(continued from page N)", and never a bare tail. The tail of a turn past the hot window is on the open
+    page; it is recent text again where a session is reopened with a wider hot window."""
     from optical_memory import OpticalMemory, compress_messages
     from optical_memory.langchain import OpticalChatMessageHistory
 
@@ -376,9 +385,14 @@ def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path():
         assert 0 < head.end < len(long_text)  # the boundary does fall inside the long turn
         return long_text[head.end:]
 
-    with OpticalMemory.open(":memory:", hot_turns=2, consumer=CONSUMER) as memory:
+    db = tmp_path / "split.db"
+    with OpticalMemory.open(db, hot_turns=2, consumer=CONSUMER) as memory:
         for message in openai_chat:
             memory.add(message["role"], message["content"])
+        ctx = memory.context(budget=20_000)
+        assert [t.content for t in ctx.recent] == ["ok", "next"]
+        assert ctx.pages[-1].page.text.endswith(tail_of(long_text, memory))  # the open page
+    with OpticalMemory.open(db, hot_turns=3, consumer=CONSUMER) as memory:
         sent = memory.context(budget=20_000).to_openai(system="be brief")
         tail = tail_of(long_text, memory)
         label = memory.pages[-1].label
@@ -389,16 +403,19 @@ def test_a_turn_split_across_the_page_boundary_keeps_its_mark_on_every_path():
     assert texts == ["ok", "next"]  # compress seals the whole turn: no tail is left to send
 
     model = ScriptedChatModel()
-    middleware = OpticalMemoryMiddleware(consumer=CONSUMER, hot_turns=2, budget=20_000)
-    agent = create_agent(model, [], middleware=[middleware])
+    checkpointer = InMemorySaver()
     config = {"configurable": {"thread_id": "split"}}
-    agent.invoke({"messages": [HumanMessage(long_text, id="long")]}, config)
-    agent.invoke({"messages": [HumanMessage("next", id="next")]}, config)
+    for hot_turns, message in ((1, HumanMessage(long_text, id="long")), (3, HumanMessage("next", id="next"))):
+        middleware = OpticalMemoryMiddleware(tmp_path / "agent.db", consumer=CONSUMER, hot_turns=hot_turns,
+                                             budget=20_000)
+        agent = create_agent(model, [], middleware=[middleware], checkpointer=checkpointer)
+        agent.invoke({"messages": [message]}, config)
     memory = middleware.memory_for("split")
     request = model.requests[-1]
     assert request[1].id == "long"
     assert request[1].text == f"(continued from {memory.pages[-1].label}) {tail_of(long_text, memory)}"
 
-    history = OpticalChatMessageHistory("split", ":memory:", consumer=CONSUMER, hot_turns=2, budget=20_000)
-    history.add_messages([HumanMessage(long_text, id="long"), AIMessage("ok", id="a"), HumanMessage("next", id="n")])
+    OpticalChatMessageHistory("split", db, consumer=CONSUMER, hot_turns=2).add_messages(
+        [HumanMessage(long_text, id="long"), AIMessage("ok", id="a"), HumanMessage("next", id="n")])
+    history = OpticalChatMessageHistory("split", db, consumer=CONSUMER, hot_turns=3, budget=20_000)
     assert history.messages[1].text == f"(continued from {history.memory.pages[-1].label}) {tail_of(long_text, history.memory)}"

@@ -26,7 +26,7 @@ from optical_memory.langchain.convert import PAGES_MESSAGE_ID
 from optical_memory.memory import REASON_QUERY
 
 CONSUMER = "openai:gpt-4o"
-BUDGET = 1400
+BUDGET = 1000
 WORDS = "train ticket Lyon Paris seat window aisle coach platform delay refund luggage".split()
 FACT = "By the way, the gate code at my parents' place is 42X17."
 QUESTION = "What was the gate code at my parents' place?"

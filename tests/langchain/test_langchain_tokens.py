@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import random
 from functools import partial
 
 import pytest
@@ -14,8 +15,12 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_fakes import ScriptedChatModel
 from PIL import Image
 
+from optical_memory import OpticalMemory
 from optical_memory.core.consumers import get_consumer
 from optical_memory.langchain import count_tokens
+from optical_memory.langchain.convert import LANGCHAIN
+from optical_memory.prompt import build_messages
+from optical_memory.store.sqlite import SQLiteStore
 
 # What the default consumer (gpt-4o) charges for text: o200k_base tokens.
 text_tokens = get_consumer("openai:gpt-4o").text_tokens
@@ -155,3 +160,37 @@ def test_bad_input_is_named(messages, error, match):
 def test_unknown_consumer():
     with pytest.raises(ValueError, match="unknown"):
         count_tokens([HumanMessage("x")], consumer="nobody")
+
+
+@pytest.mark.parametrize(
+    ("level", "tokens"),
+    [(None, 1120), ("MEDIA_RESOLUTION_LOW", 280), ("media_resolution_medium", 560), ({"level": "MEDIA_RESOLUTION_HIGH"}, 1120),
+     ("ultra_high", 2240)],
+)
+def test_gemini_3_images_are_priced_at_the_media_resolution_they_carry(level, tokens):
+    block = shapes(SQUARE)["standard"] | ({} if level is None else {"media_resolution": level})
+    assert count_tokens([HumanMessage([block])], consumer="gemini-3-flash-preview") == 3 + tokens
+
+
+def test_a_media_resolution_that_is_not_a_level_is_rejected():
+    block = shapes(SQUARE)["standard"] | {"media_resolution": 3}
+    with pytest.raises(ValueError, match="media_resolution must be a level name"):
+        count_tokens([HumanMessage([block])], consumer="gemini-3-flash-preview")
+
+
+def test_gemini_3_pages_walk_the_media_resolution_ladder_within_the_budget(tmp_path):
+    """A tight budget sends old pages at MEDIUM and LOW; each page block says the level it was priced at, so the
+    count LangChain's Gemini integration is billed (that level's flat budget) is the count the memory reports."""
+    consumer = "gemini-3-pro-preview"
+    words = "harbour lantern copper meadow violet summit pepper orbit canvas willow ember quartz".split()
+    rng = random.Random(0)
+    with OpticalMemory(SQLiteStore(tmp_path / "g3.db"), hot_turns=2, consumer=consumer) as memory:
+        for i in range(60):
+            memory.add("user" if i % 2 == 0 else "assistant", f"turn {i}: " + " ".join(rng.choice(words) for _ in range(120)))
+        memory.flush()
+        out = build_messages(memory, LANGCHAIN, consumer=consumer, budget=4000)
+    sent = [block for block in out.messages[0].content if isinstance(block, dict) and block.get("type") == "image"]
+    priced = [view.tier for view in out.context.pages if not view.forgotten and not view.as_text]
+    assert [block["media_resolution"] for block in sent] == [tier.media_resolution for tier in priced]
+    assert {"MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_LOW"} <= {block["media_resolution"] for block in sent}
+    assert count_tokens(out.messages, consumer=consumer) == out.total_tokens <= 4000

@@ -160,7 +160,8 @@ def test_a_session_of_100k_turns_loads_adds_prices_and_recalls():
     """The 100k turns go in through the store's own commit, one per turn as the memory writes them (in memory:
     100k fsyncs of a file store would measure the disk, not the code)."""
     store = SQLiteStore(":memory:")
-    # A hot window of all but the first 40 turns: those get sealed onto a handful of pages, the rest stays text.
+    # A hot window of all but the first 41 turns: those fill a handful of sealed pages and the open page after
+    # them, the rest stays text.
     options = dict(session="long", hot_turns=100_000 - 40, style=TINY_PAGE, consumer="gemini")
     scope = OpticalMemory(store, **options).scope
     started = time.perf_counter()
@@ -173,7 +174,8 @@ def test_a_session_of_100k_turns_loads_adds_prices_and_recalls():
     memory.add("user", "the 100,001st turn")
     assert memory.pages and "turn 0" in memory.recall(0)
     report = memory.context(budget=10**7).report
-    assert report.pages_total == len(memory.pages) and report.hot_text_tokens > 100_000
+    assert report.pages_total == len(memory.pages) + 1 and report.hot_text_tokens > 100_000
+    assert "turn 40" in memory.recall(len(memory.pages))  # the open page
     second = OpticalMemory(store, **options)  # a second reader builds its state from the store alone
     assert second.turns == memory.turns and second.pages == memory.pages
     assert store.integrity_check() == ["ok"]

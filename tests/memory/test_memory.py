@@ -78,11 +78,22 @@ def test_recall_returns_the_exact_text_and_accepts_labels(mem):
 def test_context_layout_and_report(mem):
     fill(mem, 120)
     ctx = mem.context(budget=None)
-    assert len(ctx.pages) == len(mem.pages)
+    # The sealed pages, then the open page: the turns past the hot window that fill no page yet.
+    assert [v.page for v in ctx.pages if v.sealed] == mem.pages
+    [open_page] = [v for v in ctx.pages if not v.sealed]
+    assert open_page.page.index == len(mem.pages) and mem.recall(open_page.page.label) == open_page.page.text
+    assert mem.page_image(open_page.page.label).size == (mem.style.width, mem.style.height)
+    assert mem.page_image(open_page.page.label).tobytes() == mem.renderer.render(
+        mem.turns[open_page.page.segments[0].turn_index:ctx.recent[0].index],
+        first_page_index=open_page.page.index, first_turn_offset=open_page.page.segments[0].start)[0].image.tobytes()
+    word = mem.turns[open_page.page.segments[-1].turn_index].content.split()[-1]
+    assert any(hit.page == open_page.page.label for hit in mem.search(word, k=50))
+    with pytest.raises(ValueError, match="sealed pages and 1 open"):
+        mem.recall(len(mem.pages) + 1)
+    assert ctx.recent[0].index == open_page.page.segments[-1].turn_index + 1 == len(mem.turns) - mem.hot_turns
     assert ctx.recent[-1].content == mem.turns[-1].content
-    assert len(ctx.recent) >= 4
     report = ctx.report
-    assert report.pages_total == len(mem.pages)
+    assert report.pages_total == len(mem.pages) + 1
     assert report.pages_as_images + report.pages_as_text + report.pages_dropped == report.pages_total
     assert report.image_tokens == sum(v.tokens for v in ctx.pages if v.image is not None)
     assert report.decoder_positions == sum(v.mode.decoder_positions() for v in ctx.pages if v.mode is not None)
@@ -409,33 +420,35 @@ def agent_turns(n: int, *, every: int, results: int, seed: int = 0, result_words
     return out[:n]
 
 
-def unsealed_before_hot_window(memory: OpticalMemory, ctx) -> tuple[list, int]:
-    """The recent turns before the hot window and the tool exchange at its edge, and the offset into the first."""
-    turns = memory.turns
-    edge = len(turns) - memory.hot_turns
+def hot_window_and_its_tool_group(turns, hot_turns: int) -> int:
+    """Where the recent text must begin, counted here from the roles alone: the hot window, widened to the call
+    whose results it holds."""
+    edge = max(0, len(turns) - hot_turns)
     while 0 < edge < len(turns) and turns[edge].role is Role.TOOL:
         edge -= 1
-    older = [turns[t.index] for t in ctx.recent if t.index < edge]
-    offset = len(older[0].content) - len(ctx.recent[0].content) if older else 0
-    return older, offset
+    return edge
 
 
 @pytest.mark.parametrize(("every", "results"), [(4, 1), (6, 3)])
-def test_tool_calls_never_stall_sealing(every, results):
-    """A page that would end inside a tool exchange ends before its call: what stays text past the hot window never
-    fills a page (before, it grew until some page happened to end cleanly: 41 recent turns at hot_turns=8)."""
+def test_recent_text_is_the_hot_window_and_one_tool_group(every, results):
+    """A page that would end inside a tool exchange ends before its call, and the turns past the hot window that
+    fill no page yet are on the open page: recent text is the hot window plus the tool group at its edge, never more
+    (before, it grew until some page happened to end cleanly: 41 recent turns at hot_turns=8; then by up to a
+    page's worth of turns waiting for their page to fill)."""
     with OpticalMemory.open(":memory:", hot_turns=8, clock=lambda: 0.0) as memory:
-        most_recent = 0
         for role, content, metadata in agent_turns(400, every=every, results=results):
             memory.add(role, content, metadata=metadata)
             ctx = memory.context()
-            older, offset = unsealed_before_hot_window(memory, ctx)
-            layouts = memory.renderer.paginate(older, first_turn_offset=offset)
-            assert not any(layout.full for layout in layouts), f"{len(older)} unsealed turns fill a page"
-            assert ctx.recent[0].role is not Role.TOOL
-            most_recent = max(most_recent, len(ctx.recent))
-        per_page = max(len(page.turn_indices) for page in memory.pages)
-        assert most_recent <= memory.hot_turns + (1 + results) + per_page
+            turns = memory.turns
+            assert [t.index for t in ctx.recent] == list(range(hot_window_and_its_tool_group(turns, 8), len(turns)))
+            assert len(ctx.recent) <= memory.hot_turns + 1 + results
+            # Every turn before the recent text is on a page, whole and once: the sealed pages and the open one.
+            shown = [(s.turn_index, s.start, s.end) for v in ctx.pages for s in v.page.segments]
+            assert not shown or shown[0][:2] == (0, 0)
+            assert all(a[0] < b[0] or a[2] == b[1] for a, b in zip(shown, shown[1:]))
+            assert {t for t, _, end in shown if end == len(turns[t].content)} == set(range(ctx.recent[0].index))
+            assert [v.sealed for v in ctx.pages].count(False) <= 1
+        assert len(memory.pages) > 10
 
 
 def test_a_tool_exchange_longer_than_a_page_is_sealed_once_a_later_page_ends_outside_it():
@@ -497,7 +510,8 @@ def test_each_page_says_why_it_has_its_level():
         fill(memory, 150, seed=1, start=-60 * 150)
         # The gate off (min_recall 0): every level is shown as its age or the budget gives it.
         aged = memory.context(now=0.0, min_recall=0.0)
-        assert {why(v) for v in aged.pages} == {"age"}
+        # The open page holds a turn or two: as an image it would cost more than its text.
+        assert {why(v) for v in aged.pages if v.sealed} == {"age"}
         assert aged.pages[0].forgotten and not aged.pages[-1].forgotten
         tight = memory.context(budget=1500, now=0.0, min_recall=0.0)
         by_reason = {why(v) for v in tight.pages}
@@ -506,7 +520,7 @@ def test_each_page_says_why_it_has_its_level():
             same = tight_view.level == aged_view.level
             assert why(tight_view) == ("age" if same else "budget")
         # The gate on: a page its age puts where it reads back below the floor goes as text and says both.
-        gated = [v for v in memory.context(now=0.0).pages if v.as_text]
+        gated = [v for v in memory.context(now=0.0).pages if v.as_text and v.sealed]
         assert gated and all(why(v) == "below min_recall" and v.reason.endswith("by age") for v in gated)
     with OpticalMemory.open(":memory:", hot_turns=0) as memory:
         memory.add("user", "short note")

@@ -6,6 +6,7 @@ import random
 
 import pytest
 from optical_memory.policies import is_monotone
+from optical_memory.policies.reading import ReadingGate, reading_model, view_choices
 
 from optical_memory import OpticalMemory
 from optical_memory.memory import QUERY_PAGES, REASON_QUERY
@@ -52,9 +53,14 @@ def test_the_page_holding_the_best_hit_is_shown_and_says_why(mem):
     view = cued.pages[page]
     assert not view.forgotten
     score = mem.search(QUESTION, match="any")[0].score
-    # The cheapest level DeepSeek-OCR's reading model expects to read at min_recall, and what it predicts.
-    assert view.reason.startswith(f"{REASON_QUERY}: score {score:.3g}; image at tiny: expected recall")
-    assert view.expected_recall >= mem.min_recall
+    # The best cue: past the cheapest level DeepSeek-OCR's reading model expects to read at min_recall (tiny), the
+    # view it expects to read best among those the budget leaves room for, and what it predicts.
+    assert view.reason.startswith(f"{REASON_QUERY}: score {score:.3g}; image at ")
+    choices = view_choices(mem.consumer, view.page, ReadingGate(reading_model(mem.consumer), mem.min_recall))
+    tiny = choices[-1]
+    assert tiny.recall >= mem.min_recall and not tiny.as_text
+    assert view.expected_recall > tiny.recall
+    assert view.expected_recall == max(choice.recall for choice in choices if choice.tokens <= view.tokens)
     assert cued.report.total_tokens <= 1500
     others = [v for v in cued.pages if not v.reason.startswith(REASON_QUERY)]
     assert is_monotone([v.level for v in others])

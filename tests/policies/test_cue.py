@@ -17,7 +17,7 @@ from optical_memory.policies import (
     view_cost,
 )
 from optical_memory.policies.legibility import CalibratedRecall, CalibrationPoint
-from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model
+from optical_memory.policies.reading import MeasuredCapacity, MeasuredPoint, ReadingGate, ReadingModel, reading_model
 
 from optical_memory.core.consumers import get_consumer
 from optical_memory.core.types import LineBox
@@ -32,6 +32,17 @@ def readable_from(level: int, consumer=DEEPSEEK) -> ReadingModel:
     points = [CalibrationPoint(tier.name, 10.0, 10.0, 1.0, 1.0, 1.0 if i <= level else 0.0, 1)
               for i, tier in enumerate(DEEPSEEK.tiers)]
     return ReadingModel(consumer.name, CalibratedRecall(tuple(points)))
+
+
+def gate_reading(*recalls: float) -> ReadingGate:
+    """A gate (floor 90%) whose reading model expects every page read back at ``recalls[i]`` at DeepSeek's tier i:
+    that pixel legibility, and a capacity measured to read everything at any compression."""
+    legibility = [CalibrationPoint(tier.name, 10.0, 10.0, 1.0, 1.0, recall, 1)
+                  for tier, recall in zip(DEEPSEEK.tiers, recalls)]
+    capacity = [MeasuredPoint(tier.name, 10, None, 1, 1000.0, 1000.0 / compression, compression, 1, 1, 1.0, 0.2, 1.0)
+                for tier in DEEPSEEK.tiers for compression in (0.1, 1000.0)]
+    return ReadingGate(ReadingModel(DEEPSEEK.name, CalibratedRecall(tuple(legibility)),
+                                    MeasuredCapacity(tuple(capacity))), 0.9)
 
 
 def pages_of(sizes, spacing=40):
@@ -89,6 +100,46 @@ def test_a_host_consumer_prices_cued_pages_with_its_own_rule():
     assert sum(view_cost(GPT4O, page, level) for page, level in zip(pages, levels)) <= 1200
 
 
+def test_the_best_cue_that_fits_as_text_goes_as_text_rather_than_as_an_image_that_reads_less():
+    """An image reads at most what its reading model says; the page's text reads in full. Where the text fits the
+    budget beside every cue's legible view, the best cue goes as text, not at its cheapest legible image."""
+    pages = pages_of([1500] * 6, spacing=1)
+    gate = gate_reading(0.98, 0.97, 0.95, 0.5)  # TINY reads below the floor: its view is the text
+    text_tokens = DEEPSEEK.text_tokens(pages[2].text)
+    cue = QueryCue(TokenBudget(), ((2, 9.0), (4, 3.0)))
+    assert cue.legible_level(pages[2], DEEPSEEK, gate) == 2  # SMALL: the cheapest view reading at 90%
+    levels = cue.choose(pages, DEEPSEEK, now=0.0, turn_count=6, budget=text_tokens + 300, gate=gate)
+    assert view_cost(DEEPSEEK, pages[2], levels[2], gate) == text_tokens  # as text, expected recall 1.0, not 0.95
+    # The second cue is an image: its text does not fit what is left; the 200 tokens left (every uncued page costs
+    # its text at TINY, which does not fit either) sharpen it toward its age level as far as they pay, to BASE.
+    assert levels[4] == 1
+    assert sum(view_cost(DEEPSEEK, page, level, gate) for page, level in zip(pages, levels)) <= text_tokens + 300
+
+
+def test_only_the_sharpest_cues_are_raised_before_the_other_pages_share_the_budget():
+    pages = pages_of([1500] * 8, spacing=1)
+    gate = gate_reading(0.98, 0.97, 0.95, 0.93)
+    cues = ((6, 9.0), (5, 8.0))
+    # Both cues' legible view is TINY (64); LARGE (400) reads best. With one raised first, the second stays at TINY
+    # while the uncued pages take what is left; with two, both are at LARGE.
+    one = QueryCue(RecallAwareBudget(), cues, sharpest=1).choose(pages, DEEPSEEK, now=0.0, turn_count=8, budget=1000,
+                                                                 gate=gate)
+    two = QueryCue(RecallAwareBudget(), cues, sharpest=2).choose(pages, DEEPSEEK, now=0.0, turn_count=8, budget=1000,
+                                                                 gate=gate)
+    assert (one[6], one[5]) == (0, 3) and (two[6], two[5]) == (0, 0)
+    for levels in (one, two):
+        assert sum(view_cost(DEEPSEEK, page, level, gate) for page, level in zip(pages, levels)) <= 1000
+        assert is_monotone([level for i, level in enumerate(levels) if i not in (5, 6)])
+
+
+def test_budget_the_policy_leaves_unused_raises_every_cue_to_its_most_readable_view():
+    pages = pages_of([1500] * 3, spacing=1)
+    gate = gate_reading(0.98, 0.97, 0.95, 0.5)
+    levels = QueryCue(TokenBudget(), ((0, 3.0), (1, 2.0), (2, 1.0)), sharpest=0).choose(
+        pages, DEEPSEEK, now=0.0, turn_count=3, budget=10_000, gate=gate)
+    assert levels == [3, 3, 3]  # TINY's view is the text: it reads in full, and the budget pays for all three
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
@@ -99,10 +150,12 @@ def test_a_host_consumer_prices_cued_pages_with_its_own_rule():
         (dict(cues=(), min_recall=1.5), ValueError),
         (dict(cues=(), min_recall=True), ValueError),
         (dict(cues=(), model="deepseek"), TypeError),
+        (dict(cues=(), sharpest=-1), ValueError),
+        (dict(cues=(), sharpest=True), ValueError),
     ],
 )
 def test_bad_cues_are_rejected(options, error):
-    with pytest.raises(error, match="cues|min_recall|model"):
+    with pytest.raises(error, match="cues|min_recall|model|sharpest"):
         QueryCue(TokenBudget(), **options)
 
 
