@@ -45,9 +45,9 @@ class _PageColumns:
     """Each page's newest turn index and timestamp as arrays, kept between calls and extended as a session grows.
 
     The memory passes every page of the session on every ``context`` call, and reading two attributes of every page
-    in Python cost more than the rest of the schedule. Pages are immutable, so a sequence that starts with the very
-    page objects of an earlier one has that one's columns followed by those of the pages added since; anything else
-    is read afresh. A few sequences are kept (a cue's policy sees the session without its cued pages).
+    in Python cost more than the rest of the schedule. Pages are immutable, so the leading pages a sequence shares
+    with a kept one (``pages_in_common``) keep their columns and only the rest are read. A few sequences are kept
+    (a cue's policy sees the session without its cued pages).
     """
 
     _KEPT = 4
