@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from optical_memory.core.tokens import clear_count_cache
 from optical_memory.memory import OpticalMemory
 
 
@@ -77,6 +78,9 @@ def run_provenance(module: str) -> dict[str, Any]:
 def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | Path = ":memory:", seed: int = 0) -> dict[str, Any]:
     """Median ``add`` and ``context`` CPU cost (ms) at ``turns`` turns, rendering time subtracted from both."""
     rng = random.Random(seed)
+    # Every run counts its text from scratch, as a fresh process would: the same seed gives the same texts, and a
+    # count cached by an earlier run in this process would make a later one look cheaper.
+    clear_count_cache()
     memory = OpticalMemory.open(db, hot_turns=8)
     render = RenderStopwatch()
     memory.renderer.paginate = render.wrap(memory.renderer.paginate)  # type: ignore[method-assign]
