@@ -15,7 +15,8 @@ reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
 row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
-full-text index. ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
+full-text index and, with an ``embedder``, by their meaning too (``optical_memory.store.vectors``).
+``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from optical_memory.core.consumers import (
     consumer_names,
     get_consumer,
 )
+from optical_memory.core.embedding import Embedder
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
 from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn, pages_in_common
@@ -63,8 +65,9 @@ from optical_memory.policies import reading_model as default_reading_model
 from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_choices
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
-from optical_memory.store.base import Erased, Scope, SessionInfo, StaleSession, Store, StoredPage
+from optical_memory.store.base import Erased, Scope, SearchMatch, SessionInfo, StaleSession, Store, StoredPage, TurnVector
 from optical_memory.store.search import excerpt, index_terms, query_terms
+from optical_memory.store.vectors import SessionVectors
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +203,8 @@ class SearchHit:
     ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), the open page included,
     or ``"recent"`` while that part of the turn is in the hot window. ``score``: higher
     is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
-    one result list only.
+    one result list only. With an embedder it is the reciprocal rank fusion score instead
+    (``optical_memory.store.vectors.RRF_K``: in (0, 2/61], about 0.033 for a turn both rankings put first).
     """
 
     turn_index: int
@@ -220,6 +224,9 @@ class OpticalMemory:
     ``reading_model`` predicts what the consumer reads back of a page at each level (default: the consumer's,
     ``optical_memory.policies.reading_model``; a host's capacity comes from ``load_reading_model`` after
     ``optical-memory calibrate``); a page goes as an image only where it predicts at least ``min_recall``.
+    ``embedder`` (off by default; e.g. ``MiniLMEmbedder()`` from ``optical_memory.core.embedding``) stores a vector
+    with every turn, in its transaction, and makes ``search`` and ``context(query=…)`` rank turns by meaning as well
+    as by words; turns stored without one get theirs from ``backfill``.
 
     Example::
 
@@ -246,6 +253,7 @@ class OpticalMemory:
         clock: Callable[[], float] = time.time,
         min_recall: float = DEFAULT_MIN_RECALL,
         reading_model: ReadingModel | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         validate_options(hot_turns, policy, reading_model)
         self.store = store
@@ -281,6 +289,8 @@ class OpticalMemory:
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
+        self.embedder = embedder
+        self._vectors = None if embedder is None else SessionVectors(store, self.scope, embedder)
         self._sync()
 
     @classmethod
@@ -390,7 +400,8 @@ class OpticalMemory:
             json.dumps(metadata)
         except (TypeError, ValueError) as error:
             raise TypeError(f"metadata must be JSON-serialisable: {error}") from None
-        turn, _ = self._commit(lambda: Turn(len(self._turns), role, content, timestamp, name, metadata))
+        vector = None if self.embedder is None else TurnVector(self.embedder.name, self.embedder([content])[0])
+        turn, _ = self._commit(lambda: Turn(len(self._turns), role, content, timestamp, name, metadata), vector)
         assert turn is not None
         return turn
 
@@ -402,8 +413,11 @@ class OpticalMemory:
         """Seal every unsealed turn past the hot window, even onto a partly filled page (e.g. at session end)."""
         return self._commit(None)[1]
 
-    def _commit(self, make_turn: Callable[[], Turn] | None) -> tuple[Turn | None, list[Page]]:
-        """Append a turn (``make_turn``) and/or seal pages in one transaction, retrying when another writer won.
+    def _commit(
+        self, make_turn: Callable[[], Turn] | None, vector: TurnVector | None = None
+    ) -> tuple[Turn | None, list[Page]]:
+        """Append a turn (``make_turn``, with its ``vector``) and/or seal pages in one transaction, retrying when
+        another writer won.
 
         Without a turn, every unsealed turn past the hot window is sealed, even onto a partly filled page.
         """
@@ -419,7 +433,8 @@ class OpticalMemory:
             if turn is None and not sealed:
                 return None, []
             version = self.store.commit(
-                self.scope, turn, sealed, expected_turns=len(self._turns), style_key=self.style.session_key()
+                self.scope, turn, sealed, expected_turns=len(self._turns), style_key=self.style.session_key(),
+                vector=vector,
             )
             for page, _ in sealed:
                 span = page.turn_indices
@@ -525,12 +540,18 @@ class OpticalMemory:
         turns holding at least one. Best first, ties newest first; a query without words finds nothing. Every
         committed turn is searchable (the index is written in the turn's own transaction), whichever process
         wrote it, and whether it is still text or sealed on a page.
+
+        With an embedder, the ``k`` best word matches and the ``k`` turns nearest the query by meaning (cosine of
+        their vectors) are fused by reciprocal rank (``optical_memory.store.vectors``): a hit then need not hold
+        the query's words, and turns without a vector (stored before the embedder, until ``backfill``) are found
+        by their words only.
         """
         terms = query_terms(query)
         matches = self.store.search(self.scope, query, k=k, match=match)
         with self._lock:
             self._sync()
             pages = self._shown_pages()
+            matches = self._by_meaning_too(matches, query, k)
         hits = []
         for found in matches:
             turn = found.turn
@@ -552,6 +573,22 @@ class OpticalMemory:
                 )
             )
         return hits
+
+    def _by_meaning_too(self, matches: list[SearchMatch], query: str, k: int) -> list[SearchMatch]:
+        """``matches`` fused with the turns nearest ``query`` by meaning when the memory has an embedder (call under
+        the lock, after ``_sync``)."""
+        if self._vectors is None:
+            return matches
+        return self._vectors.fuse(matches, query, k, self._turns, key=self._key, version=self._version)
+
+    def backfill(self, *, batch_size: int = 64, progress: bool = True) -> int:
+        """Embed the session's turns that have no vector yet (stored before the memory had an embedder, or by a
+        memory without one), ``batch_size`` at a time with a tqdm progress bar (``progress=False``: none), each
+        batch in one transaction; returns how many turns it embedded. Until then those turns are found by their
+        words only. ``ValueError`` without an embedder."""
+        if self._vectors is None:
+            raise ValueError("backfill needs an embedder: open the memory with embedder=…")
+        return self._vectors.backfill(self.turns, batch_size=batch_size, progress=progress)
 
     async def asearch(self, query: str, k: int = 10, *, match: str = "all") -> list[SearchHit]:
         """``search`` without blocking the event loop."""
@@ -659,7 +696,8 @@ class OpticalMemory:
 
     def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
         """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES):
-        one search for the query's rarest words (QUERY_POSTINGS)."""
+        one search for the query's rarest words (QUERY_POSTINGS), fused with the turns nearest the whole query by
+        meaning when the memory has an embedder."""
         terms: list[str] = []
         postings = 0
         with self._lock:
@@ -671,9 +709,12 @@ class OpticalMemory:
                 terms.append(term)
                 postings += counts[term]
             pages = self._shown_pages()
-        if not terms:
+        if not terms and self._vectors is None:
             return ()
         matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
+        with self._lock:
+            self._sync()
+            matches = self._by_meaning_too(matches, query, QUERY_HITS)
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
         cues: dict[int, float] = {}
@@ -920,10 +961,12 @@ def open_memory(
     consumer: BaseConsumer,
     hot_turns: int,
     policy: ForgettingPolicy | None,
+    embedder: Embedder | None = None,
 ) -> OpticalMemory:
     """The memory of ``session`` whatever provider it was first rendered for: new sessions in ``consumer``'s preset
     style, existing ones in the preset they were sealed with, so their pages stay and only the pricing changes
-    (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
+    (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen). ``embedder``: as for
+    ``OpticalMemory``."""
     validate_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
     info = store.session(Scope(user, session))
@@ -938,7 +981,8 @@ def open_memory(
             )
         style = matches[0]
     return OpticalMemory(
-        store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style
+        store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style,
+        embedder=embedder,
     )
 
 

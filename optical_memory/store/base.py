@@ -2,8 +2,8 @@
 
 Turns are the source of truth; pages are derived (sealed once, never rewritten except for ``forget_pixels``) and
 their images are content-addressed by ``Page.render_key``, so an identical page is rendered and stored once.
-Every ``commit`` is one transaction: a turn, its words in the full-text index and the pages it seals land together
-or not at all. Concurrency is optimistic: a commit names the turn count it was computed against and fails with
+Every ``commit`` is one transaction: a turn, its words in the full-text index, its vector (when the memory has an
+embedder) and the pages it seals land together or not at all. Concurrency is optimistic: a commit names the turn count it was computed against and fails with
 ``StaleSession`` when another writer got there first, so the memory reloads and recomputes instead of sealing pages
 from a stale view. Every write bumps the session's ``version``, so a reader tells whether anything changed from one
 small row.
@@ -19,9 +19,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from optical_memory.core.types import LineBox, Page, Role, Turn, TurnSegment
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(RuntimeError):
@@ -86,6 +88,32 @@ class SearchMatch:
 
     turn: Turn
     score: float
+
+
+@dataclass(frozen=True, eq=False)
+class TurnVector:
+    """A turn's embedding as stored: the name of the model that made it (``Embedder.name``) and its vector."""
+
+    model: str
+    vector: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class StoredVectors:
+    """Vectors of one session as ``Store.vectors`` reads them: those written after ``after_seq``, in write order.
+
+    ``seq`` numbers writes within a session in commit order, so a reader that remembers ``last_seq`` reads only what
+    is new next time; ``count`` is how many the session holds in all (fewer than the reader has seen: some were
+    dropped). ``model`` is the one model of the session's vectors (``None``: it has none).
+    """
+
+    model: str | None
+    count: int
+    last_seq: int
+    turns: np.ndarray
+    """Turn index of each row, ``int64``."""
+    matrix: np.ndarray
+    """One ``float32`` vector per row, shape ``(len(turns), dimension)`` (``(0, 0)`` when there are none)."""
 
 
 @dataclass(frozen=True)
@@ -185,13 +213,14 @@ class Store(ABC):
         *,
         expected_turns: int,
         style_key: str,
+        vector: TurnVector | None = None,
     ) -> int:
-        """Atomically append ``turn`` (its index must be ``expected_turns``) with its words in the search index,
-        seal ``pages`` with their images, and return the session's new version. A session without a row gets one
-        (rendered in ``style_key``) when this is its first turn.
+        """Atomically append ``turn`` (its index must be ``expected_turns``) with its words in the search index and
+        its ``vector`` (if given), seal ``pages`` with their images, and return the session's new version. A session
+        without a row gets one (rendered in ``style_key``) when this is its first turn.
 
         Raises ``StaleSession`` when the session no longer has ``expected_turns`` turns, ``ValueError`` when it was
-        created in another style.
+        created in another style or ``vector`` is of another model or dimension than the session's vectors.
         """
 
     @abstractmethod
@@ -215,13 +244,35 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def vector_model(self, scope: Scope) -> tuple[str, int] | None:
+        """(model name, dimension) of the session's vectors, or ``None`` when it has none."""
+
+    @abstractmethod
+    def vectors(self, scope: Scope, *, after_seq: int = 0) -> StoredVectors:
+        """The session's vectors written after ``after_seq`` (all of them by default), in write order."""
+
+    @abstractmethod
+    def add_vectors(self, scope: Scope, model: str, vectors: Sequence[tuple[int, np.ndarray]]) -> int:
+        """Store ``(turn index, vector)`` pairs of ``model`` for turns that have none yet, in one transaction (a turn
+        that got one meanwhile keeps it); returns how many were written. ``ValueError`` for a turn the session does
+        not have, or another model or dimension than the session's vectors."""
+
+    @abstractmethod
+    def missing_vectors(self, scope: Scope) -> list[int]:
+        """Indices of the session's turns that have no vector, ascending."""
+
+    @abstractmethod
+    def drop_vectors(self, scope: Scope) -> int:
+        """Erase every vector of the session (to embed it again with another model); returns how many."""
+
+    @abstractmethod
     def clear(self, scope: Scope) -> Erased:
         """Erase one stream (``scope``, the conversation or a companion) as ``delete_session`` erases a session."""
 
     @abstractmethod
     def delete_session(self, user: str, session: str) -> Erased:
-        """Erase a session and its companions: turns, their search index rows, pages, images no other session
-        shows, and the session rows. What remains on disk afterwards is the backend's to say (its docstring)."""
+        """Erase a session and its companions: turns, their search index rows and vectors, pages, images no other
+        session shows, and the session rows. What remains on disk afterwards is the backend's to say (its docstring)."""
 
     @abstractmethod
     def sessions(self, user: str | None = None) -> list[Scope]:

@@ -15,8 +15,8 @@ configuration, so both backends search the same words. Use a dedicated database,
 Deletion (``delete_session``, ``clear``) commits in one transaction, after which no query sees the erased rows.
 PostgreSQL has no secure delete: the dead row versions stay in the table, index and TOAST pages until ``VACUUM``
 reclaims them and later writes reuse the space, and in the WAL, its archives, replicas and backups for as long as
-those are kept. Where erasure must reach the disk, run ``VACUUM (FULL)`` on ``turns``, ``pages``, ``images`` and
-``sessions`` (it rewrites them) and keep WAL and backup retention to what your policy allows.
+those are kept. Where erasure must reach the disk, run ``VACUUM (FULL)`` on ``turns``, ``turn_vectors``, ``pages``,
+``images`` and ``sessions`` (it rewrites them) and keep WAL and backup retention to what your policy allows.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ The version lives in ``meta`` (``schema_version``). Layouts:
   transaction (SQLite: an FTS5 table ``turn_words`` whose rowid is the turn's ``id``; PostgreSQL: a ``tsvector``
   column ``words`` under a GIN index). v1 sessions named ``<id>#system`` that hold only system turns and no pages
   (what v1's LangChain history wrote) become the ``system`` companion of ``<id>``; any other name is kept as it is.
+- v3: ``turn_vectors`` keeps turns' embeddings for semantic search (written in the turn's transaction when the
+  memory has an embedder, or later by ``backfill``): one row per turn (``sid``, ``idx``), the model's name and the
+  vector as little-endian ``float32`` bytes (SQLite ``BLOB``, PostgreSQL ``BYTEA``), numbered by ``seq`` in the
+  order they were written. Existing turns get no vector by migrating; ``OpticalMemory.backfill`` embeds them.
 
 Migrations run inside the caller's transaction, so a failure leaves the store exactly as it was.
 """
@@ -57,6 +61,7 @@ def create_statements(types: ColumnTypes) -> list[str]:
         *_session_tables(types),
         "CREATE INDEX pages_by_image ON pages (image_key)",
         f"CREATE TABLE images (key TEXT PRIMARY KEY, data {types.blob} NOT NULL)",
+        *_vector_tables(types),
     ]
 
 
@@ -79,6 +84,19 @@ def _session_tables(types: ColumnTypes) -> list[str]:
             image_key TEXT NOT NULL, image_tier TEXT,
             CONSTRAINT page_position PRIMARY KEY (sid, idx))""",
         *types.word_index,
+    ]
+
+
+def _vector_tables(types: ColumnTypes) -> list[str]:
+    # seq is assigned while the writer holds its session's row lock, so within a session it follows commit order:
+    # a reader that has seen up to seq n never finds a row below n committed later.
+    return [
+        f"""CREATE TABLE turn_vectors (
+            seq {types.identity} CONSTRAINT turn_vector_key PRIMARY KEY{types.never_reused},
+            sid {types.integer} NOT NULL, idx {types.integer} NOT NULL, model TEXT NOT NULL,
+            vector {types.blob} NOT NULL,
+            CONSTRAINT turn_vector_position UNIQUE (sid, idx))""",
+        "CREATE INDEX turn_vectors_by_write ON turn_vectors (sid, seq)",
     ]
 
 
@@ -204,4 +222,9 @@ def _v1_name(query: Query, user_id: str, session_id: str) -> tuple[str, str]:
     return session_id, ""
 
 
-_MIGRATIONS: dict[int, Callable[[Query, ColumnTypes, InsertTurn], None]] = {0: _v0_to_v1, 1: _v1_to_v2}
+def _v2_to_v3(query: Query, types: ColumnTypes, _insert_turn: InsertTurn) -> None:
+    for statement in _vector_tables(types):
+        query(statement, ())
+
+
+_MIGRATIONS: dict[int, Callable[[Query, ColumnTypes, InsertTurn], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}

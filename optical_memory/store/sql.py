@@ -3,9 +3,9 @@
 A backend supplies the connection and its transactions (``_run``, which retries transient lock conflicts), the row
 and image locks its concurrency model needs, how verbatim text is stored, its full-text index of turns' words, and how
 driver errors read to the user. Everything else — argument checks, optimistic concurrency, session versions,
-content-addressed images, schema versions — lives here, so both backends keep one contract. Every statement is
-parameterised (``?`` placeholders); the only text spliced into SQL is fixed: column types from ``schema`` and column
-names chosen here.
+content-addressed images, turns' vectors, schema versions — lives here, so both backends keep one contract. Every
+statement is parameterised (``?`` placeholders); the only text spliced into SQL is fixed: column types from
+``schema`` and column names chosen here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
 
 from optical_memory.core.types import Page, Role, Turn
 from optical_memory.core.validation import validate_int, validate_timestamp
@@ -25,7 +27,9 @@ from optical_memory.store.base import (
     StaleSession,
     Store,
     StoredPage,
+    StoredVectors,
     StoreError,
+    TurnVector,
     page_from_json,
     page_to_json,
     turn_from_row,
@@ -200,11 +204,17 @@ class SQLStore(Store):
         *,
         expected_turns: int,
         style_key: str,
+        vector: TurnVector | None = None,
     ) -> int:
         _check_scope(scope)
         validate_int(expected_turns, field_name="expected_turns", minimum=0)
         _check_key(style_key, "style_key")
         turn_row = None if turn is None else self._turn_row(turn, expected_turns)
+        if vector is not None and not isinstance(vector, TurnVector):
+            raise TypeError(f"vector must be a TurnVector or None, got {type(vector).__name__}")
+        if vector is not None and turn is None:
+            raise ValueError("vector is a turn's embedding: it needs a turn to commit with")
+        vector_bytes = None if vector is None else _vector_bytes(vector.model, vector.vector, "vector")
         page_rows = _page_rows(pages, turns_after=expected_turns + (turn is not None))
 
         def write(query: Query) -> int:
@@ -231,6 +241,12 @@ class SQLStore(Store):
                     )
             if turn_row is not None:
                 self._insert_turn(query, sid, turn_row)
+            if vector_bytes is not None:
+                self._check_vector_model(query, scope, sid, vector.model, len(vector_bytes))  # type: ignore[union-attr]
+                query(
+                    "INSERT INTO turn_vectors (sid, idx, model, vector) VALUES (?, ?, ?, ?)",
+                    (sid, expected_turns, vector.model, vector_bytes),  # type: ignore[union-attr]
+                )
             for index, first_turn, last_turn, page_json, key, image in page_rows:
                 if image:
                     query("INSERT INTO images (key, data) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, image))
@@ -300,6 +316,126 @@ class SQLStore(Store):
 
         return [SearchMatch(self._turn_from_row(row[:6]), float(row[6])) for row in self._run(read, write=False)]
 
+    # -- turns' vectors -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_vector_model(query: Query, scope: Scope, sid: int, model: str, size: int) -> None:
+        """``ValueError`` unless vectors of ``model`` with ``size`` bytes may join the session's (one model each)."""
+        row = query("SELECT model, LENGTH(vector) FROM turn_vectors WHERE sid = ? LIMIT 1", (sid,)).fetchone()
+        if row is not None and (row[0], int(row[1])) != (model, size):
+            raise ValueError(
+                f"vector model {model!r} ({size // 4} dimensions) is not the model of session"
+                f" {scope.user!r}/{scope.session!r}'s vectors, {row[0]!r} ({int(row[1]) // 4} dimensions): use that"
+                " embedder, or drop_vectors and backfill with the new one"
+            )
+
+    def vector_model(self, scope: Scope) -> tuple[str, int] | None:
+        _check_scope(scope)
+
+        def read(query: Query) -> Any:
+            found = self._find(query, scope)
+            if found is None:
+                return None
+            return query("SELECT model, LENGTH(vector) FROM turn_vectors WHERE sid = ? LIMIT 1", (found[0],)).fetchone()
+
+        row = self._run(read, write=False)
+        return None if row is None else (row[0], int(row[1]) // 4)
+
+    def vectors(self, scope: Scope, *, after_seq: int = 0) -> StoredVectors:
+        _check_scope(scope)
+        validate_int(after_seq, field_name="after_seq", minimum=0)
+
+        def read(query: Query) -> tuple[int, list[Any], Any]:
+            found = self._find(query, scope)
+            if found is None:
+                return 0, [], None
+            (count,) = query("SELECT COUNT(*) FROM turn_vectors WHERE sid = ?", (found[0],)).fetchone()
+            rows = query(
+                "SELECT seq, idx, vector FROM turn_vectors WHERE sid = ? AND seq > ? ORDER BY seq", (found[0], after_seq)
+            ).fetchall()
+            model = query("SELECT model FROM turn_vectors WHERE sid = ? LIMIT 1", (found[0],)).fetchone()
+            return int(count), rows, model
+
+        count, rows, model = self._run(read, write=False)
+        blobs = [bytes(row[2]) for row in rows]
+        size = len(blobs[0]) if blobs else 0
+        if any(len(blob) != size for blob in blobs) or size % 4:
+            raise StoreError(f"store {self.where}: vectors of session {scope!r} differ in size; the store is damaged")
+        return StoredVectors(
+            model=None if model is None else model[0],
+            count=count,
+            last_seq=int(rows[-1][0]) if rows else after_seq,
+            turns=np.array([row[1] for row in rows], dtype=np.int64),
+            matrix=np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32).reshape(len(rows), size // 4),
+        )
+
+    def add_vectors(self, scope: Scope, model: str, vectors: Sequence[tuple[int, np.ndarray]]) -> int:
+        _check_scope(scope)
+        if isinstance(vectors, (str, bytes)) or not isinstance(vectors, Sequence):
+            raise TypeError(f"vectors must be a sequence of (turn index, vector) pairs, got {type(vectors).__name__}")
+        rows = []
+        for position, entry in enumerate(vectors):
+            if not (isinstance(entry, tuple) and len(entry) == 2):
+                raise TypeError(f"vectors[{position}] must be a (turn index, vector) pair, got {type(entry).__name__}")
+            index = validate_int(entry[0], field_name=f"vectors[{position}] turn index", minimum=0)
+            rows.append((index, _vector_bytes(model, entry[1], f"vectors[{position}]")))
+        if len({len(blob) for _, blob in rows}) > 1:
+            raise ValueError("vectors must all have the same dimension")
+        if not rows:
+            return 0
+
+        def write(query: Query) -> int:
+            found = self._find(query, scope, lock=True)
+            if found is None:
+                raise ValueError(f"session {scope.user!r}/{scope.session!r} is not stored")
+            sid = found[0]
+            self._check_vector_model(query, scope, sid, model, len(rows[0][1]))
+            (turn_count,) = query("SELECT COALESCE(MAX(idx) + 1, 0) FROM turns WHERE sid = ?", (sid,)).fetchone()
+            written = 0
+            for index, blob in rows:
+                if index >= turn_count:
+                    raise ValueError(f"session {scope.user!r}/{scope.session!r} has no turn {index} ({turn_count} turns)")
+                written += query(
+                    "INSERT INTO turn_vectors (sid, idx, model, vector) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (sid, index, model, blob),
+                ).rowcount
+            if written:
+                self._bump(query, sid)
+            return written
+
+        return self._run(write, write=True)
+
+    def missing_vectors(self, scope: Scope) -> list[int]:
+        _check_scope(scope)
+
+        def read(query: Query) -> list[Any]:
+            found = self._find(query, scope)
+            if found is None:
+                return []
+            return query(
+                "SELECT t.idx FROM turns t WHERE t.sid = ? AND NOT EXISTS"
+                " (SELECT 1 FROM turn_vectors v WHERE v.sid = t.sid AND v.idx = t.idx) ORDER BY t.idx",
+                (found[0],),
+            ).fetchall()
+
+        return [int(index) for (index,) in self._run(read, write=False)]
+
+    def drop_vectors(self, scope: Scope) -> int:
+        _check_scope(scope)
+
+        def write(query: Query) -> int:
+            found = self._find(query, scope, lock=True)
+            if found is None:
+                return 0
+            dropped = query("DELETE FROM turn_vectors WHERE sid = ?", (found[0],)).rowcount
+            if dropped:
+                self._bump(query, found[0])
+            return dropped
+
+        return self._run(write, write=True)
+
+    # -- erasing ---------------------------------------------------------------------------------------------------
+
     def clear(self, scope: Scope) -> Erased:
         _check_scope(scope)
         return self._erase([scope])
@@ -319,6 +455,7 @@ class SQLStore(Store):
                 sid = found[0]
                 keys = [key for (key,) in query("SELECT DISTINCT image_key FROM pages WHERE sid = ?", (sid,)).fetchall()]
                 self._erase_words(query, sid)
+                query("DELETE FROM turn_vectors WHERE sid = ?", (sid,))
                 turns = query("DELETE FROM turns WHERE sid = ?", (sid,)).rowcount
                 pages = query("DELETE FROM pages WHERE sid = ?", (sid,)).rowcount
                 query("DELETE FROM sessions WHERE id = ?", (sid,))
@@ -418,6 +555,18 @@ def _page_rows(pages: Sequence[tuple[Page, bytes]], *, turns_after: int) -> list
         _check_encodable(page_json, f"pages[{position}] text")
         rows.append((page.index, min(turns), max(turns), page_json, page.render_key, bytes(image)))
     return rows
+
+
+def _vector_bytes(model: object, vector: object, field_name: str) -> bytes:
+    """``vector`` as stored: little-endian ``float32`` bytes, checked (one dimension, finite) with its model name."""
+    _check_key(model, f"{field_name} model")
+    if not isinstance(vector, np.ndarray):
+        raise TypeError(f"{field_name} must be a numpy array, got {type(vector).__name__}")
+    if vector.ndim != 1 or not vector.size or vector.dtype.kind != "f":
+        raise ValueError(f"{field_name} must be a non-empty one-dimensional float array, got {vector.dtype} {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{field_name} has NaN or infinite components")
+    return vector.astype("<f4").tobytes()
 
 
 def _check_scope(scope: object) -> None:

@@ -41,8 +41,8 @@ class SQLiteStore(SQLStore):
     a commit that would grow it further fails with ``StoreError`` ("disk full") and changes nothing.
 
     Deletion (``delete_session``, ``clear``): ``secure_delete`` is on for every connection that writes, so the
-    database pages that held erased turns, index entries, pages and images are overwritten with zeros as they are
-    freed, not left in the file's free list; the word index is then merged into new segments (FTS5 ``optimize``:
+    database pages that held erased turns, index entries, vectors, pages and images are overwritten with zeros as
+    they are freed, not left in the file's free list; the word index is then merged into new segments (FTS5 ``optimize``:
     its older segments would otherwise still hold the erased words), and the WAL is checkpointed and truncated so
     no old copy of a page stays in it. Not covered: a reader in another connection that holds an older snapshot
     (the WAL is then truncated at a later checkpoint), copies of the file (backups, the filesystem's or the SSD's

@@ -1,20 +1,23 @@
 """Sessions in the store, on both backends: companions in a namespace of their own, versions that tell a reader
-what changed, deletion that erases everything derived from a session, and the v1 → v2 migration."""
+what changed, deletion that erases everything derived from a session, and the v1 → v2 → v3 migrations."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_page
 from PIL import Image
 
 from optical_memory.core.imaging import encode_png
 from optical_memory.core.types import Role, Turn
-from optical_memory.store.base import SCHEMA_VERSION, Erased, Scope, StoredPage, page_to_json
+from optical_memory.store.base import SCHEMA_VERSION, Erased, Scope, StoredPage, TurnVector, page_to_json
 
 STYLE = "style-a"
 SECRET = "zebrafinch4471"
+# A vector whose bytes are easy to find in a file: 0x1C2B3A49 repeated (a normal float32, about 5.7e-22).
+SECRET_VECTOR = np.frombuffer(bytes.fromhex("493a2b1c") * 96, dtype="<f4").astype(np.float32)
 
 
 def turn(index: int, text: str, role: Role = Role.USER) -> Turn:
@@ -25,10 +28,11 @@ def png(shade: int) -> bytes:
     return encode_png(Image.new("L", (32, 16), shade))
 
 
-def add(store, scope: Scope, *texts: str, role: Role = Role.USER) -> None:
+def add(store, scope: Scope, *texts: str, role: Role = Role.USER, vector: np.ndarray | None = None) -> None:
     start = store.session(scope).turns if store.session(scope) else 0
     for index, text in enumerate(texts, start):
-        store.commit(scope, turn(index, text, role), [], expected_turns=index, style_key=STYLE)
+        embedding = None if vector is None else TurnVector("test-model", vector)
+        store.commit(scope, turn(index, text, role), [], expected_turns=index, style_key=STYLE, vector=embedding)
 
 
 def test_a_companion_is_its_own_namespace_whatever_the_session_id(store_backend):
@@ -77,17 +81,19 @@ def test_delete_session_erases_turns_index_pages_and_images_but_not_shared_ones(
     alice, companion, bob = Scope("alice", "s1"), Scope("alice", "s1", "system"), Scope("bob", "s1")
     with store_backend.open() as store:
         for scope in (alice, bob):
-            add(store, scope, f"{scope.user} says {SECRET}" if scope is alice else "bob's own words", "second")
+            add(store, scope, f"{scope.user} says {SECRET}" if scope is alice else "bob's own words", "second",
+                vector=SECRET_VECTOR if scope is alice else np.ones(96, dtype=np.float32))
             shared, own = make_page(0, turns=(0,), text="same page"), make_page(1, turns=(1,), text=f"{scope.user}")
             store.commit(scope, None, [(shared, png(1)), (own, png(2 + (scope is bob)))], expected_turns=2,
                          style_key=STYLE)
-        add(store, companion, "be brief", role=Role.SYSTEM)
-        assert store.search(alice, SECRET)
+        add(store, companion, "be brief", role=Role.SYSTEM, vector=SECRET_VECTOR)
+        assert store.search(alice, SECRET) and (store.vectors(alice).count, store.vectors(companion).count) == (2, 1)
         erased = store.delete_session("alice", "s1")
         assert erased == Erased(scopes=2, turns=3, pages=2, images=1)
         assert store.session(alice) is None and store.session(companion) is None
         assert store.load(alice) == store.load(companion) == ([], [])
         assert store.search(alice, SECRET) == [] and store.sessions() == [bob]
+        assert store.vectors(alice).count == store.vectors(companion).count == 0 and store.vectors(bob).count == 2
         bob_pages = store.load(bob)[1]
         assert all(store.has_image(stored.image_key) for stored in bob_pages)  # the shared image survived
         assert store.delete_session("alice", "s1") == Erased(0, 0, 0, 0)
@@ -97,6 +103,7 @@ def test_delete_session_erases_turns_index_pages_and_images_but_not_shared_ones(
         assert counts == [(2, 2, 2, 2)]
     else:
         assert store_backend.raw("SELECT COUNT(*) FROM turns") == [(2,)]
+    assert store_backend.raw("SELECT COUNT(*) FROM turn_vectors") == [(2,)]
 
 
 def test_sqlite_delete_leaves_no_copy_of_the_session_in_the_file_or_its_wal(tmp_path):
@@ -105,13 +112,14 @@ def test_sqlite_delete_leaves_no_copy_of_the_session_in_the_file_or_its_wal(tmp_
     path = tmp_path / "erase.db"
     alice = Scope("alice", "s1")
     with SQLiteStore(path) as store:
-        add(store, alice, *[f"turn {i}: the code is {SECRET}, keep it" for i in range(30)])
+        add(store, alice, *[f"turn {i}: the code is {SECRET}, keep it" for i in range(30)], vector=SECRET_VECTOR)
         store.commit(alice, None, [(make_page(0, turns=(0,), text=f"page text {SECRET}"), png(3))], expected_turns=30,
                      style_key=STYLE)
         add(store, Scope("bob", "s1"), *[f"bob turn {i}" for i in range(30)])
-        assert SECRET.encode() in _file_bytes(path)
+        assert SECRET.encode() in _file_bytes(path) and SECRET_VECTOR.tobytes() in _file_bytes(path)
         store.delete_session("alice", "s1")
         assert SECRET.encode() not in _file_bytes(path)
+        assert bytes.fromhex("493a2b1c") * 4 not in _file_bytes(path)
         assert store.integrity_check() == ["ok"]
         assert len(store.load(Scope("bob", "s1"))[0]) == 30 and store.search(Scope("bob", "s1"), "bob turn 29")
 
@@ -156,7 +164,7 @@ def _write_v1_store(backend) -> None:
 def test_a_v1_store_is_migrated_with_its_companions_and_search_index(store_backend):
     _write_v1_store(store_backend)
     with store_backend.open() as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         assert store.sessions() == [Scope("alice", "s1"), Scope("alice", "x#system")]
         assert store.scopes("alice", "s1") == [Scope("alice", "s1"), Scope("alice", "s1", "system")]
         assert [t.content for t in store.load(Scope("alice", "s1", "system"))[0]] == ["Answer in French"]
@@ -168,7 +176,8 @@ def test_a_v1_store_is_migrated_with_its_companions_and_search_index(store_backe
             "a real session named x#system"]
         store.commit(Scope("alice", "s1"), turn(2, "and a hotel"), [], expected_turns=2, style_key=STYLE)
         assert store.search(Scope("alice", "s1"), "hotel")[0].turn.index == 2
-    assert store_backend.raw("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+        assert store.missing_vectors(Scope("alice", "s1")) == [0, 1, 2]  # migrated turns are embedded by backfill
+    assert store_backend.raw("SELECT value FROM meta WHERE key = 'schema_version'") == [("3",)]
 
 
 @pytest.mark.parametrize(
