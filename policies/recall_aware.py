@@ -18,15 +18,23 @@ looked at, so its cost follows the pages a context can show, not the length of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Sequence
 
 import numpy as np
 
-from optical_memory.core.types import Consumer, Page
+from optical_memory.core.types import Consumer, Page, pages_in_common
 from optical_memory.core.validation import validate_budget
 from optical_memory.policies.base import ForgettingPolicy, Levels, base_levels
-from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model, view_choices, view_prices
+from optical_memory.policies.reading import (
+    ReadingGate,
+    ReadingModel,
+    _gate_key,
+    reading_model,
+    view_choices,
+    view_prices,
+)
 
 # λ is expected recalled text tokens per token spent: a coarse grid over every ratio a page can have, then two
 # finer grids between the last λ that overspends and the first that fits.
@@ -52,6 +60,62 @@ def expected_recalled_tokens(
     return sum(view_value(consumer, gate, page, level) for page, level in zip(pages, levels))
 
 
+# A kept price sequence is extended by at most this many pages; a sequence that differs earlier is priced from
+# its newest page back, as far as the budget reaches, and not kept.
+_EXTEND_AT_MOST = 64
+
+
+class _PagePrices:
+    """Every page's tokens and expected recalled text tokens at every level (``view_prices``) as arrays, oldest
+    first, kept between calls per consumer and gate and extended as a session grows.
+
+    The memory passes every page on every ``context`` call and the budget is looked at from the newest page back:
+    fetching each candidate's prices from the per-page cache cost more than the optimiser's arrays. Pages are
+    immutable, so the leading pages a sequence shares with a kept one (``pages_in_common``) keep their rows and
+    only the rest are priced. A few sequences are kept per consumer and gate (a cue's policy sees the session
+    without its cued pages).
+    """
+
+    _KEPT = 4
+
+    def __init__(self) -> None:
+        # Newest first per key; replaced as a whole, so a thread reading it never sees half an update.
+        self._entries: dict[tuple[Any, ...], tuple[tuple[list[Page], np.ndarray, np.ndarray, np.ndarray], ...]] = {}
+
+    def of(
+        self, pages: Sequence[Page], consumer: Consumer, gate: ReadingGate
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(costs, values, cheapest) of ``pages``, one row per page, one column per level; ``cheapest[p][c]`` is
+        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when ``pages`` shares too few leading
+        pages with every kept sequence (a cue's, without an old page): pricing them all would cost more than
+        looking at the newest ones one by one."""
+        key = _gate_key(consumer, gate)
+        kept = self._entries.get(key, ())
+        depth = len(consumer.tiers)
+        shared, known = 0, None
+        for entry in kept:
+            common = pages_in_common(entry[0], pages)
+            if known is None or common > shared:
+                shared, known = common, entry
+        if known is not None and shared == len(known[0]) == len(pages):
+            return known[1], known[2], known[3]
+        if known is not None and len(pages) - shared > _EXTEND_AT_MOST:
+            return None
+        added = list(islice(pages, shared, None))
+        rows = [view_prices(consumer, page, gate) for page in added]
+        costs = np.array([row for row, _ in rows], dtype=np.int64).reshape(len(added), depth)
+        values = np.array([worth for _, worth in rows], dtype=float).reshape(len(added), depth)
+        cheapest = np.minimum.accumulate(costs[:, ::-1], axis=1)[:, ::-1]
+        if known is not None:
+            costs, values, cheapest = (np.concatenate([old[:shared], new]) for old, new in
+                                       ((known[1], costs), (known[2], values), (known[3], cheapest)))
+        # The entry this one extends is kept only where it holds pages this one does not.
+        superseded = known if known is not None and shared == len(known[0]) else None
+        entry = ((known[0][:shared] if known is not None else []) + added, costs, values, cheapest)
+        self._entries = {**self._entries, key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
+        return costs, values, cheapest
+
+
 @dataclass(frozen=True)
 class RecallAwareBudget(ForgettingPolicy):
     """Fit the budget while keeping the most expected recalled text; older pages are never sharper than newer.
@@ -66,6 +130,7 @@ class RecallAwareBudget(ForgettingPolicy):
     model: ReadingModel | None = None
     base: ForgettingPolicy | None = None
     unbudgeted: ForgettingPolicy | None = None
+    _prices: _PagePrices = field(default_factory=_PagePrices, init=False, repr=False, compare=False)
 
     def choose(
         self,
@@ -87,33 +152,50 @@ class RecallAwareBudget(ForgettingPolicy):
         if gate is None:
             gate = ReadingGate(self.model if self.model is not None else reading_model(consumer), 0.0)
         count = len(pages)
-        costs: list[list[int]] = []
-        values: list[list[float]] = []
-        floors: list[int] = []
-        cheapest_total = 0
-        # Newest first: a page can be shown only if it and every newer page fit at their cheapest views.
-        for position in range(count):
-            index = count - 1 - position
-            cap = 0 if caps is None else caps[index]
-            if cap is None:
-                break
-            row, worth = view_prices(consumer, pages[index], gate)
-            cheapest_total += min(row[cap:])
-            if cheapest_total > budget:
-                break
-            costs.append(row)
-            values.append(worth)
-            floors.append(cap)
         levels: Levels = [None] * count
+        # Newest first: a page can be shown only if base shows it and every newer page, and it and every newer page
+        # fit at their cheapest views.
+        allowed = count if caps is None or None not in caps else caps[::-1].index(None)
+        if not allowed:
+            return levels
+        newest = slice(count - 1, count - 1 - allowed if allowed < count else None, -1)
+        floors = [0] * allowed if caps is None else caps[newest]
+        prices = self._prices.of(pages, consumer, gate)
+        if prices is None:
+            costs, values = _newest_prices(pages[newest], floors, consumer, gate, budget)
+        else:
+            all_costs, all_values, all_cheapest = prices
+            spent = np.cumsum(all_cheapest[newest][np.arange(allowed), floors])
+            shown = int(np.searchsorted(spent, budget, side="right"))
+            newest = slice(count - 1, count - 1 - shown if shown < count else None, -1)
+            costs, values = all_costs[newest].tolist(), all_values[newest].tolist()
         if not costs:
             return levels
-        bounds = _optimise(costs, values, floors, budget)
+        bounds = _optimise(costs, values, floors[:len(costs)], budget)
         position = 0
         for rank, bound in enumerate(bounds):
             while position < bound:
                 levels[count - 1 - position] = rank
                 position += 1
         return levels
+
+
+def _newest_prices(
+    newest: Sequence[Page], floors: Sequence[int], consumer: Consumer, gate: ReadingGate, budget: int
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Costs and values of the newest pages (``newest``, newest first, sharpest allowed levels ``floors``) that fit
+    the budget together at their cheapest views."""
+    costs: list[list[int]] = []
+    values: list[list[float]] = []
+    cheapest_total = 0
+    for page, floor in zip(newest, floors):
+        row, worth = view_prices(consumer, page, gate)
+        cheapest_total += min(row[floor:])
+        if cheapest_total > budget:
+            break
+        costs.append(row)
+        values.append(worth)
+    return costs, values
 
 
 def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int], budget: int) -> list[int]:
