@@ -205,23 +205,28 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with ΔV_r the prefix sums of
     (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
     """
-    depth = len(costs[0])
-    cost_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(costs, dtype=float), axis=0)]).T
-    value_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(values, dtype=float), axis=0)]).T
-    step_cost = cost_prefix - np.vstack([cost_prefix[1:], np.zeros_like(cost_prefix[:1])])
-    step_value = value_prefix - np.vstack([value_prefix[1:], np.zeros_like(value_prefix[:1])])
-    cap_array = np.asarray(caps)
+    depth, count = len(costs[0]), len(caps)
+    # Rows are ranks, columns the number of newest pages counted (0..count). Built in place: this runs on every
+    # context call and each array made costs about as much as the arithmetic on it.
+    cost_prefix = np.zeros((depth, count + 1))
+    cost_prefix[:, 1:] = np.cumsum(np.asarray(costs, dtype=float), axis=0).T
+    value_prefix = np.zeros((depth, count + 1))
+    value_prefix[:, 1:] = np.cumsum(np.asarray(values, dtype=float), axis=0).T
+    step_cost, step_value = cost_prefix.copy(), value_prefix.copy()
+    step_cost[:-1] -= cost_prefix[1:]
+    step_value[:-1] -= value_prefix[1:]
     # B[r] may not pass the first page whose cap is blurrier than r.
-    limits = [int(np.argmax(cap_array > r)) if (cap_array > r).any() else len(caps) for r in range(depth)]
+    blurrier = np.asarray(caps)[None, :] > np.arange(depth)[:, None]
+    limit_array = np.where(blurrier.any(axis=1), blurrier.argmax(axis=1), count)
+    limits = limit_array.tolist()
 
-    positions = np.arange(len(caps) + 1)
-    barred = positions[None, :] > np.asarray(limits)[:, None]
+    positions = np.arange(count + 1)
+    barred = (positions[None, :] > limit_array[:, None])[:, None, :]
     ranks = np.arange(depth)
 
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Every rank's scores in one array operation: the DP below only chains them.
-        scores = np.where(barred[:, None, :], -np.inf,
-                          step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        scores = np.where(barred, -np.inf, step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
         best = scores[0]
         running_args = []
         for rank in range(1, depth):
@@ -233,9 +238,12 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         rows = np.arange(len(lambdas))
         for rank in range(depth - 1, 0, -1):
             bounds[:, rank - 1] = running_args[rank - 1][rows, bounds[:, rank]]
-        step_costs, step_values = step_cost[ranks, bounds], step_value[ranks, bounds]
-        total_cost = sum(step_costs[:, rank] for rank in range(depth))
-        total_value = sum(step_values[:, rank] for rank in range(depth))
+        # Costs are whole numbers, so their sum is exact in any order; values are added rank by rank as before.
+        total_cost = step_cost[ranks, bounds].sum(axis=1)
+        step_values = step_value[ranks, bounds]
+        total_value = step_values[:, 0].copy()
+        for rank in range(1, depth):
+            total_value += step_values[:, rank]
         return bounds, total_cost, total_value
 
     found = [solve(_LAMBDAS)]
@@ -259,13 +267,16 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         starts = []
     # The best assignment may lie under the convex hull the λ search walks (a dense old page readable only once a
     # sparse newer one is shown too): the newest pages all at one tier, as many as fit, are starts as well.
+    affordable = (cost_prefix <= budget).sum(axis=1) - 1  # each row only grows: the most pages that fit at it
+    prefix_rows = cost_prefix.tolist()
     for rank in range(depth):
-        shown = min(limits[rank], int(np.searchsorted(cost_prefix[rank], budget, side="right")) - 1)
-        starts.append(([0] * rank + [shown] * (depth - rank), float(cost_prefix[rank][shown])))
+        shown = min(limits[rank], int(affordable[rank]))
+        starts.append(([0] * rank + [shown] * (depth - rank), prefix_rows[rank][shown]))
     # The same start fills the same way: fill each once.
     unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
     filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
-    return max(filled, key=lambda bounds: sum(step_value[rank][bound] for rank, bound in enumerate(bounds)))
+    step_rows = step_value.tolist()
+    return max(filled, key=lambda bounds: sum(step_rows[rank][bound] for rank, bound in enumerate(bounds)))
 
 
 def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], limits: list[int],
