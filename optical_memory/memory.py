@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -160,38 +161,47 @@ class _ForgottenViews:
 
     Most pages of a long session are such pages. Their views hold no pixels, only the page, the consumer's count of
     its text and one shared reason, so a page's view never changes and, as the session grows, a list of them only
-    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones.
+    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones, with
+    the running sum of their text tokens (what the report counts as forgotten).
     """
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[str, str], tuple[list[Page], list[PageView]]] = {}
+        self._kept: dict[tuple[str, str], tuple[list[Page], list[PageView], list[int]]] = {}
 
-    def older(self, consumer: BaseConsumer, pages: list[Page], aged: Sequence[int | None]) -> list[PageView]:
+    def older(self, consumer: BaseConsumer, pages: list[Page], aged: Sequence[int | None]) -> tuple[list[PageView], int]:
         """The views of ``pages`` (positions 0.. of ``aged``), all forgotten behind a newer forgotten page: by age
-        where ``aged`` forgets them too, else by the budget."""
+        where ``aged`` forgets them too, else by the budget; and the sum of their text tokens."""
         count = len(pages)
         by_age = aged[:count].count(None)
         if aged[:by_age].count(None) == by_age:  # the age schedule forgets the oldest pages, the budget the rest
-            forgotten = self._views(consumer, REASON_AGE, pages)[:by_age] if by_age else []
-            return forgotten + (self._views(consumer, REASON_BUDGET, pages)[by_age:count] if by_age < count else [])
-        by_age_views, by_budget_views = self._views(consumer, REASON_AGE, pages), self._views(consumer, REASON_BUDGET, pages)
-        return [by_age_views[i] if aged[i] is None else by_budget_views[i] for i in range(count)]
+            if by_age == count:
+                views, sums = self._views(consumer, REASON_AGE, pages)
+                return views[:count], sums[count]
+            forgotten = self._views(consumer, REASON_AGE, pages)[0][:by_age] if by_age else []
+            views, sums = self._views(consumer, REASON_BUDGET, pages)
+            return forgotten + views[by_age:count], sums[count]
+        (by_age_views, sums), (by_budget_views, _) = (self._views(consumer, REASON_AGE, pages),
+                                                      self._views(consumer, REASON_BUDGET, pages))
+        return [by_age_views[i] if aged[i] is None else by_budget_views[i] for i in range(count)], sums[count]
 
-    def _views(self, consumer: BaseConsumer, why: str, pages: list[Page]) -> list[PageView]:
-        """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``."""
+    def _views(self, consumer: BaseConsumer, why: str, pages: list[Page]) -> tuple[list[PageView], list[int]]:
+        """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``, and the running
+        sums of their text tokens (``sums[n]``: the first ``n`` views')."""
         key = (consumer.name, why)
-        known, views = self._kept.get(key, ([], []))
+        known, views, sums = self._kept.get(key, ([], [], [0]))
         shared = pages_in_common(known, pages)  # fewer than both: pages laid out anew, or the session recreated
         if shared < min(len(known), len(pages)):
-            known, views = known[:shared], views[:shared]
+            known, views, sums = known[:shared], views[:shared], sums[:shared + 1]
         if len(pages) > len(known):
             reason = _OLDER_THAN_FORGOTTEN[why]
             added = pages[len(known):]
             known = known + added
-            views = views + [PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
-                                      expected_recall=0.0) for page in added]
-            self._kept[key] = (known, views)  # replaced whole: a concurrent call reads the old lists or the new
-        return views
+            new = [PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0)
+                   for page in added]
+            views = views + new
+            sums = sums + list(itertools.accumulate((view.text_tokens for view in new), initial=sums[-1]))[1:]
+            self._kept[key] = (known, views, sums)  # replaced whole: a concurrent call reads the old lists or the new
+        return views, sums
 
 
 @dataclass(frozen=True)
@@ -783,25 +793,30 @@ class OpticalMemory:
         newest_forgotten = len(levels) - 1 - levels[::-1].index(None) if None in levels else -1
         for position in range(len(levels) - 1, newest_forgotten, -1):
             views[position] = show(position)
+        shown_views = views[newest_forgotten + 1:]
+        forgotten_tokens = 0
         if newest_forgotten >= 0:  # the newest forgotten page explains itself; the older ones share one reason
             page = pages[newest_forgotten]
             why = REASON_AGE if aged[newest_forgotten] is None else REASON_BUDGET
             reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
-                                            sum(view.tokens for view in views[newest_forgotten + 1:]))
+                                            sum(view.tokens for view in shown_views))
             views[newest_forgotten] = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
                                                expected_recall=0.0)
-            views[:newest_forgotten] = self._forgotten.older(consumer, pages[:newest_forgotten], aged)
+            views[:newest_forgotten], forgotten_tokens = self._forgotten.older(consumer, pages[:newest_forgotten], aged)
+            forgotten_tokens += views[newest_forgotten].text_tokens
             # Older pages shown after all are cued ones (page i is at position i), unless the policy says otherwise.
             shown = newest_forgotten - levels[:newest_forgotten].count(None)
             older = sorted((i for i in scores if i < newest_forgotten and levels[i] is not None), reverse=True)
             if len(older) != shown:
                 older = [position for position in range(newest_forgotten) if levels[position] is not None]
             for position in older:
+                forgotten_tokens -= views[position].text_tokens  # counted among the forgotten ones just above
                 views[position] = show(position)
+            shown_views = [views[position] for position in sorted(older)] + shown_views
         return Context(
             views,
             recent,
-            self._report(views, hot_tokens, budget, consumer, gate),
+            self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate),
             consumer,
             turns=turns,
             reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
@@ -900,17 +915,32 @@ class OpticalMemory:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
     def _report(
-        self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer, gate: ReadingGate
+        self,
+        shown: Sequence[PageView],
+        pages_total: int,
+        dropped_text_tokens: int,
+        hot_tokens: int,
+        budget: int | None,
+        consumer: BaseConsumer,
+        gate: ReadingGate,
     ) -> TokenReport:
+        """The report of a context whose ``shown`` views (oldest first) are all but ``pages_total - len(shown)``
+        forgotten pages holding ``dropped_text_tokens`` text tokens: the forgotten ones are most of a long session
+        and counted as they are kept (``_ForgottenViews``), not visited."""
         images: list[PageView] = []
         as_text: list[PageView] = []
-        dropped: list[PageView] = []
-        for view in views:
-            (dropped if view.level is None else as_text if view.as_text else images).append(view)
+        for view in shown:
+            (as_text if view.as_text else images).append(view)
         positions = None
         if isinstance(consumer, DeepSeekOCRConsumer):
-            positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
-        dropped_text_tokens = sum(v.text_tokens for v in dropped)
+            # The DeepEncoder's positions follow from a page's level and size alone: each distinct one worked out once.
+            known: dict[tuple[int | None, int, int], int] = {}
+            positions = 0
+            for view in images:
+                key = (view.level, view.page.width, view.page.height)
+                if key not in known:
+                    known[key] = consumer.decoder_positions(view.page, view.level)  # type: ignore[arg-type]
+                positions += known[key]
         return TokenReport(
             consumer=consumer.name,
             tokenizer=consumer.tokenizer,
@@ -921,10 +951,10 @@ class OpticalMemory:
             image_tokens=sum(v.tokens for v in images),
             fallback_text_tokens=sum(v.tokens for v in as_text),
             decoder_positions=positions,
-            pages_total=len(views),
+            pages_total=pages_total,
             pages_as_images=len(images),
             pages_as_text=len(as_text),
-            pages_dropped=len(dropped),
+            pages_dropped=pages_total - len(shown),
             dropped_text_tokens=dropped_text_tokens,
             expected_recall=_expected_recall([*images, *as_text], hot_tokens, dropped_text_tokens),
             min_recall=gate.min_recall,
