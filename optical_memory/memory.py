@@ -922,10 +922,12 @@ def open_memory(
     consumer: BaseConsumer,
     hot_turns: int,
     policy: ForgettingPolicy | None,
+    embedder: Embedder | None = None,
 ) -> OpticalMemory:
     """The memory of ``session`` whatever provider it was first rendered for: new sessions in ``consumer``'s preset
     style, existing ones in the preset they were sealed with, so their pages stay and only the pricing changes
-    (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen)."""
+    (``ValueError`` for a custom style, which only ``OpticalMemory`` itself can reopen). ``embedder``: as for
+    ``OpticalMemory``."""
     validate_options(hot_turns, policy)
     preferred = RenderStyle.preset(consumer.render_preset)
     info = store.session(Scope(user, session))
@@ -940,7 +942,8 @@ def open_memory(
             )
         style = matches[0]
     return OpticalMemory(
-        store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style
+        store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style,
+        embedder=embedder,
     )
 
 

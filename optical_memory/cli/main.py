@@ -170,10 +170,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(report_lines(ctx.report))
         print("\nsame memory, priced for each consumer (no budget):")
-        print(f"{'consumer':>25} {'pages as img':>13} {'image tok':>10} {'text tok':>9} {'compress':>9}")
+        width = max(map(len, consumer_names()))
+        print(f"{'consumer':>{width}} {'pages as img':>13} {'image tok':>10} {'text tok':>9} {'compress':>9}")
         for name in consumer_names():
             report = memory.context(consumer=name, now=now).report
-            print(f"{name:>25} {report.pages_as_images:>13} {report.image_tokens:>10} {report.paged_text_tokens:>9}"
+            print(f"{name:>{width}} {report.pages_as_images:>13} {report.image_tokens:>10} {report.paged_text_tokens:>9}"
                   f" {report.compression:>8.2f}x")
         write_pages(ctx, out)
         contact_sheet(ctx).save(out / "contact_sheet.png")

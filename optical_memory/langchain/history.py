@@ -30,6 +30,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.core.embedding import Embedder, check_embedder
 from optical_memory.core.types import Role
 from optical_memory.core.validation import validate_budget, validate_int
 from optical_memory.langchain.convert import LANGCHAIN
@@ -87,7 +88,9 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
     ``reserve`` is the tokens that prompt adds around it (the template's system message and question, the tool
     schemas bound to the model: ``count_tokens`` and ``count_tool_tokens`` measure them); ``messages`` then returns
     at most ``budget - reserve`` tokens. ``query`` cues the pages (``OpticalMemory.context``): by default the text
-    of the latest user message stored here, a string for a fixed query, ``None`` for none. Example::
+    of the latest user message stored here, a string for a fixed query, ``None`` for none. ``embedder`` (off by
+    default): search and cues by meaning as well as by words (``OpticalMemory``; ignored for a ready memory, which
+    has its own). Example::
 
         history = OpticalChatMessageHistory("user-42", "chat.db", consumer="anthropic", budget=8000, reserve=600)
     """
@@ -107,9 +110,12 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
         policy: ForgettingPolicy | None = None,
         preamble: str = PLAIN_PREAMBLE,
         query: Query = LATEST_USER_MESSAGE,
+        embedder: Embedder | None = None,
     ) -> None:
         super().__init__()
         self.query = check_query(query)
+        if embedder is not None:
+            check_embedder(embedder)
         if isinstance(store, OpticalMemory):
             if store.scope.session != session_id:
                 raise ValueError(
@@ -124,6 +130,7 @@ class OpticalChatMessageHistory(BaseChatMessageHistory):
                 consumer=get_consumer(DEFAULT_CONSUMER if consumer is None else consumer),
                 hot_turns=hot_turns,
                 policy=policy,
+                embedder=embedder,
             )
         self.session_id = session_id
         self.consumer: BaseConsumer = self.memory.consumer if consumer is None else get_consumer(consumer)

@@ -32,6 +32,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.core.embedding import Embedder, check_embedder
 from optical_memory.core.validation import validate_budget
 from optical_memory.langchain.convert import LANGCHAIN
 from optical_memory.langchain.provider import detect_consumer
@@ -80,7 +81,8 @@ class OpticalMemoryMiddleware(AgentMiddleware):
     ``search_memory`` tool. ``preamble``: the text before the pages (by default it mentions each of those tools only
     in calls that carry it). ``query``: what cues the pages of each call (``OpticalMemory.context``); by default
     (``LATEST_USER_MESSAGE``) the text of the thread's latest user message, a string for a fixed query, ``None``
-    for none. Example::
+    for none. ``embedder`` (e.g. ``MiniLMEmbedder()``, off by default) lets every thread's search and cues find
+    turns by meaning as well as by words (``OpticalMemory``). Example::
 
         agent = create_agent(model, tools, middleware=[OpticalMemoryMiddleware("memory.db", budget=8000)],
                              checkpointer=checkpointer)
@@ -99,9 +101,12 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         search_tool: bool = True,
         preamble: str | None = None,
         query: Query = LATEST_USER_MESSAGE,
+        embedder: Embedder | None = None,
     ) -> None:
         super().__init__()
         validate_options(hot_turns, policy)
+        if embedder is not None:
+            check_embedder(embedder)
         if not isinstance(user, str) or not user.strip():
             raise TypeError(f"user must be a non-empty string, got {user!r}")
         if preamble is not None and not isinstance(preamble, str):
@@ -114,6 +119,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
         self.user = user
         self.preamble = preamble
         self.query = check_query(query)
+        self.embedder = embedder
         self.tools = [*([recall_page(self)] if recall_tool else []), *([search_memory(self)] if search_tool else [])]
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._lock = threading.Lock()
@@ -134,6 +140,7 @@ class OpticalMemoryMiddleware(AgentMiddleware):
                     consumer=consumer or self.consumer or get_consumer(DEFAULT_CONSUMER),
                     hot_turns=self.hot_turns,
                     policy=self.policy,
+                    embedder=self.embedder,
                 )
                 known = {turn.metadata["identity"] for turn in memory.turns if "identity" in turn.metadata}
                 thread = self._threads[thread_id] = _Thread(memory, known)

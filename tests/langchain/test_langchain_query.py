@@ -205,3 +205,31 @@ def test_the_preamble_mentions_search_memory_only_when_the_call_carries_it(other
     assert messages[0].id == PAGES_MESSAGE_ID
     assert ("search_memory" in messages[0].content[0]["text"]) is mentioned
     assert ("search_memory" in {t.name for t in tools}) is mentioned
+
+
+def test_the_middleware_and_the_history_pass_their_embedder_to_every_memory(tmp_path):
+    """With an embedder, a thread's search finds a turn by meaning: "puppies" shares no word with "my puppy's name"
+    (the word index alone finds nothing), the hashed-trigram embedder relates them."""
+    from embedders import TrigramEmbedder
+
+    embedder = TrigramEmbedder()
+    fact = "My puppy's name is Biscuit."
+    middleware = OpticalMemoryMiddleware(tmp_path / "m.db", hot_turns=2, embedder=embedder)
+    model = ScriptedChatModel(provider="openai", model_name="gpt-4o")
+    agent = create_agent(model, [], middleware=[middleware], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "pets"}}
+    for text in (fact, *(filler(i) for i in range(6))):
+        agent.invoke({"messages": [HumanMessage(text)]}, config)
+    memory = middleware.memory_for("pets")
+    assert memory.embedder is embedder and middleware.memory_for("other").embedder is embedder
+    assert memory.search("puppies") and memory.search("puppies")[0].snippet == fact
+    words_only = OpticalMemoryMiddleware(tmp_path / "m.db", hot_turns=2).memory_for("pets")
+    assert len(words_only.turns) == len(memory.turns) and words_only.search("puppies") == []
+
+    history = OpticalChatMessageHistory("pets", tmp_path / "h.db", hot_turns=2, embedder=embedder)
+    history.add_messages([HumanMessage(fact), *(HumanMessage(filler(i)) for i in range(6))])
+    assert history.memory.search("puppies")[0].snippet == fact
+    for make in (lambda: OpticalMemoryMiddleware(embedder="minilm"),
+                 lambda: OpticalChatMessageHistory("x", tmp_path / "x.db", embedder=object())):
+        with pytest.raises(TypeError, match="embedder must be an Embedder"):
+            make()
