@@ -2,12 +2,18 @@
 
 A page is drawn with a *chain* of font files. DejaVu Sans / Sans Mono / Sans Bold ship inside this package (so Latin,
 Greek and Cyrillic pixels are identical on every machine); system fonts are appended for other scripts: Noto
-(``fonts-noto-core``, ``fonts-noto-cjk``) and Symbola (``fonts-symbola``: monochrome outline emoji that scale to any
-size). Each grapheme cluster is drawn with the first file of the chain whose cmap (read with fontTools) maps all of
+(``fonts-noto-core``, ``fonts-noto-cjk``), Symbola (``fonts-symbola``: monochrome outline emoji that scale to any
+size) and, last, Noto Color Emoji (``fonts-noto-color-emoji``: every emoji of its Unicode version as colour
+bitmaps). Each grapheme cluster is drawn with the first file of the chain whose cmap (read with fontTools) maps all of
 its code points (default-ignorable ones such as ZWJ and variation selectors need no glyph), except that Hebrew and
 Arabic prefer the Noto font of their script and the emoji planes prefer Symbola where the chain has them, so every
-face draws them in one design. A cluster no single file covers is drawn code point by code point; a code point no
-file covers, and a control character, is drawn as a visible substitute mark and counted.
+face draws them in one design, and that an emoji sequence (ZWJ sequence, skin tone, flag, keycap) goes to a colour
+emoji font that has one glyph for it. A cluster no single file covers is drawn code point by code point; a code
+point no file covers, and a control character, is drawn as a visible substitute mark and counted.
+
+A colour bitmap font has glyphs at one size (its strike, 109 px for Noto Color Emoji): its clusters are measured
+there and scaled to the face's size, each to a whole-pixel advance that layout and drawing share, and drawn there
+too, then scaled and turned to grey (see ``PageRenderer``). Without such a font, those emoji count as missing.
 
 Text that needs no shaping (see ``renderers.scripts``) is measured with Pillow's basic layout (hinted, whole pixels
 per glyph), so a word's width is the sum of its characters' advances and layout never has to draw to measure. Text
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import unicodedata
 from dataclasses import dataclass
 from enum import Enum
@@ -35,7 +42,9 @@ from optical_memory.renderers.scripts import (
     clusters,
     has_right_to_left,
     iter_clusters,
+    is_bidi_control,
     is_default_ignorable,
+    is_emoji_sequence,
     needs_shaping,
 )
 
@@ -52,8 +61,12 @@ SYSTEM_FONT_DIRS = (
     Path("/usr/share/fonts/google-noto-cjk"),
     Path("/usr/share/fonts/truetype/ancient-scripts"),
     Path("/usr/share/fonts/gdouros-symbola"),
+    Path("/usr/share/fonts/google-noto-color-emoji-fonts"),
 )
 SYMBOLA_FILES = ("Symbola_hint.ttf", "Symbola.ttf")
+# Noto Color Emoji (fonts-noto-color-emoji): every emoji of its Unicode version, sequences included, as colour
+# bitmaps. Last in the chain: its cmap also maps digits, "#", "*" and a few symbols that the text fonts draw.
+COLOR_EMOJI_FILES = ("NotoColorEmoji.ttf",)
 # Broad-coverage fallbacks are tried before the per-script Noto families, in this order. Symbola comes after the CJK
 # fonts: it maps a few ideographs and kana, which must not come out in another design than their neighbours.
 _PREFERRED_FALLBACKS = (
@@ -67,8 +80,8 @@ _PREFERRED_FALLBACKS = (
     *SYMBOLA_FILES,
 )
 _FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
-# Colour bitmap fonts (e.g. Noto Color Emoji) only load at their strike size in Pillow, so they cannot be scaled.
-_UNSCALABLE_TABLES = ("CBDT", "sbix")
+# Colour bitmap fonts (e.g. Noto Color Emoji) only load at a size they have a strike for (see ``font_strike``).
+_BITMAP_TABLES = ("CBLC", "sbix")
 
 REPLACEMENT_MARK = "\ufffd"
 BOX_ADVANCE_EM = 0.6  # advance of the hollow box drawn when not even the replacement mark is covered
@@ -87,12 +100,14 @@ _SCRIPT_FONTS = (
     (0xFE70, 0xFEFF, "NotoSansArabic-Regular.ttf"),
 )
 SHAPING = features.check("raqm")
+_SEQUENCE_GLUE = frozenset("\u200d\ufe0e\ufe0f")  # what joins an emoji sequence without choosing its glyph
 _CHOICE_CACHE_SIZE = 1 << 16  # clusters whose font choice is remembered (hostile text has unboundedly many)
 
 
 @lru_cache(maxsize=1)
 def system_fallback_fonts() -> tuple[str, ...]:
-    """Noto and Symbola font files present on this machine: broad-coverage ones first, then the per-script families.
+    """Noto and Symbola font files present on this machine: broad-coverage ones first, then the per-script families,
+    then Noto Color Emoji.
 
     Only regular weights are taken: a fallback's job is coverage, and one weight keeps the chain (and its key) short.
     """
@@ -102,15 +117,16 @@ def system_fallback_fonts() -> tuple[str, ...]:
             continue
         for path in sorted(directory.iterdir()):
             noto = path.name.startswith("Noto") and "-Regular." in path.name and path.suffix in _FONT_SUFFIXES
-            if noto or path.name in SYMBOLA_FILES:
+            if noto or path.name in SYMBOLA_FILES or path.name in COLOR_EMOJI_FILES:
                 found.setdefault(path.name, path)
+    emoji = [found.pop(name) for name in COLOR_EMOJI_FILES if name in found][:1]
     preferred = [found.pop(name) for name in _PREFERRED_FALLBACKS if name in found]
     if any(path.name in SYMBOLA_FILES for path in preferred):  # one Symbola is enough (hinted and plain are alike)
         symbola = next(path for path in preferred if path.name in SYMBOLA_FILES)
         preferred = [path for path in preferred if path.name not in SYMBOLA_FILES or path is symbola]
     # Sans families before Serif ones before display styles (Kufi, Nastaliq…), each group by name.
     rest = sorted(found, key=lambda name: (not name.startswith("NotoSans"), not name.startswith("NotoSerif"), name))
-    return tuple(str(path) for path in [*preferred, *(found[name] for name in rest)])
+    return tuple(str(path) for path in [*preferred, *(found[name] for name in rest), *emoji])
 
 
 def bundled_chain(primary: Path) -> tuple[str, ...]:
@@ -134,21 +150,56 @@ def font_digest(path: str) -> str:
     return _digest(path, _file_stamp(path))
 
 
+def _unreadable(path: str, error: Exception) -> ValueError:
+    return ValueError(f"font file {path!r} is not a readable TrueType/OpenType font: {error}")
+
+
 @lru_cache(maxsize=None)
 def _coverage(path: str, stamp: tuple[int, int]) -> frozenset[int]:
     try:
         with TTFont(path, lazy=True, fontNumber=0) as font:
-            if any(tag in font for tag in _UNSCALABLE_TABLES):
-                return frozenset()
             cmap = font.getBestCmap() or {}
     except (TTLibError, OSError, KeyError) as error:
-        raise ValueError(f"font file {path!r} is not a readable TrueType/OpenType font: {error}") from None
+        raise _unreadable(path, error) from None
     return frozenset(cmap)
 
 
 def font_coverage(path: str) -> frozenset[int]:
-    """Code points the font's best cmap maps (empty for colour bitmap fonts, which Pillow cannot scale)."""
+    """Code points the font's best cmap maps."""
     return _coverage(path, _file_stamp(path))
+
+
+@lru_cache(maxsize=None)
+def _strike(path: str, stamp: tuple[int, int]) -> int | None:
+    # Only the strike headers are read (struct-wise): fontTools would decompile every bitmap index to list them.
+    try:
+        with TTFont(path, lazy=True, fontNumber=0) as font:
+            tag = next((tag for tag in _BITMAP_TABLES if tag in font), None)
+            if tag is None or "glyf" in font or "CFF " in font:
+                return None
+            data = font.reader[tag]
+    except (TTLibError, OSError, KeyError) as error:
+        raise _unreadable(path, error) from None
+    sizes = []
+    try:
+        if tag == "CBLC":  # version, numSizes, then 48-byte BitmapSize records with ppemY at byte 45
+            (count,) = struct.unpack_from(">I", data, 4)
+            sizes = [data[8 + 48 * index + 45] for index in range(count)]
+        else:  # sbix: version, flags, numStrikes, strike offsets; each strike starts with its ppem
+            (count,) = struct.unpack_from(">I", data, 4)
+            offsets = struct.unpack_from(f">{count}I", data, 8)
+            sizes = [struct.unpack_from(">H", data, offset)[0] for offset in offsets]
+    except (struct.error, IndexError) as error:
+        raise _unreadable(path, error) from None
+    return max(sizes) if sizes else None
+
+
+def font_strike(path: str) -> int | None:
+    """The pixel size of a colour bitmap font's largest strike, or ``None`` for an outline font.
+
+    Pillow loads such a font only at a size it has a strike for; text in it is drawn at that size and scaled.
+    """
+    return _strike(path, _file_stamp(path))
 
 
 class FontChain:
@@ -179,6 +230,47 @@ class FontChain:
             (low, high, names[name]) for low, high, name in _SCRIPT_FONTS if name in names
         )
         self._chosen: dict[str, int | None] = {}
+        self._strikes: dict[int, int | None] = {}
+        self._bitmap_fonts: tuple[int, ...] | None = None
+        self._emoji_shapers: dict[int, ImageFont.FreeTypeFont] = {}
+
+    def strike(self, index: int) -> int | None:
+        """The strike size of chain file ``index`` if it is a colour bitmap font (see ``font_strike``), else None."""
+        strike = self._strikes.get(index, -1)
+        if strike == -1:
+            strike = self._strikes[index] = font_strike(self.files[index])
+        return strike
+
+    def bitmap_fonts(self) -> tuple[int, ...]:
+        """Indices of the chain's colour bitmap fonts (found once: the file headers are read on the first call)."""
+        if self._bitmap_fonts is None:
+            self._bitmap_fonts = tuple(index for index in range(len(self.files)) if self.strike(index) is not None)
+        return self._bitmap_fonts
+
+    def _one_glyph(self, index: int, cluster: str) -> bool:
+        """Whether bitmap font ``index`` shapes ``cluster`` (through its GSUB) into one glyph.
+
+        Every glyph of a colour emoji font has the same advance, so one glyph is as wide as the cluster's first code
+        point alone; a sequence the font has no ligature for comes out as its parts side by side, wider.
+        """
+        font = self._emoji_shapers.get(index)
+        if font is None:
+            font = self._emoji_shapers[index] = ImageFont.truetype(
+                self.files[index], self.strike(index), layout_engine=ImageFont.Layout.RAQM
+            )
+        return round(font.getlength(cluster)) == round(font.getlength(cluster[0]))
+
+    def _emoji_font(self, cluster: str) -> int | None:
+        """The first colour emoji font of the chain that draws the emoji sequence ``cluster`` as one glyph."""
+        if not SHAPING:
+            return None
+        # Tags and modifiers must be mapped (they select the glyph); joiners and variation selectors need not be.
+        required = [ord(char) for char in cluster if char not in _SEQUENCE_GLUE]
+        for index in self.bitmap_fonts():
+            coverage = font_coverage(self.files[index])
+            if all(code in coverage for code in required) and self._one_glyph(index, cluster):
+                return index
+        return None
 
     def _candidates(self, code: int) -> Iterator[int]:
         for low, high, index in self._script_font:
@@ -195,13 +287,17 @@ class FontChain:
         """Index of the file that draws every code point of ``cluster``, or ``None`` when no single file does.
 
         Default-ignorable code points need no glyph; a cluster of nothing else is drawn (as nothing) by the first.
+        An emoji sequence (ZWJ sequence, skin tone, flag, keycap) goes to the first colour emoji font that has one
+        glyph for it, else to the first file covering its parts, which draws them side by side.
         """
         chosen = self._chosen.get(cluster, -1)
         if chosen != -1:
             return chosen
         required = [ord(char) for char in cluster if not is_default_ignorable(char)]
         chosen = None if required else 0
-        for index in self._candidates(required[0]) if required else ():
+        if required and is_emoji_sequence(cluster):
+            chosen = self._emoji_font(cluster)
+        for index in self._candidates(required[0]) if required and chosen is None else ():
             coverage = font_coverage(self.files[index])
             if all(code in coverage for code in required):
                 chosen = index
@@ -254,7 +350,7 @@ class Run(NamedTuple):
 
     ``direction`` is ``None`` for text drawn glyph by glyph at whole-pixel advances, else the direction raqm shapes
     it in ("ltr" or "rtl"); ``bidi`` is the bidi class the first code point of each of its clusters shares
-    (``None`` for a glyph-by-glyph run, whose characters may differ).
+    (``None`` for a glyph-by-glyph run, whose characters may differ). A bidi control is an empty run of its class.
     """
 
     offset: int
@@ -306,12 +402,29 @@ class FontFace:
         self.space_advance = self.glyph(" ").advance
 
     def _load(self, index: int, engine: ImageFont.Layout) -> ImageFont.FreeTypeFont:
+        size = self.chain.strike(index) or self.px
         try:
-            return ImageFont.truetype(self.chain.files[index], self.px, layout_engine=engine)
+            return ImageFont.truetype(self.chain.files[index], size, layout_engine=engine)
         except OSError as error:
-            raise ValueError(
-                f"font file {self.chain.files[index]!r} cannot be loaded at {self.px} px: {error}"
-            ) from error
+            raise ValueError(f"font file {self.chain.files[index]!r} cannot be loaded at {size} px: {error}") from error
+
+    def is_bitmap(self, index: int) -> bool:
+        """Whether chain file ``index`` is a colour bitmap font: drawn at its strike size, scaled to ``px``."""
+        return self.chain.strike(index) is not None
+
+    def bitmap_advance(self, index: int, cluster: str) -> int:
+        """Whole-pixel advance at ``px`` of one cluster of bitmap font ``index``: its advance at the strike size,
+        scaled like its bitmap. Layout and drawing both step by it, so each cluster lands where it was measured."""
+        key = (index, cluster)
+        advance = self._advances.get(key)
+        if advance is None:
+            strike = self.chain.strike(index)
+            if strike is None:
+                raise ValueError(f"font_index {index} ({self.chain.files[index]!r}) is not a colour bitmap font")
+            font = self.shaper(index) if SHAPING else self.font(index)
+            advance = round(font.getlength(cluster) * self.px / strike) if cluster else 0
+            self._advances[key] = advance
+        return advance
 
     def font(self, index: int) -> ImageFont.FreeTypeFont:
         """The Pillow font for chain file ``index`` at this size (basic layout: no shaping, whole-pixel advances)."""
@@ -332,10 +445,15 @@ class FontFace:
         key = (font_index, char)
         advance = self._advances.get(key)
         if advance is None:
+            if self.is_bitmap(font_index):
+                return self.bitmap_advance(font_index, char)
             advance = self._advances[key] = round(self.font(font_index).getlength(char))
         return advance
 
     def shaped_width(self, font_index: int, text: str, direction: str) -> int:
+        """Width of ``text`` shaped by raqm in ``direction``; for a bitmap font, the sum of its clusters' advances."""
+        if self.is_bitmap(font_index):
+            return sum(self.bitmap_advance(font_index, cluster) for cluster in iter_clusters(text))
         return round(self.shaper(font_index).getlength(text, direction=direction))
 
     def _mark(self, candidates: str) -> tuple[int | None, str]:
@@ -406,8 +524,10 @@ class FontFace:
         if len(cluster) == 1 and not needs_shaping(cluster):
             return [self._glyph_piece(cluster)]
         bidi = bidi_class(cluster[0])
+        if len(cluster) == 1 and is_bidi_control(cluster):
+            return [_Piece(0, "", False, bidi, 0, 0)]  # drawn as nothing, but the bidi algorithm needs its class
         if all(is_default_ignorable(char) for char in cluster):
-            return []  # drawn as nothing (bidi marks included: the bidi algorithm here ignores explicit controls)
+            return []  # drawn as nothing
         index = self.chain.cluster_font(cluster)
         if index is not None:
             if not SHAPING:
@@ -426,11 +546,14 @@ class FontFace:
         while position < len(pieces):
             first = pieces[position]
             end = position + 1
-            # Clusters join a run when raqm can shape them together: one font, one kind, one bidi class.
-            if first.font_index is not None:
+            # Clusters join a run when raqm can shape them together: one font, one kind, one bidi class. A bidi
+            # control stays a run of its own: the bidi algorithm counts each.
+            if first.font_index is not None and first.text:
                 while end < len(pieces):
                     piece = pieces[end]
                     if (piece.font_index, piece.shaped, piece.bidi) != (first.font_index, first.shaped, first.bidi):
+                        break
+                    if not piece.text:
                         break
                     end += 1
             text = "".join(piece.text for piece in pieces[position:end])
@@ -440,6 +563,8 @@ class FontFace:
                 direction = "rtl" if first.bidi in ("R", "AL") else "ltr"
                 run = Run(offset, first.font_index, text, self.shaped_width(first.font_index, text, direction),
                           direction, first.bidi)
+            elif not text:
+                run = Run(offset, first.font_index, text, 0, None, first.bidi)
             else:
                 width = sum(self.advance(first.font_index, char) for char in text)
                 run = Run(offset, first.font_index, text, width, None, None)

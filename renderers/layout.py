@@ -53,7 +53,7 @@ from optical_memory.renderers.scripts import (
     bidi_class,
     first_cluster_length,
     paragraph_level,
-    resolve_levels,
+    resolve_line,
     visual_order,
 )
 from optical_memory.renderers.style import RenderStyle
@@ -71,6 +71,8 @@ _SCAN = 1024  # longest token measured whole; longer ones are wider than any lin
 _FENCES = ("```", "~~~")
 _BLOCK_START = re.compile(r"[ \t]|[-*+•>#|]|\d{1,9}[.)]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_OVERRIDE_OPEN = {"L": "\u202d", "R": "\u202e"}  # LRO, RLO
+_POP_DIRECTIONAL_FORMATTING = "\u202c"
 
 
 class Face(str, Enum):
@@ -87,6 +89,7 @@ class GlyphRun(NamedTuple):
     ``text`` holds what is drawn (substitute marks in place of missing glyphs and control characters);
     ``font_index`` indexes the face's font chain, ``None`` for a hollow box of ``width`` pixels. ``direction`` is
     ``None`` for glyph-by-glyph drawing at whole-pixel advances, else the direction raqm shapes ``text`` in.
+    ``bidi`` is the bidi class of a shaped run or of a bidi control (an empty run), ``None`` for glyph-by-glyph text.
     """
 
     x: int
@@ -95,6 +98,7 @@ class GlyphRun(NamedTuple):
     width: int
     face: Face
     direction: str | None = None
+    bidi: str | None = None
 
 
 @dataclass(frozen=True)
@@ -311,8 +315,8 @@ class Paginator:
                     break
                 measured = measure(token[:fitting])
                 whole = False
-            for offset, font_index, text, width, direction, _ in measured.runs:
-                runs.append(GlyphRun(origin + x + offset, font_index, text, width, face_name, direction))
+            for offset, font_index, text, width, direction, bidi in measured.runs:
+                runs.append(GlyphRun(origin + x + offset, font_index, text, width, face_name, direction, bidi))
             x += measured.width
             ink = x
             missing += measured.missing
@@ -339,9 +343,9 @@ class Paginator:
             if run.x > pen:
                 pieces.append((None, "WS", 1, run.x - pen))
             pen = run.x + run.width
-            if run.direction is not None or run.font_index is None:
-                shaped_class = "ON" if run.font_index is None else _run_class(run.text)
-                pieces.append((run, shaped_class, len(run.text), run.width))
+            if run.direction is not None or run.font_index is None or not run.text:
+                shaped_class = "ON" if run.font_index is None else run.bidi or _run_class(run.text)
+                pieces.append((run, shaped_class, max(1, len(run.text)), run.width))
                 continue
             # A glyph-by-glyph run may mix classes (a word and its comma): split it where the class changes.
             start = 0
@@ -355,7 +359,7 @@ class Paginator:
                     pieces.append((run._replace(x=run.x + offset, text=text, width=width), kind, len(text), width))
                     offset += width
                     start, kind = position, next_kind
-        levels = resolve_levels([piece[1] for piece in pieces], [piece[2] for piece in pieces], paragraph)
+        levels, forced = resolve_line([piece[1] for piece in pieces], [piece[2] for piece in pieces], paragraph)
         total = sum(piece[3] for piece in pieces)
         x = left if paragraph == 0 else max(left, right - total)
         placed = []
@@ -363,7 +367,13 @@ class Paginator:
             run, kind, _, width = pieces[index]
             if run is not None and run.text:
                 direction = run.direction
-                if levels[index] % 2 and run.font_index is not None and (direction is None or kind in ("ON", "WS")):
+                override = forced[index]
+                if override is not None and run.font_index is not None:
+                    # An override draws the run's glyphs in the forced order; raqm honours the same controls.
+                    direction = "rtl" if override == "R" else "ltr"
+                    if not face.is_bitmap(run.font_index):
+                        run = run._replace(text=_OVERRIDE_OPEN[override] + run.text + _POP_DIRECTIONAL_FORMATTING)
+                elif levels[index] % 2 and run.font_index is not None and (direction is None or kind in ("ON", "WS")):
                     direction = "rtl"  # neutrals inside right-to-left text: reversed and mirrored by raqm
                 elif direction is not None and kind in ("ON", "WS") and levels[index] % 2 == 0:
                     direction = "ltr"

@@ -4,18 +4,21 @@ Drawing composites cached bitmaps instead of asking FreeType for every glyph of 
 once per process (Pillow, basic layout), a word is composed from its glyphs at the whole-pixel advances layout
 measured, and words are cached too because chat text repeats them, so most of a page is a few hundred pastes. Runs
 that layout marked for shaping (right-to-left text, marks, emoji sequences) are rasterised whole by raqm in their
-direction, and cached the same way.
+direction, and cached the same way. Runs of a colour bitmap font (emoji) are drawn a cluster at a time at the font's
+strike size, scaled to the line and turned into the grey of their luminance, pasted with their own coverage.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from optical_memory.renderers.fonts import FontChain, FontFace
+from optical_memory.renderers.fonts import SHAPING, FontChain, FontFace
 from optical_memory.renderers.layout import Face, PageLayout, Paginator
+from optical_memory.renderers.scripts import is_default_ignorable, iter_clusters
 from optical_memory.renderers.style import RenderStyle
 from PIL import Image, ImageDraw
 
@@ -69,8 +72,11 @@ class PageRenderer:
             Face.HEADER: FontFace(self.chains[Face.HEADER], style.font_px),
         }
         self._paginator = Paginator(style, self.faces)
+        self._bitmap_fonts = {face: frozenset(chain.bitmap_fonts()) for face, chain in self.chains.items()}
         self._word_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise)
         self._glyph_image = lru_cache(maxsize=GLYPH_IMAGE_CACHE_SIZE)(self._rasterise_glyph)
+        self._emoji_image = lru_cache(maxsize=WORD_IMAGE_CACHE_SIZE)(self._rasterise_emoji)
+        self._emoji_glyph = lru_cache(maxsize=GLYPH_IMAGE_CACHE_SIZE)(self._rasterise_emoji_glyph)
 
     def paginate(
         self, turns: Sequence[Turn], *, first_page_index: int = 0, first_turn_offset: int = 0
@@ -95,10 +101,17 @@ class PageRenderer:
         style = self.style
         canvas = Image.new("L", (style.width, style.height), style.background)
         boxes = []
+        bitmap_fonts = self._bitmap_fonts
         for line in layout.lines:
             for run in line.runs:
                 if run.font_index is None:
                     boxes.append((run, line.baseline, self.faces[run.face].px))
+                    continue
+                if run.font_index in bitmap_fonts[run.face]:
+                    emoji = self._emoji_image(run.face, run.font_index, run.text, run.direction)
+                    if emoji is not None:
+                        tone, alpha, left, top = emoji
+                        canvas.paste(tone, (run.x + left, line.baseline + top), alpha)
                     continue
                 word = self._word_image(run.face, run.font_index, run.text, run.direction)
                 if word is not None:
@@ -170,3 +183,68 @@ class PageRenderer:
         image = Image.new("L", (right - left, bottom - top), 0)
         ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=255, anchor="ls", direction=direction)
         return image, left, top
+
+    def _rasterise_emoji(
+        self, face: Face, font_index: int, text: str, direction: str | None
+    ) -> tuple[Image.Image, Image.Image, int, int] | None:
+        """A run of a colour bitmap font as grey tones and their coverage, and its offset from the pen position.
+
+        Each cluster is placed at the advance layout measured for it (``FontFace.bitmap_advance``), right to left
+        in a right-to-left run.
+        """
+        measure = self.faces[face]
+        placed = []
+        pen = 0
+        parts = [cluster for cluster in iter_clusters(text) if not all(map(is_default_ignorable, cluster))]
+        for cluster in reversed(parts) if direction == "rtl" else parts:
+            glyph = self._emoji_glyph(face, font_index, cluster)
+            if glyph is not None:
+                placed.append((pen, glyph))
+            pen += measure.bitmap_advance(font_index, cluster)
+        if not placed:
+            return None
+        left = min(pen + glyph[2] for pen, glyph in placed)
+        top = min(glyph[3] for _, glyph in placed)
+        right = max(pen + glyph[2] + glyph[0].shape[1] for pen, glyph in placed)
+        bottom = max(glyph[3] + glyph[0].shape[0] for _, glyph in placed)
+        tone = np.zeros((bottom - top, right - left), dtype=np.uint8)
+        alpha = np.zeros_like(tone)
+        for pen, (glyph_tone, glyph_alpha, glyph_left, glyph_top) in placed:
+            x, y = pen + glyph_left - left, glyph_top - top
+            window = np.s_[y:y + glyph_tone.shape[0], x:x + glyph_tone.shape[1]]
+            over = glyph_alpha >= alpha[window]  # overlapping edges keep the more opaque pixel
+            tone[window][over] = glyph_tone[over]
+            alpha[window][over] = glyph_alpha[over]
+        return Image.fromarray(tone), Image.fromarray(alpha), left, top
+
+    def _rasterise_emoji_glyph(
+        self, face: Face, font_index: int, cluster: str
+    ) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        """One cluster of a colour bitmap font at the face's size: grey tones, coverage, box offset from the pen.
+
+        The cluster is drawn in colour at the font's strike size (raqm applies the font's ligatures, so a ZWJ
+        sequence or flag is one glyph), scaled down with premultiplied alpha, and its colours become the grey of
+        their luminance (ITU-R 601), mapped from the style's ink (black) to its background (white).
+        """
+        measure = self.faces[face]
+        font = measure.shaper(font_index) if SHAPING else measure.font(font_index)
+        scale = measure.px / measure.chain.strike(font_index)
+        left, top, right, bottom = font.getbbox(cluster, anchor="ls")
+        if right <= left or bottom <= top:
+            return None
+        # The scaled box in whole pixels, and the strike-size area that covers it.
+        x0, y0 = math.floor(left * scale), math.floor(top * scale)
+        x1, y1 = math.ceil(right * scale), math.ceil(bottom * scale)
+        sx0, sy0, sx1, sy1 = math.floor(x0 / scale), math.floor(y0 / scale), math.ceil(x1 / scale), math.ceil(y1 / scale)
+        colour = Image.new("RGBA", (sx1 - sx0, sy1 - sy0), (0, 0, 0, 0))
+        ImageDraw.Draw(colour).text((-sx0, -sy0), cluster, font=font, anchor="ls", embedded_color=True)
+        # Drawn onto transparent black, the colour channels hold colour times alpha: premultiplied, as scaling needs.
+        colour = Image.frombytes("RGBa", colour.size, colour.tobytes())
+        box = (x0 / scale - sx0, y0 / scale - sy0, x1 / scale - sx0, y1 / scale - sy0)
+        small = np.asarray(colour.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS, box=box), dtype=np.int64)
+        alpha = small[..., 3]
+        luma = (small[..., 0] * 299 + small[..., 1] * 587 + small[..., 2] * 114) // 1000  # premultiplied luminance
+        lightness = np.clip(luma * 255 // np.maximum(alpha, 1), 0, 255)
+        ink, background = self.style.ink, self.style.background
+        tone = ink + ((background - ink) * lightness + 127) // 255
+        return tone.astype(np.uint8), alpha.astype(np.uint8), x0, y0

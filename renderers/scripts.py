@@ -11,10 +11,11 @@ rendering adds no dependency and follows the Python build's Unicode version.
   combining marks, format characters (ZWJ, ZWNJ, bidi marks, variation selectors, tags), regional indicators, emoji
   modifiers or conjoining jamo. Everything else (Latin, Greek, Cyrillic, CJK, most symbols) is one glyph per code
   point and keeps the fast glyph-by-glyph path.
-* **Bidi**: the Unicode Bidirectional Algorithm (UAX #9) without explicit embeddings, overrides, isolates and
-  bracket pairs (their controls are treated as neutral and drawn as nothing): rules W1-W7, N1-N2, I1-I2 resolve a
-  level per piece of text, L2 reorders the pieces of a line. The paragraph level comes from the first strong
-  character (P2-P3).
+* **Bidi**: the Unicode Bidirectional Algorithm (UAX #9) without bracket pairs (N0): explicit embeddings,
+  overrides and isolates (X1-X10), W1-W7, N1-N2, I1-I2 and L1 resolve a level per piece of text, L2 reorders the
+  pieces of a line; it passes every case of Unicode's BidiTest.txt. The paragraph level comes from the first strong
+  character outside isolates (P2-P3). Each line is resolved on its own, so an isolate or embedding that a line
+  break cuts ends at that break; the controls themselves are drawn as nothing.
 * **CJK breaks**: Chinese and Japanese write no spaces, so a line may break after any ideograph or kana, though not
   before closing punctuation nor after opening punctuation (the basic kinsoku rule).
 """
@@ -59,6 +60,8 @@ _PICTOGRAPHIC = (
 _OTHER, _CR, _LF, _CONTROL, _EXTEND, _ZWJ, _RI, _PREPEND_BREAK, _SPACING, _L, _V, _T, _LV, _LVT = range(14)
 _HANGUL_JOINS = {_L: (_L, _V, _LV, _LVT), _LV: (_V, _T), _V: (_V, _T), _LVT: (_T,), _T: (_T,)}
 _RIGHT_TO_LEFT_CLASSES = ("R", "AL", "AN")
+_BIDI_CLASSES = frozenset({"R", "AL", "AN", "RLE", "RLO", "RLI", "FSI", "LRO"})
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
 
 def _within(code: int, ranges: tuple[tuple[int, int], ...]) -> bool:
@@ -143,6 +146,16 @@ def iter_clusters(text: str) -> Iterator[str]:
     yield text[start:]
 
 
+def is_emoji_sequence(cluster: str) -> bool:
+    """Whether ``cluster`` is an emoji sequence that an emoji font may draw as one glyph: a ZWJ sequence, a skin
+    tone, a flag (regional indicator pair or tag sequence) or a keycap."""
+    return len(cluster) > 1 and any(
+        char == "\u200d" or char == "\u20e3" or 0x1F1E6 <= ord(char) <= 0x1F1FF or 0x1F3FB <= ord(char) <= 0x1F3FF
+        or 0xE0020 <= ord(char) <= 0xE007F
+        for char in cluster
+    )
+
+
 def clusters(text: str) -> list[str]:
     """The extended grapheme clusters of ``text``, in order."""
     return list(iter_clusters(text))
@@ -170,8 +183,15 @@ def needs_shaping(text: str) -> bool:
 
 
 def has_right_to_left(text: str) -> bool:
-    """Whether ``text`` has a right-to-left letter or an Arabic digit, so its line needs the bidi algorithm."""
-    return not text.isascii() and any(bidi_class(char) in _RIGHT_TO_LEFT_CLASSES for char in text)
+    """Whether ``text`` has a right-to-left letter, an Arabic digit or a control that opens right-to-left or
+    overridden text, so its line needs the bidi algorithm."""
+    return not text.isascii() and any(bidi_class(char) in _BIDI_CLASSES for char in text)
+
+
+def is_bidi_control(char: str) -> bool:
+    """Explicit bidi controls and marks (LRE…RLO, PDF, LRI…PDI, LRM, RLM, ALM): drawn as nothing, yet they steer
+    the bidi algorithm, so layout keeps each as an empty piece of its class."""
+    return char in _BIDI_CONTROLS
 
 
 def is_default_ignorable(char: str) -> bool:
@@ -185,12 +205,18 @@ def bidi_class(char: str) -> str:
 
 
 def paragraph_level(text: str, start: int, end: int) -> int:
-    """0 (left-to-right) or 1 (right-to-left): the direction of the first strong character of ``text[start:end]``."""
+    """0 (left-to-right) or 1 (right-to-left): the direction of the first strong character of ``text[start:end]``
+    outside isolates (rules P2-P3)."""
+    depth = 0
     for position in range(start, end):
         kind = bidi_class(text[position])
-        if kind == "L":
+        if kind in _ISOLATE_INITIATORS:
+            depth += 1
+        elif kind == "PDI":
+            depth = max(0, depth - 1)
+        elif depth == 0 and kind == "L":
             return 0
-        if kind in ("R", "AL"):
+        elif depth == 0 and kind in ("R", "AL"):
             return 1
     return 0
 
@@ -216,80 +242,239 @@ TOKEN = re.compile(
     f"|[{_CJK_OPENING}]+"
 )
 
-_NEUTRAL = frozenset({"B", "S", "WS", "ON", "BN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+_ISOLATE_INITIATORS = frozenset({"LRI", "RLI", "FSI"})
+_EMBEDDINGS = {"LRE": ("L", None), "RLE": ("R", None), "LRO": ("L", "L"), "RLO": ("R", "R")}
+_NEUTRALS = frozenset({"B", "S", "WS", "ON", "LRI", "RLI", "FSI", "PDI"})  # NI of rules N1 and N2
+_MAX_DEPTH = 125
+
+
+def _isolate_matches(classes: Sequence[str]) -> dict[int, int]:
+    """BD9: each isolate initiator's matching PDI, by index (unmatched initiators are left out)."""
+    matches: dict[int, int] = {}
+    open_isolates: list[int] = []
+    for index, kind in enumerate(classes):
+        if kind in _ISOLATE_INITIATORS:
+            open_isolates.append(index)
+        elif kind == "PDI" and open_isolates:
+            matches[open_isolates.pop()] = index
+        elif kind == "B":
+            open_isolates.clear()
+    return matches
+
+
+def first_strong(classes: Sequence[str], start: int = 0, end: int | None = None) -> int | None:
+    """Rules P2-P3: 0 or 1 for the first L, or R/AL, in ``classes[start:end]`` outside isolates; None if none."""
+    depth = 0
+    for index in range(start, len(classes) if end is None else end):
+        kind = classes[index]
+        if kind in _ISOLATE_INITIATORS:
+            depth += 1
+        elif kind == "PDI":
+            depth = max(0, depth - 1)
+        elif depth == 0 and kind == "L":
+            return 0
+        elif depth == 0 and kind in ("R", "AL"):
+            return 1
+        elif kind == "B":
+            return None
+    return None
 
 
 def resolve_levels(classes: Sequence[str], lengths: Sequence[int], paragraph: int) -> list[int]:
     """Embedding levels of a line's pieces, each piece of one bidi class (``lengths`` in code points).
 
-    Explicit embedding, override and isolate controls are neutral here (rule X9 would remove them; as neutrals they
-    join the direction around them, which is what they are drawn with: nothing).
+    See ``resolve_line``; this is its levels alone.
     """
-    sos = "R" if paragraph else "L"
+    return resolve_line(classes, lengths, paragraph)[0]
+
+
+def resolve_line(
+    classes: Sequence[str], lengths: Sequence[int], paragraph: int
+) -> tuple[list[int], list[str | None]]:
+    """Embedding levels of a line's pieces, and the direction an override forces on each (``"L"``, ``"R"``, None).
+
+    UAX #9 rules X1-X10 (explicit embeddings, overrides and isolates, each control its own piece), W1-W7, N1-N2,
+    I1-I2 and L1, with the line taken as the paragraph: an embedding or isolate left open at a line break ends
+    there. Bracket pairs (N0) are not resolved: brackets are neutrals like any other. Pieces the rules remove (X9:
+    embedding and override controls, PDF, BN) keep the level of the text around them; they draw nothing.
+    """
+    count = len(classes)
     kinds = list(classes)
-    count = len(kinds)
-    # W1: a non-spacing mark takes the class of the piece before it.
-    for i, kind in enumerate(kinds):
+    levels = [paragraph] * count
+    forced: list[str | None] = [None] * count
+    removed = [False] * count
+    matches = _isolate_matches(classes)
+    # X1-X8: the directional status stack; entries are (level, override, isolate).
+    stack: list[tuple[int, str | None, bool]] = [(paragraph, None, False)]
+    overflow_isolates = overflow_embeddings = valid_isolates = 0
+    for index, kind in enumerate(classes):
+        level, override, _ = stack[-1]
+        if kind in _EMBEDDINGS:
+            direction, pushed_override = _EMBEDDINGS[kind]
+            new = (level + 1) | 1 if direction == "R" else (level + 2) & ~1
+            removed[index] = True
+            levels[index] = level
+            if new <= _MAX_DEPTH and overflow_isolates == overflow_embeddings == 0:
+                stack.append((new, pushed_override, False))
+            elif overflow_isolates == 0:
+                overflow_embeddings += 1
+        elif kind in _ISOLATE_INITIATORS:
+            levels[index] = level
+            if override is not None:
+                kinds[index] = override
+            if kind == "FSI":
+                rtl = first_strong(classes, index + 1, matches.get(index, count)) == 1
+            else:
+                rtl = kind == "RLI"
+            new = (level + 1) | 1 if rtl else (level + 2) & ~1
+            if new <= _MAX_DEPTH and overflow_isolates == overflow_embeddings == 0:
+                valid_isolates += 1
+                stack.append((new, None, True))
+            else:
+                overflow_isolates += 1
+        elif kind == "PDI":
+            if overflow_isolates:
+                overflow_isolates -= 1
+            elif valid_isolates:
+                overflow_embeddings = 0
+                while not stack[-1][2]:
+                    stack.pop()
+                stack.pop()
+                valid_isolates -= 1
+            level, override, _ = stack[-1]
+            levels[index] = level
+            if override is not None:
+                kinds[index] = override
+        elif kind == "PDF":
+            removed[index] = True
+            levels[index] = level
+            if overflow_isolates:
+                pass
+            elif overflow_embeddings:
+                overflow_embeddings -= 1
+            elif not stack[-1][2] and len(stack) > 1:
+                stack.pop()
+        elif kind == "B":  # X8: a paragraph separator ends every embedding and isolate
+            stack = [(paragraph, None, False)]
+            overflow_isolates = overflow_embeddings = valid_isolates = 0
+        elif kind == "BN":
+            removed[index] = True
+            levels[index] = level
+        else:
+            levels[index] = level
+            if override is not None:
+                kinds[index] = forced[index] = override
+    # X10: isolating run sequences, each resolved on its own.
+    kept = [index for index in range(count) if not removed[index]]
+    runs: list[list[int]] = []
+    for index in kept:
+        if runs and levels[runs[-1][-1]] == levels[index]:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    run_of = {run[0]: run for run in runs}
+    continued = set(matches.values())
+    position_in_kept = {index: position for position, index in enumerate(kept)}
+    for run in runs:
+        if run[0] in continued:
+            continue  # resolved with the sequence of its isolate initiator
+        sequence = list(run)
+        while classes[sequence[-1]] in _ISOLATE_INITIATORS and sequence[-1] in matches:
+            following = run_of.get(matches[sequence[-1]])
+            if following is None:
+                break
+            sequence.extend(following)
+        first, last = sequence[0], sequence[-1]
+        before = position_in_kept[first] - 1
+        after = position_in_kept[last] + 1
+        sos_level = max(levels[first], levels[kept[before]] if before >= 0 else paragraph)
+        unmatched = classes[last] in _ISOLATE_INITIATORS
+        eos_level = max(levels[last], paragraph if after >= len(kept) or unmatched else levels[kept[after]])
+        _resolve_sequence(kinds, lengths, sequence, "R" if sos_level % 2 else "L", "R" if eos_level % 2 else "L",
+                          levels[first])
+    # I1, I2.
+    for index in kept:
+        kind, level = kinds[index], levels[index]
+        if level % 2 == 0:
+            levels[index] = level + (1 if kind == "R" else 2 if kind in ("AN", "EN") else 0)
+        elif kind in ("L", "EN", "AN"):
+            levels[index] = level + 1
+    # L1: separators, and whitespace and isolate controls before them or at the line's end, at the paragraph level.
+    trailing = True
+    for index in range(count - 1, -1, -1):
+        kind = classes[index]
+        if kind in ("S", "B"):
+            levels[index] = paragraph
+            trailing = True
+        elif trailing and (kind in ("WS", "LRI", "RLI", "FSI", "PDI") or removed[index]):
+            levels[index] = paragraph
+        else:
+            trailing = False
+    return levels, forced
+
+
+def _resolve_sequence(
+    kinds: list[str], lengths: Sequence[int], sequence: list[int], sos: str, eos: str, level: int
+) -> None:
+    """Rules W1-W7 and N1-N2 on one isolating run sequence (indices into ``kinds``, changed in place)."""
+    types = [kinds[index] for index in sequence]
+    count = len(types)
+    # W1: a non-spacing mark takes the class before it (a neutral after an isolate control).
+    for i, kind in enumerate(types):
         if kind == "NSM":
-            kinds[i] = kinds[i - 1] if i else sos
-        elif kind in _NEUTRAL:
-            kinds[i] = "ON" if kind not in ("WS", "S", "B") else kind
+            previous = types[i - 1] if i else sos
+            types[i] = "ON" if previous in _ISOLATE_INITIATORS or previous == "PDI" else previous
     # W2, W3: European digits after Arabic letters are Arabic numbers; Arabic letters are right-to-left.
     strong = sos
-    for i, kind in enumerate(kinds):
+    for i, kind in enumerate(types):
         if kind in ("L", "R", "AL"):
             strong = kind
         elif kind == "EN" and strong == "AL":
-            kinds[i] = "AN"
-    kinds = ["R" if kind == "AL" else kind for kind in kinds]
+            types[i] = "AN"
+    types = ["R" if kind == "AL" else kind for kind in types]
     # W4: one separator between two numbers of the same kind joins them.
     for i in range(1, count - 1):
-        if lengths[i] == 1 and kinds[i - 1] == kinds[i + 1]:
-            if (kinds[i] == "ES" and kinds[i - 1] == "EN") or (kinds[i] == "CS" and kinds[i - 1] in ("EN", "AN")):
-                kinds[i] = kinds[i - 1]
+        if lengths[sequence[i]] == 1 and types[i - 1] == types[i + 1]:
+            if (types[i] == "ES" and types[i - 1] == "EN") or (types[i] == "CS" and types[i - 1] in ("EN", "AN")):
+                types[i] = types[i - 1]
     # W5: terminators (currency, percent) next to European digits are digits.
-    for i, kind in enumerate(kinds):
+    for i, kind in enumerate(types):
         if kind == "EN":
             j = i - 1
-            while j >= 0 and kinds[j] == "ET":
-                kinds[j] = "EN"
+            while j >= 0 and types[j] == "ET":
+                types[j] = "EN"
                 j -= 1
             j = i + 1
-            while j < count and kinds[j] == "ET":
-                kinds[j] = "EN"
+            while j < count and types[j] == "ET":
+                types[j] = "EN"
                 j += 1
     # W6: remaining separators and terminators are neutral. W7: digits in left-to-right text are left-to-right.
     strong = sos
-    for i, kind in enumerate(kinds):
+    for i, kind in enumerate(types):
         if kind in ("ES", "ET", "CS"):
-            kinds[i] = "ON"
+            types[i] = "ON"
         elif kind in ("L", "R"):
             strong = kind
         elif kind == "EN" and strong == "L":
-            kinds[i] = "L"
-    # N1, N2: neutrals between text of one direction take it (numbers count as right-to-left), else the paragraph's.
+            types[i] = "L"
+    # N1, N2: neutrals between text of one direction take it (numbers count as right-to-left), else the embedding's.
+    embedding = "R" if level % 2 else "L"
     i = 0
     while i < count:
-        if kinds[i] not in ("ON", "WS", "S", "B"):
+        if types[i] not in _NEUTRALS:
             i += 1
             continue
         j = i
-        while j < count and kinds[j] in ("ON", "WS", "S", "B"):
+        while j < count and types[j] in _NEUTRALS:
             j += 1
-        before = "R" if i == 0 and paragraph else "L" if i == 0 else _direction(kinds[i - 1])
-        after = ("R" if paragraph else "L") if j == count else _direction(kinds[j])
-        resolved = before if before == after else ("R" if paragraph else "L")
+        before = sos if i == 0 else _direction(types[i - 1])
+        after = eos if j == count else _direction(types[j])
+        resolved = before if before == after else embedding
         for k in range(i, j):
-            kinds[k] = resolved
+            types[k] = resolved
         i = j
-    # I1, I2.
-    levels = []
-    for kind in kinds:
-        if paragraph == 0:
-            levels.append(1 if kind == "R" else 2 if kind in ("AN", "EN") else 0)
-        else:
-            levels.append(2 if kind in ("L", "AN", "EN") else 1)
-    return levels
+    for index, kind in zip(sequence, types):
+        kinds[index] = kind
 
 
 def _direction(kind: str) -> str:

@@ -60,3 +60,13 @@ def test_the_budget_prices_a_page_with_missing_glyphs_as_the_text_it_goes_as():
         budget = text_cost + 100  # room for the marked page as text and little else
         ctx = memory.context(budget=budget, now=SAID_AT + 60)
         assert ctx.report.total_tokens <= budget
+
+
+def test_a_page_of_modern_emoji_goes_as_an_image():
+    # Emoji newer than Symbola (Unicode 13-15), ZWJ sequences and flags come from Noto Color Emoji.
+    chat = long_text(3).replace(" ", " 🫠 🥲 🧋 🦩 👩\u200d👩\u200d👧\u200d👦 🧑🏿\u200d🚀 🇺🇦 ", 4)
+    memory, ctx = paged_context(chat)
+    with memory:
+        view = ctx.pages[0]
+        assert view.page.missing_glyphs == 0
+        assert not view.as_text and view.image is not None

@@ -2,7 +2,7 @@
 drawn whole from a font that maps them, no line broken inside a cluster; tabs and wrapped code lines visible.
 
 These use the default chains with the system fonts the README installs (fonts-noto-core, fonts-noto-cjk,
-fonts-symbola): a machine without them fails here, as it should, rather than skipping.
+fonts-symbola, fonts-noto-color-emoji): a machine without them fails here, as it should, rather than skipping.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from optical_memory.renderers import Face, PageRenderer, RenderStyle
 from optical_memory.renderers.fonts import font_coverage
 from optical_memory.renderers.layout import CONTINUATION_MARK
-from optical_memory.renderers.scripts import clusters, is_default_ignorable
+from optical_memory.renderers.scripts import (
+    clusters,
+    first_strong,
+    is_default_ignorable,
+    resolve_levels,
+    visual_order,
+)
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import binary_dilation
 
@@ -26,7 +32,7 @@ from optical_memory.core.types import Role, Turn
 
 MIXED = (
     "中文：我们明天见。日本語：こんにちは。한국어 안녕하세요. שלום עולם. مرحبا بالعالم. "
-    "👍🏽 👨‍👩‍👧 🇫🇷 🇯🇵 1️⃣ ❤️ café (e\u0301)."
+    "👍🏽 👨‍👩‍👧 🇫🇷 🇯🇵 1️⃣ ❤️ 😀 🫠 café (e\u0301)."
 )
 
 
@@ -96,23 +102,70 @@ def test_every_run_of_a_mixed_script_page_comes_from_a_font_that_maps_all_of_it(
             fonts_used[char] = Path(path).name
     assert fonts_used["中"].startswith("NotoSansCJK") and fonts_used["こ"].startswith("NotoSansCJK")
     assert fonts_used["ש"] == "NotoSansHebrew-Regular.ttf" and fonts_used["م"] == "NotoSansArabic-Regular.ttf"
-    assert all(fonts_used[char].startswith("Symbola") for char in "👍👨👩👧\U0001F1EB\U0001F1F7")
+    assert fonts_used["😀"].startswith("Symbola")  # Symbola's outlines first where they cover the emoji
+    # Sequences (skin tone, ZWJ family, flags, keycap) come whole from the colour emoji font's ligatures.
+    assert all(fonts_used[char] == "NotoColorEmoji.ttf" for char in "👍🏽👨👩👧\U0001F1EB\U0001F1F7\u20e3")
     assert "\ufffd" not in "".join(run.text for run, _ in content_runs(layout))
 
 
-def test_emoji_zwj_sequences_and_flags_are_drawn_as_their_glyphs(renderer):
-    layout, image = one_page(renderer, "family 👨‍👩‍👧 flag 🇫🇷 end")
-    runs = content_runs(layout)
-    family = [(run, line) for run, line in runs if "👨" in run.text]
-    flag = [(run, line) for run, line in runs if "\U0001F1EB" in run.text]
-    assert [run.text for run, _ in family] == ["👨\u200d👩\u200d👧"] and [run.text for run, _ in flag] == ["🇫🇷"]
-    symbola = font_file(renderer, family[0][0])
-    px = renderer.style.font_px
-    # The joiners draw nothing: the sequence is the three people side by side, the flag its two letter boxes.
-    assert agreement(drawn_span(image, family), drawn_glyph_by_glyph(symbola, "👨👩👧", px)) > 0.97
-    assert agreement(drawn_span(image, flag), drawn_glyph_by_glyph(symbola, "🇫🇷", px)) > 0.97
-    replacement = drawn_glyph_by_glyph(font_file(renderer, runs[0][0]), "\ufffd", px)
-    assert agreement(drawn_span(image, flag)[:, : replacement.shape[1]], replacement) < 0.8
+def emoji_runs(renderer: PageRenderer, layout):
+    return [(run, line) for run, line in content_runs(layout) if renderer.faces[run.face].is_bitmap(run.font_index)]
+
+
+def test_emoji_newer_than_symbola_are_drawn_not_missing(renderer):
+    layout, image = one_page(renderer, "melting 🫠 bubble tea 🧋 flamingo 🦩 shaking 🫨 face")
+    assert layout.missing_glyphs == 0 and layout.page.missing_glyphs == 0
+    emoji = emoji_runs(renderer, layout)
+    assert [run.text for run, _ in emoji] == ["🫠", "🧋", "🦩", "\U0001FAE8"]
+    for run, line in emoji:
+        assert Path(font_file(renderer, run)).name == "NotoColorEmoji.ttf"
+        assert run.width == round(renderer.style.font_px * 1.25)  # the font's square-ish advance, scaled to the line
+        box = np.asarray(image.crop((run.x, line.box.y0, run.x + run.width, line.box.y1)))
+        # Colour became grey: ink over much of the box, in many tones (not one ink level like text).
+        assert (box < 230).mean() > 0.15 and len(np.unique(box)) > 20
+
+
+def test_emoji_sequences_flags_and_keycaps_are_drawn_as_one_glyph(renderer):
+    sequences = ["👨\u200d👩\u200d👧", "🇫🇷", "👍🏽", "1\ufe0f\u20e3", "🏴\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"]
+    layout, image = one_page(renderer, "family " + " ".join(sequences) + " 🫠 end")
+    assert layout.missing_glyphs == 0
+    emoji = emoji_runs(renderer, layout)
+    assert [run.text for run, _ in emoji] == [*sequences, "🫠"]
+    # One glyph each: a family is as wide as one face, not three people side by side, a flag not two letters.
+    assert {run.width for run, _ in emoji} == {emoji[-1][0].width}
+    for run, line in emoji:
+        assert (np.asarray(image.crop((run.x, line.box.y0, run.x + run.width, line.box.y1))) < 230).mean() > 0.2
+
+
+def test_the_same_emoji_gives_the_same_pixels_wherever_it_is_measured(renderer):
+    # "wow🫠" is laid out glyph by glyph, "🫠\u0301" is shaped: the emoji steps by one advance either way.
+    layout, image = one_page(renderer, "wow🫠 🫠🫠🫠 x")
+    runs = emoji_runs(renderer, layout)
+    assert [run.width for run, _ in runs] == [runs[0][0].width, 3 * runs[0][0].width]
+    first, line = runs[1]
+    step = runs[0][0].width
+    crops = [np.asarray(image.crop((first.x + k * step, line.box.y0, first.x + (k + 1) * step, line.box.y1)))
+             for k in range(3)]
+    assert all(np.array_equal(crops[0], crop) for crop in crops)
+
+
+def test_without_an_emoji_font_new_emoji_still_fail_closed():
+    style = RenderStyle()
+    files = tuple(path for path in style.font_files if "Emoji" not in path)
+    assert len(files) == len(style.font_files) - 1
+    renderer = PageRenderer(RenderStyle(font_files=files))
+    layout, _ = one_page(renderer, "melting 🫠 and a family 👨\u200d👩\u200d👧")
+    assert layout.missing_glyphs == 1  # the melting face; Symbola draws the family's people side by side
+
+
+def test_emoji_tones_follow_the_style_ink_and_background():
+    dark = PageRenderer(RenderStyle(ink=255, background=0))
+    layout, image = one_page(dark, "🫠")
+    run, line = emoji_runs(dark, layout)[0]
+    box = np.asarray(image.crop((run.x, line.box.y0, run.x + run.width, line.box.y1)))
+    _, light = one_page(PageRenderer(), "🫠")
+    light_box = np.asarray(light.crop((run.x, line.box.y0, run.x + run.width, line.box.y1)))
+    assert np.abs(box.astype(int) + light_box - 255).max() <= 1  # the light page's tones, inverted
 
 
 # -- right to left ----------------------------------------------------------------------------------------------------
@@ -150,6 +203,70 @@ def test_a_right_to_left_paragraph_is_right_aligned_and_left_to_right_words_keep
     assert layout.page.text.endswith("User: שלום hello world עולם")
 
 
+def text_runs(layout, line=1):
+    return [run.text for run in layout.lines[line].runs if run.face is Face.TEXT and run.text]
+
+
+def bidi_test_cases():
+    """(classes, paragraph level or None for auto, expected levels with None where X9 removes, visual order)."""
+    levels = order = None
+    for line in (Path(__file__).parent / "data" / "BidiTest-sample.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("@Levels:"):
+            levels = [None if item == "x" else int(item) for item in line.split(":")[1].split()]
+        elif line.startswith("@Reorder:"):
+            order = [int(item) for item in line.split(":")[1].split()]
+        elif line and not line.startswith("#"):
+            classes, paragraphs = line.split(";")
+            for bit, paragraph in ((1, None), (2, 0), (4, 1)):
+                if int(paragraphs) & bit:
+                    yield classes.split(), paragraph, levels, order
+
+
+def test_bidi_levels_and_order_match_unicode_bidi_test():
+    cases = list(bidi_test_cases())
+    assert len(cases) > 7000
+    wrong = []
+    for classes, paragraph, expected, order in cases:
+        level = first_strong(classes) or 0 if paragraph is None else paragraph
+        levels = resolve_levels(classes, [1] * len(classes), level)
+        kept = [index for index, value in enumerate(expected) if value is not None]
+        visual = [kept[index] for index in visual_order([levels[index] for index in kept])]
+        if [levels[index] for index in kept] != [expected[index] for index in kept] or visual != order:
+            wrong.append((classes, paragraph))
+    assert wrong == []
+
+
+def test_an_isolated_left_to_right_name_keeps_its_order_in_hebrew(renderer):
+    isolated, _ = one_page(renderer, "שלום \u2068C++\u2069 עולם")
+    assert text_runs(isolated) == ["עולם", "C", "++", "שלום"]  # reads "C++" between the Hebrew words
+    plain, _ = one_page(renderer, "שלום C++ עולם")
+    assert text_runs(plain) == ["עולם", "++", "C", "שלום"]  # without the isolate the pluses join the Hebrew
+    assert isolated.missing_glyphs == 0
+
+
+def test_a_mark_keeps_trailing_punctuation_with_its_left_to_right_word(renderer):
+    marked, _ = one_page(renderer, "שלום hello!\u200e")
+    assert text_runs(marked) == ["hello", "!", "שלום"]  # the mark is strong left-to-right: "!" follows "hello"
+    plain, _ = one_page(renderer, "שלום hello!")
+    assert text_runs(plain) == ["!", "hello", "שלום"]  # "!" between "hello" and the paragraph end goes right-to-left
+
+
+def test_an_override_draws_its_letters_in_the_forced_order(renderer):
+    layout, image = one_page(renderer, "abc \u202edef\u202c ghi")
+    runs = [(run, line) for run, line in content_runs(layout) if run.direction == "rtl"]
+    assert len(runs) == 1 and runs[0][0].text.strip("\u202c\u202e") == "def"
+    path = font_file(renderer, runs[0][0])
+    drawn = drawn_span(image, runs)
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "fed", renderer.style.font_px)) > 0.97
+    assert agreement(drawn, drawn_glyph_by_glyph(path, "def", renderer.style.font_px)) < 0.9
+
+
+def test_a_paragraph_takes_its_direction_from_outside_isolates(renderer):
+    layout, _ = one_page(renderer, "\u2067שלום עולם\u2069 hello")
+    assert text_runs(layout) == ["עולם", "שלום", "hello"]
+    assert layout.lines[1].box.x1 < renderer.style.width - renderer.style.margin_x  # left-aligned: not right-to-left
+
+
 # -- clusters and line breaks -----------------------------------------------------------------------------------------
 
 
@@ -170,7 +287,7 @@ def test_grapheme_clusters_match_the_regex_modules_segmentation(text):
 
 def test_lines_never_break_inside_a_grapheme_cluster():
     narrow = PageRenderer(RenderStyle(width=320, height=600, font_px=12, mono_font_px=11, margin_x=6, margin_y=6))
-    content = "🇫🇷" * 30 + " " + "👨‍👩‍👧" * 12 + " " + "e\u0301" * 60 + " " + "👍🏽" * 20 + "🇯🇵" * 20
+    content = "🇫🇷" * 60 + " " + "👨‍👩‍👧" * 30 + " " + "e\u0301" * 60 + " " + "👍🏽" * 40 + "🇯🇵" * 40
     boundaries = {match.start() for match in regex.finditer(r"\X", content)} | {len(content)}
     (layout,) = narrow.paginate([Turn(0, Role.USER, content, 0.0)])
     assert layout.missing_glyphs == 0
