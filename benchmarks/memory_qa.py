@@ -49,13 +49,10 @@ median CPU time of this thread with rendering taken out (``memory_qa_overhead.js
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -82,7 +79,8 @@ from benchmarks.datasets import (
     chitchat_session,
     planted_fact_conversation,
 )
-from benchmarks.memory_overhead import cpu_clock, RenderStopwatch
+from benchmarks.memory_overhead import RenderStopwatch, cpu_clock
+from benchmarks.memory_overhead import run_provenance as overhead_provenance
 from optical_memory.context import Context
 from optical_memory.core.consumers import BaseConsumer, get_consumer
 from optical_memory.core.embedding import Embedder, check_embedder
@@ -603,18 +601,7 @@ def targets(summary: Sequence[dict[str, Any]], settings: Settings) -> list[dict[
 
 def run_provenance() -> dict[str, Any]:
     """Command, date, machine and commit of this run."""
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "command": " ".join(["python -m benchmarks.memory_qa", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
-        "git_commit": commit,
-    }
+    return overhead_provenance("benchmarks.memory_qa")
 
 
 def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, Any]:
@@ -729,9 +716,9 @@ def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int =
         if turn.role is Role.USER:
             latest = turn.text
         query = latest if number % 2 else None
-        start = cpu_clock()
+        before, start = render.seconds, cpu_clock()
         memory.context(budget=8000, now=turn.timestamp, query=query)
-        (query_ms if query is not None else plain_ms).append((cpu_clock() - start) * 1000)
+        (query_ms if query is not None else plain_ms).append((cpu_clock() - start - (render.seconds - before)) * 1000)
     result = {
         "turns": turns, "pages": len(memory.pages), "chat_ids": list(conversation.source_chat_ids),
         "add_cpu_ms_median_excluding_rendering": round(statistics.median(add_ms), 3),

@@ -45,7 +45,7 @@ from optical_memory.core.consumers import (
 from optical_memory.core.embedding import Embedder
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
-from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn
+from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn, pages_in_common
 from optical_memory.core.validation import (
     validate_budget,
     validate_int,
@@ -101,7 +101,8 @@ QUERY_POSTINGS = 300
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
-# The reason of every forgotten page but the newest one: one string, so that their cached views stay valid.
+# The reason of every forgotten page but the newest one: the same for all of them, so their views are kept between
+# calls (_ForgottenViews).
 _OLDER_THAN_FORGOTTEN = {
     why: f"{why}: forgotten, older than a forgotten page (an older page is never sharper than a newer one)"
     for why in (REASON_AGE, REASON_BUDGET)
@@ -155,6 +156,45 @@ def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | N
     while start > 0 and turns[start].role is Role.TOOL:
         start -= 1
     return start
+
+
+class _ForgottenViews:
+    """The views of pages forgotten behind a newer forgotten page, per consumer and cause (age or budget).
+
+    Most pages of a long session are such pages. Their views hold no pixels, only the page, the consumer's count of
+    its text and one shared reason, so a page's view never changes and, as the session grows, a list of them only
+    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str], tuple[list[Page], list[PageView]]] = {}
+
+    def older(self, consumer: BaseConsumer, pages: list[Page], aged: Sequence[int | None]) -> list[PageView]:
+        """The views of ``pages`` (positions 0.. of ``aged``), all forgotten behind a newer forgotten page: by age
+        where ``aged`` forgets them too, else by the budget."""
+        count = len(pages)
+        by_age = aged[:count].count(None)
+        if aged[:by_age].count(None) == by_age:  # the age schedule forgets the oldest pages, the budget the rest
+            forgotten = self._views(consumer, REASON_AGE, pages)[:by_age] if by_age else []
+            return forgotten + (self._views(consumer, REASON_BUDGET, pages)[by_age:count] if by_age < count else [])
+        by_age_views, by_budget_views = self._views(consumer, REASON_AGE, pages), self._views(consumer, REASON_BUDGET, pages)
+        return [by_age_views[i] if aged[i] is None else by_budget_views[i] for i in range(count)]
+
+    def _views(self, consumer: BaseConsumer, why: str, pages: list[Page]) -> list[PageView]:
+        """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``."""
+        key = (consumer.name, why)
+        known, views = self._kept.get(key, ([], []))
+        shared = pages_in_common(known, pages)  # fewer than both: pages laid out anew, or the session recreated
+        if shared < min(len(known), len(pages)):
+            known, views = known[:shared], views[:shared]
+        if len(pages) > len(known):
+            reason = _OLDER_THAN_FORGOTTEN[why]
+            added = pages[len(known):]
+            known = known + added
+            views = views + [PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
+                                      expected_recall=0.0) for page in added]
+            self._kept[key] = (known, views)  # replaced whole: a concurrent call reads the old lists or the new
+        return views
 
 
 @dataclass(frozen=True)
@@ -239,11 +279,11 @@ class OpticalMemory:
             )
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
+        self._forgotten = _ForgottenViews()
         # The open pages' layouts and the newest one drawn, for the state they were made from: laid out once per
         # turn that reaches them, not once per call.
         self._open: tuple[tuple[int | None, int, int], list[PageLayout]] | None = None
         self._drawn: tuple[str, Image.Image] | None = None
-        self._forgotten_views: dict[str, dict[int, PageView]] = {}
         # In how many turns each word occurs (what a query searches picks by), counted up to turn _counted of the
         # stored session _counted_key.
         self._word_turns: Counter[str] = Counter()
@@ -681,8 +721,11 @@ class OpticalMemory:
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
         cues: dict[int, float] = {}
+        last_sealed = pages[-1].page.segments[-1].turn_index if pages else -1
         for found in matches:
             turn = found.turn
+            if turn.index > last_sealed:  # no page shows any of it: no need to find where its words are
+                continue
             on_page = _page_segment(pages, turn.index, 0)
             if on_page is None or on_page[2] < len(turn.content):
                 # The turn spans pages (or its tail is still text): the page is the one showing the matching words.
@@ -731,34 +774,33 @@ class OpticalMemory:
             sealed = len(stored_pages) - len(open_layouts)
             self._forget_pixels(stored_pages[:sealed], aged[:sealed])
         views: list[PageView] = [None] * len(levels)  # type: ignore[list-item]
-        # Most pages of a long session are forgotten: their views hold no pixels and rarely change, so reuse them.
-        forgotten_views = self._forgotten_views.setdefault(consumer.name, {})
-        explained = False
-        spent_on_newer = 0
-        for position in range(len(levels) - 1, -1, -1):  # newest first: the newest forgotten page explains itself
-            level, page = levels[position], stored_pages[position].page
+
+        def show(position: int) -> PageView:
+            level, index = levels[position], stored_pages[position].page.index
             why = REASON_AGE if level == aged[position] else REASON_BUDGET
-            if level is not None and page.index in scores:
-                why = f"{REASON_QUERY}: score {scores[page.index]:.3g}"
-            if level is not None:
-                view = views[position] = self._view(stored_pages[position], level, consumer, gate, why,
-                                                    open_layouts.get(page.index))
-                spent_on_newer += view.tokens
-                continue
-            if explained:
-                reason = _OLDER_THAN_FORGOTTEN[why]
-                view = forgotten_views.get(page.index)
-                if view is None or view.page is not page or view.reason is not reason:
-                    view = forgotten_views[page.index] = PageView(
-                        page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0
-                    )
-            else:
-                reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
-                                                spent_on_newer)
-                view = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
-                                expected_recall=0.0)
-                explained = True
-            views[position] = view
+            if index in scores:
+                why = f"{REASON_QUERY}: score {scores[index]:.3g}"
+            return self._view(stored_pages[position], level, consumer, gate, why,  # type: ignore[arg-type]
+                              open_layouts.get(index))
+
+        newest_forgotten = len(levels) - 1 - levels[::-1].index(None) if None in levels else -1
+        for position in range(len(levels) - 1, newest_forgotten, -1):
+            views[position] = show(position)
+        if newest_forgotten >= 0:  # the newest forgotten page explains itself; the older ones share one reason
+            page = pages[newest_forgotten]
+            why = REASON_AGE if aged[newest_forgotten] is None else REASON_BUDGET
+            reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
+                                            sum(view.tokens for view in views[newest_forgotten + 1:]))
+            views[newest_forgotten] = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
+                                               expected_recall=0.0)
+            views[:newest_forgotten] = self._forgotten.older(consumer, pages[:newest_forgotten], aged)
+            # Older pages shown after all are cued ones (page i is at position i), unless the policy says otherwise.
+            shown = newest_forgotten - levels[:newest_forgotten].count(None)
+            older = sorted((i for i in scores if i < newest_forgotten and levels[i] is not None), reverse=True)
+            if len(older) != shown:
+                older = [position for position in range(newest_forgotten) if levels[position] is not None]
+            for position in older:
+                views[position] = show(position)
         return Context(
             views,
             recent,

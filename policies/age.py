@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from typing import Sequence
 
 import numpy as np
 
-from optical_memory.core.types import Consumer, Page
+from optical_memory.core.types import Consumer, Page, pages_in_common
 from optical_memory.policies.base import ForgettingPolicy, Levels, last_level
 from optical_memory.policies.reading import ReadingGate
 
@@ -40,6 +41,42 @@ def _validate_steps(steps: Steps, field_name: str) -> Steps:
     return steps
 
 
+class _PageColumns:
+    """Each page's newest turn index and timestamp as arrays, kept between calls and extended as a session grows.
+
+    The memory passes every page of the session on every ``context`` call, and reading two attributes of every page
+    in Python cost more than the rest of the schedule. Pages are immutable, so the leading pages a sequence shares
+    with a kept one (``pages_in_common``) keep their columns and only the rest are read. A few sequences are kept
+    (a cue's policy sees the session without its cued pages).
+    """
+
+    _KEPT = 4
+
+    def __init__(self) -> None:
+        # Newest first; replaced as a whole, so a thread reading it never sees half an update.
+        self._entries: tuple[tuple[list[Page], np.ndarray, np.ndarray], ...] = ()
+
+    def of(self, pages: Sequence[Page]) -> tuple[np.ndarray, np.ndarray]:
+        """(newest turn index, timestamp) of every page of ``pages``, as float arrays."""
+        shared, known, last_turns, stamps = 0, [], np.empty(0), np.empty(0)
+        for entry in self._entries:
+            common = pages_in_common(entry[0], pages)
+            if common > shared or not known:
+                shared, (known, last_turns, stamps) = common, entry
+        if shared == len(known) == len(pages):
+            return last_turns, stamps
+        added = list(islice(pages, shared, None))
+        last_turns = np.concatenate([last_turns[:shared], np.fromiter((page.turn_indices[-1] for page in added),
+                                                                      dtype=float, count=len(added))])
+        stamps = np.concatenate([stamps[:shared], np.fromiter((page.timestamp for page in added), dtype=float,
+                                                              count=len(added))])
+        # The entry this one extends is kept only where it holds pages this one does not.
+        superseded = known if shared == len(known) else None
+        entry = (known[:shared] + added, last_turns, stamps)
+        self._entries = (entry, *(kept for kept in self._entries if kept[0] is not superseded))[: self._KEPT]
+        return last_turns, stamps
+
+
 @dataclass(frozen=True)
 class AgeSchedule(ForgettingPolicy):
     """A page's level from its age: ``(max_age, level)`` steps in turns and in seconds; the blurrier one wins.
@@ -52,6 +89,7 @@ class AgeSchedule(ForgettingPolicy):
     turn_steps: Steps | None = ((24, 0), (64, 1), (128, 2), (1024, 3))
     time_steps: Steps | None = ((DAY, 0), (WEEK, 1), (MONTH, 2), (YEAR, 3))
     forget: bool = True
+    _columns: _PageColumns = field(default_factory=_PageColumns, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.turn_steps is None and self.time_steps is None:
@@ -75,11 +113,10 @@ class AgeSchedule(ForgettingPolicy):
         Vectorised because the memory asks on every ``context`` call, for every page of the session.
         """
         ranks = np.zeros(len(pages))
+        last_turns, stamps = self._columns.of(pages)
         if self.turn_steps is not None:
-            last_turns = np.fromiter((page.turn_indices[-1] for page in pages), dtype=float, count=len(pages))
             ranks = np.maximum(ranks, self._column(turn_count - 1 - last_turns, self.turn_steps))
         if self.time_steps is not None:
-            stamps = np.fromiter((page.timestamp for page in pages), dtype=float, count=len(pages))
             ranks = np.maximum(ranks, self._column(now - stamps, self.time_steps))
         return np.where(ranks == _FORGOTTEN, _FORGOTTEN, np.minimum(ranks, last_level(consumer)))
 
@@ -103,4 +140,6 @@ class AgeSchedule(ForgettingPolicy):
         # Timestamps supplied by a caller may go backwards; age must still never make an older page sharper: each
         # page is at least as blurry as every newer one.
         ranks = np.maximum.accumulate(ranks[::-1])[::-1]
-        return [None if rank == _FORGOTTEN else int(rank) for rank in ranks.tolist()]
+        # So the forgotten pages are the oldest ones: a run of None, then the levels.
+        forgotten = int(np.count_nonzero(ranks == _FORGOTTEN))
+        return [None] * forgotten + ranks[forgotten:].astype(int).tolist()

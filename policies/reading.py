@@ -425,13 +425,20 @@ class _PerPage:
 _CHOICES = _PerPage()
 
 
+def _gate_key(consumer: Consumer, gate: ReadingGate | None) -> tuple[Any, ...]:
+    """What the cached choices depend on: the consumer's name and the gate's model and floor. The gate's own fields
+    rather than the gate: the memory makes a gate per call, and an equal but distinct gate as a key is compared
+    through the dataclass's ``__eq__`` on every lookup, while a model compares by identity."""
+    return (consumer.name, None, None) if gate is None else (consumer.name, gate.model, gate.min_recall)
+
+
 def view_choices(consumer: Consumer, page: Page, gate: ReadingGate | None) -> tuple[ViewChoice, ...]:
     """How ``page`` goes at every level of ``consumer``'s ladder under ``gate`` (``None``: fail-closed rule only).
 
     Cached per page, consumer name and gate, so the policy and the memory read the same choice for the same view.
     """
     cache = _CHOICES.of(page)
-    key = (consumer.name, gate)
+    key = _gate_key(consumer, gate)
     choices = cache.get(key)
     if choices is None:
         choices = cache[key] = tuple(_choose(consumer, page, level, gate) for level in range(len(consumer.tiers)))
@@ -442,7 +449,7 @@ def view_prices(consumer: Consumer, page: Page, gate: ReadingGate | None) -> tup
     """Tokens and expected recalled text tokens of ``page`` at every level under ``gate``: what an optimiser reads
     for every candidate page on every ``context`` call, cached beside ``view_choices``."""
     cache = _CHOICES.of(page)
-    key = (consumer.name, gate, "prices")
+    key = (*_gate_key(consumer, gate), "prices")
     prices = cache.get(key)
     if prices is None:
         choices = view_choices(consumer, page, gate)

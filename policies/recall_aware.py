@@ -132,26 +132,28 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     # B[r] may not pass the first page whose cap is blurrier than r.
     limits = [int(np.argmax(cap_array > r)) if (cap_array > r).any() else len(caps) for r in range(depth)]
 
+    positions = np.arange(len(caps) + 1)
+    barred = positions[None, :] > np.asarray(limits)[:, None]
+    ranks = np.arange(depth)
+
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        positions = np.arange(len(caps) + 1)
-        best = np.empty(0)
+        # Every rank's scores in one array operation: the DP below only chains them.
+        scores = np.where(barred[:, None, :], -np.inf,
+                          step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        best = scores[0]
         running_args = []
-        for rank in range(depth):
-            score = step_value[rank][None, :] - lambdas[:, None] * step_cost[rank][None, :]
-            score[:, limits[rank] + 1:] = -np.inf
-            if rank == 0:
-                best = score
-                continue
+        for rank in range(1, depth):
             running = np.maximum.accumulate(best, axis=1)
             running_args.append(np.maximum.accumulate(np.where(best >= running, positions, 0), axis=1))
-            best = score + running
+            best = scores[rank] + running
         bounds = np.empty((len(lambdas), depth), dtype=int)
         bounds[:, -1] = np.argmax(best, axis=1)
         rows = np.arange(len(lambdas))
         for rank in range(depth - 1, 0, -1):
             bounds[:, rank - 1] = running_args[rank - 1][rows, bounds[:, rank]]
-        total_cost = sum(step_cost[rank][bounds[:, rank]] for rank in range(depth))
-        total_value = sum(step_value[rank][bounds[:, rank]] for rank in range(depth))
+        step_costs, step_values = step_cost[ranks, bounds], step_value[ranks, bounds]
+        total_cost = sum(step_costs[:, rank] for rank in range(depth))
+        total_value = sum(step_values[:, rank] for rank in range(depth))
         return bounds, total_cost, total_value
 
     found = [solve(_LAMBDAS)]
@@ -178,7 +180,9 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     for rank in range(depth):
         shown = min(limits[rank], int(np.searchsorted(cost_prefix[rank], budget, side="right")) - 1)
         starts.append(([0] * rank + [shown] * (depth - rank), float(cost_prefix[rank][shown])))
-    filled = [_fill(bounds, costs, values, limits, budget - spent) for bounds, spent in starts]
+    # The same start fills the same way: fill each once.
+    unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
+    filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
     return max(filled, key=lambda bounds: sum(step_value[rank][bound] for rank, bound in enumerate(bounds)))
 
 
@@ -194,9 +198,12 @@ def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], 
             page = bounds[rank]
             if page >= limits[rank]:
                 continue
-            current = next((r for r in range(rank + 1, depth) if bounds[r] > page), depth)
-            extra_cost = costs[page][rank] - (costs[page][current] if current < depth else 0)
-            extra_value = values[page][rank] - (values[page][current] if current < depth else 0.0)
+            current = rank + 1  # the rank the page sits at now (depth: forgotten)
+            while current < depth and bounds[current] <= page:
+                current += 1
+            page_costs, page_values = costs[page], values[page]
+            extra_cost = page_costs[rank] - (page_costs[current] if current < depth else 0)
+            extra_value = page_values[rank] - (page_values[current] if current < depth else 0.0)
             if extra_cost > left or extra_value < -1e-9:
                 continue
             key = (float("inf") if extra_cost <= 0 else extra_value / extra_cost, -page, -rank)

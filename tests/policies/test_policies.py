@@ -105,3 +105,25 @@ def test_age_schedule_is_monotone_even_with_unordered_timestamps(turns, stamps):
     pages = [make_page(i, turns=(t,), timestamp=stamps[i]) for i, t in enumerate(turns)]
     levels = AgeSchedule().choose(pages, DEEPSEEK, now=4 * YEAR, turn_count=turns[-1] + 1)
     assert is_monotone(levels)
+
+
+def test_age_levels_kept_between_calls_follow_the_pages_passed_not_the_ones_seen_before():
+    # The schedule keeps each page's newest turn and timestamp between calls (by page identity); a fresh schedule,
+    # which has seen nothing, is the reference at every step.
+    kept = AgeSchedule()
+    pages = [make_page(i, turns=(40 * i,), timestamp=i * DAY) for i in range(30)]
+
+    def check(sequence, now, turn_count):
+        assert kept.choose(sequence, DEEPSEEK, now=now, turn_count=turn_count) == AgeSchedule().choose(
+            sequence, DEEPSEEK, now=now, turn_count=turn_count)
+
+    check(pages[:20], now=25 * DAY, turn_count=900)
+    check(pages, now=40 * DAY, turn_count=1300)  # the session grew: the new pages' columns are added
+    check(pages[:10], now=40 * DAY, turn_count=1300)  # a shorter one
+    check(pages[:5] + pages[6:], now=40 * DAY, turn_count=1300)  # one page left out (a cue's policy sees this)
+    check(pages, now=400 * DAY, turn_count=1300)  # the same pages at another instant
+    check([], now=0.0, turn_count=0)
+    # The same indices and ends but another page in the middle (the session recreated): nothing old is reused.
+    kept = AgeSchedule()
+    check(pages, now=40 * DAY, turn_count=1300)
+    check([*pages[:12], make_page(12, turns=(0,), timestamp=0.0), *pages[13:]], now=40 * DAY, turn_count=1300)

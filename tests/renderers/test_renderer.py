@@ -460,3 +460,16 @@ def test_session_key_ignores_system_fallback_fonts_but_the_pixel_key_does_not():
     assert bare.session_key() == with_fallback.session_key()
     assert bare.key() != with_fallback.key()
     assert bare.session_key() != RenderStyle(font_files=(str(SANS),), font_px=19).session_key()
+
+
+def test_a_new_drawing_version_changes_every_render_key_but_no_session_key(monkeypatch):
+    """Pages stored under the old drawing are drawn anew instead of reused, and sessions still reopen."""
+    from optical_memory.renderers import style as style_module
+
+    before = RenderStyle.preset("deepseek-ocr")
+    turns = [Turn(0, Role.USER, "hello", 0.0)]
+    page = PageRenderer(before).paginate(turns)[0].page
+    monkeypatch.setattr(style_module, "DRAWING_VERSION", style_module.DRAWING_VERSION + 1)
+    after = RenderStyle.preset("deepseek-ocr")
+    assert after.session_key() == before.session_key() and after.key() != before.key()
+    assert PageRenderer(after).paginate(turns)[0].page.render_key != page.render_key
