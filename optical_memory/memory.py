@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -290,6 +290,7 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten = _ForgottenViews()
+        self._page_objects: tuple[list[StoredPage], list[Page]] = ([], [])
         # The open pages' layouts and the newest one drawn, for the state they were made from: laid out once per
         # turn that reaches them, not once per call.
         self._open: tuple[tuple[int | None, int, int], list[PageLayout]] | None = None
@@ -302,6 +303,7 @@ class OpticalMemory:
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
+        self._mark: Hashable | None = None  # the store's change mark as of the last catch-up (see _sync)
         self.embedder = embedder
         self._vectors = None if embedder is None else SessionVectors(store, self.scope, embedder)
         self._sync()
@@ -317,26 +319,32 @@ class OpticalMemory:
     def _reload(self) -> None:
         """Load the whole session again (another process replaced pixels this memory still points at)."""
         with self._lock:
-            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._turns, self._pages, self._key, self._version, self._mark = [], [], None, None, None
             self._sync()
 
     def _sync(self) -> None:
-        """Catch up with what other writers committed: one small row says whether anything changed, and only turns
-        and pages added since are loaded (everything, when the session was deleted and created anew)."""
+        """Catch up with what other writers committed: the store's change mark says whether anything at all was
+        committed since the last catch-up (where the backend has one), then one small row whether this session
+        changed, and only turns and pages added since are loaded (everything, when the session was deleted and
+        created anew)."""
         with self._lock:
+            # Read before the row: whatever is committed after it changes the mark, so the next call looks again.
+            mark = self.store.change_mark()
+            if mark is not None and mark == self._mark:
+                return
             info = self.store.session(self.scope)
             if info is None:
                 self._turns, self._pages, self._key, self._version = [], [], None, None
-                return
-            if (info.key, info.version) == (self._key, self._version):
-                return
-            if info.key != self._key:
-                self._turns, self._pages = [], []
-            # Read after the version, so what loads is at least that new: a later check only finds more.
-            turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1, after_page=len(self._pages) - 1)
-            self._turns.extend(turns)
-            self._pages.extend(pages)
-            self._key, self._version = info.key, info.version
+            elif (info.key, info.version) != (self._key, self._version):
+                if info.key != self._key:
+                    self._turns, self._pages = [], []
+                # Read after the version, so what loads is at least that new: a later check only finds more.
+                turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1,
+                                               after_page=len(self._pages) - 1)
+                self._turns.extend(turns)
+                self._pages.extend(pages)
+                self._key, self._version = info.key, info.version
+            self._mark = mark
 
     @property
     def turns(self) -> list[Turn]:
@@ -540,7 +548,7 @@ class OpticalMemory:
         ``delete_session`` does; the memory stays usable and stores its next turn as a new session."""
         with self._lock:
             self.store.clear(self.scope)
-            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._turns, self._pages, self._key, self._version, self._mark = [], [], None, None, None
 
     # -- searching -----------------------------------------------------------------------------------------------
 
@@ -692,10 +700,23 @@ class OpticalMemory:
         cues = () if query is None else self._cues(query)
         with self._lock:
             self._sync()
-            turns, stored_pages = list(self._turns), list(self._pages)
+            turns, stored_pages, pages = list(self._turns), list(self._pages), self._sealed_pages()
             open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
         stored_pages.extend(StoredPage(layout.page, layout.page.render_key) for layout in open_layouts.values())
-        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues, open_layouts)
+        pages.extend(layout.page for layout in open_layouts.values())
+        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, open_layouts)
+
+    def _sealed_pages(self) -> list[Page]:
+        """A copy of the sealed pages' ``Page`` objects (call under the lock). Kept beside ``_pages`` for the list
+        object it was made from: that list only grows until it is replaced (a reload, a new session), and a page's
+        entry replaced in it (``forget_pixels``) keeps its ``Page``, so copying a list of the pages costs less than
+        reading the page of every stored entry on every call."""
+        kept, pages = self._page_objects
+        if kept is not self._pages or len(pages) > len(self._pages):
+            kept, pages = self._pages, []
+        pages.extend(stored.page for stored in self._pages[len(pages):])
+        self._page_objects = kept, pages
+        return list(pages)
 
     def _word_counts(self) -> Counter[str]:
         """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
@@ -750,6 +771,7 @@ class OpticalMemory:
         self,
         turns: list[Turn],
         stored_pages: list[StoredPage],
+        pages: list[Page],
         budget: int | None,
         consumer: BaseConsumer,
         policy: ForgettingPolicy,
@@ -759,7 +781,7 @@ class OpticalMemory:
         open_layouts: Mapping[int, PageLayout] | None = None,
     ) -> Context:
         """The context of one snapshot of the session (``stored_pages``: the sealed pages, then the open ones, whose
-        layouts ``open_layouts`` holds by page index); its ``reprice`` prices the same snapshot again (with the
+        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects); its ``reprice`` prices the same snapshot again (with the
         same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
         open_layouts = open_layouts or {}
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
@@ -769,7 +791,6 @@ class OpticalMemory:
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
-        pages = [stored.page for stored in stored_pages]
         page_budget = None if budget is None else budget - hot_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
@@ -822,8 +843,8 @@ class OpticalMemory:
             self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate),
             consumer,
             turns=turns,
-            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
-                                                      cues, open_layouts),
+            reprice=lambda page_budget: self._context(turns, stored_pages, pages, page_budget, consumer, policy, now,
+                                                      gate, cues, open_layouts),
             cacheable_images=not self.forget_pixels,
         )
 
