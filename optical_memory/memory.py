@@ -13,8 +13,9 @@ reading gate); otherwise it goes as text. Each page view says why (``PageView.re
 ``context`` first searches the session once and the pages holding the best hits are shown at a level the consumer
 reads and are the last to be dropped (``optical_memory.policies.cue``).
 
-Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
-row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
+Several processes may share one store: before it reads or writes, a memory asks the store whether anything was
+committed since it last looked (SQLite: one pragma), then checks its session's version (one small row) and loads only
+what other writers committed since. ``search`` finds turns by their words through the store's
 full-text index and, with an ``embedder``, by their meaning too (``optical_memory.store.vectors``).
 ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
