@@ -86,8 +86,9 @@ REASON_QUERY = "relevant to the query"
 # shares only a question's common words scores a small fraction of one holding its rare words, and a cue spends
 # budget the other pages then lack. Chosen on the tune split of benchmarks/memory_qa.py (3, 5, 8 or 12 pages, share
 # 0.5 or 0.25): 8 and 0.25 kept the most facts available at every budget for both consumers; 12 added nothing.
-# QUERY_HITS was compared there later (16, 32 or 64 hits, each with 8, 12 or 16 pages): with BM25, 32 or 64 hits
-# kept exactly what 16 keep, and 12 or 16 pages less (DeepSeek-OCR at 1k and 4k, by up to 1.9 points).
+# QUERY_HITS was compared there later (16, 32 or 64 hits, each with 8, 12 or 16 pages): with BM25, at 8 pages 32 or
+# 64 hits kept exactly what 16 keep, and 12 or 16 pages kept less (DeepSeek-OCR at 1k and 4k by up to 2 points,
+# GPT-4o at 8k too with 32 or 64 hits).
 QUERY_PAGES = 8
 QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page cue it once
 # With an embedder the share cuts no fused hit (below), so the cap alone bounds the cues, and fusion ranks the turn
