@@ -88,8 +88,18 @@ REASON_QUERY = "relevant to the query"
 # shares only a question's common words scores a small fraction of one holding its rare words, and a cue spends
 # budget the other pages then lack. Chosen on the tune split of benchmarks/memory_qa.py (3, 5, 8 or 12 pages, share
 # 0.5 or 0.25): 8 and 0.25 kept the most facts available at every budget for both consumers; 12 added nothing.
+# QUERY_HITS was compared there later (16, 32 or 64 hits, each with 8, 12 or 16 pages): with BM25, at 8 pages 32 or
+# 64 hits kept exactly what 16 keep, and 12 or 16 pages kept less (DeepSeek-OCR at 1k and 4k by up to 2 points,
+# GPT-4o at 8k too with 32 or 64 hits).
 QUERY_PAGES = 8
 QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page cue it once
+# With an embedder the share cuts no fused hit (below), so the cap alone bounds the cues, and fusion ranks the turn
+# that answers a paraphrase lower than BM25 ranks a fact's rare words. On the same sweep (query-aware (hybrid)), 16
+# pages of the 16 best fused hits made a planted fact available at 2k, 4k and 8k for both consumers that 8 pages
+# missed and lost one updated fact (GPT-4o, 8k): 95.2% on average against 94.2%, as much or more in 7 of the 8
+# consumer x budget cells; at DeepSeek-OCR's 1k the cues' cheaper views read every fact a little less (90.9% against
+# 91.8%, no fact lost). 32 or 64 fused hits added nothing over 16.
+QUERY_FUSED_PAGES = 16
 QUERY_SCORE_SHARE = 0.25
 # With an embedder the scores are reciprocal rank fusion's, all within [1/(60 + QUERY_HITS), 2/61], so this share
 # removes no fused hit. Kept so: on the tune split (query-aware (hybrid), MiniLM), shares of 0.6 to 0.9 kept fewer
@@ -730,7 +740,8 @@ class OpticalMemory:
         return self._word_turns
 
     def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
-        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES):
+        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES and,
+        with an embedder, QUERY_FUSED_PAGES):
         one search for the query's rarest words (QUERY_POSTINGS), fused with the turns nearest the whole query by
         meaning when the memory has an embedder."""
         terms: list[str] = []
@@ -766,7 +777,8 @@ class OpticalMemory:
             if on_page is not None:
                 cues.setdefault(on_page[0].page.index, found.score)
         best = max(cues.values(), default=0.0)
-        return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:QUERY_PAGES]
+        cap = QUERY_PAGES if self._vectors is None else QUERY_FUSED_PAGES
+        return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:cap]
 
     def _context(
         self,

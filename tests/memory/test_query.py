@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from embedders import TrigramEmbedder
 from optical_memory.policies import is_monotone
 from optical_memory.policies.reading import ReadingGate, reading_model, view_choices
 
 from optical_memory import OpticalMemory
-from optical_memory.memory import QUERY_PAGES, REASON_QUERY
+from optical_memory.memory import QUERY_FUSED_PAGES, QUERY_PAGES, REASON_QUERY
 from optical_memory.messages.dialects import OpenAIDialect
 
 WORDS = "seat window aisle coach platform delay refund luggage bicycle quiet carriage connection".split()
@@ -98,6 +99,14 @@ def test_at_most_a_few_pages_are_cued_and_weak_hits_cue_none(mem):
     cued = mem.context(budget=4000, now=400.0, query="the gate code of the zeppelin?")
     assert [v.page.index for v in cued.pages if v.reason.startswith(REASON_QUERY)] == [fact_page(mem)]
 
+
+def test_with_an_embedder_more_pages_are_cued_since_fused_scores_cut_none(mem):
+    hybrid = OpticalMemory(mem.store, hot_turns=6, embedder=TrigramEmbedder())  # the same session
+    hybrid.backfill(progress=False)
+    # "zeppelin" is on 33 turns across the pages: the 16 best fused hits show more pages than BM25's cap of 8.
+    cued = cued_pages(hybrid.context(budget=4000, now=400.0, query="zeppelin"))
+    assert QUERY_PAGES < len(cued) <= QUERY_FUSED_PAGES
+    assert len(cued_pages(mem.context(budget=4000, now=400.0, query="zeppelin"))) == QUERY_PAGES
 
 def test_words_in_most_turns_are_not_searched(mem):
     """A word in most turns would make the search rank the whole session; it weighs nothing in BM25 either."""
