@@ -13,8 +13,9 @@ reading gate); otherwise it goes as text. Each page view says why (``PageView.re
 ``context`` first searches the session once and the pages holding the best hits are shown at a level the consumer
 reads and are the last to be dropped (``optical_memory.policies.cue``).
 
-Several processes may share one store: before it reads or writes, a memory checks its session's version (one small
-row) and loads only what other writers committed since. ``search`` finds turns by their words through the store's
+Several processes may share one store: before it reads or writes, a memory asks the store whether anything was
+committed since it last looked (SQLite: one pragma), then checks its session's version (one small row) and loads only
+what other writers committed since. ``search`` finds turns by their words through the store's
 full-text index and, with an ``embedder``, by their meaning too (``optical_memory.store.vectors``).
 ``list_sessions``, ``delete_session`` and ``export_session`` treat a session as data its user owns.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 from PIL import Image
 
@@ -173,38 +175,47 @@ class _ForgottenViews:
 
     Most pages of a long session are such pages. Their views hold no pixels, only the page, the consumer's count of
     its text and one shared reason, so a page's view never changes and, as the session grows, a list of them only
-    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones.
+    grows at its newest end: kept between calls, checked against the pages passed, extended by the new ones, with
+    the running sum of their text tokens (what the report counts as forgotten).
     """
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[str, str], tuple[list[Page], list[PageView]]] = {}
+        self._kept: dict[tuple[str, str], tuple[list[Page], list[PageView], list[int]]] = {}
 
-    def older(self, consumer: BaseConsumer, pages: list[Page], aged: Sequence[int | None]) -> list[PageView]:
+    def older(self, consumer: BaseConsumer, pages: list[Page], aged: Sequence[int | None]) -> tuple[list[PageView], int]:
         """The views of ``pages`` (positions 0.. of ``aged``), all forgotten behind a newer forgotten page: by age
-        where ``aged`` forgets them too, else by the budget."""
+        where ``aged`` forgets them too, else by the budget; and the sum of their text tokens."""
         count = len(pages)
         by_age = aged[:count].count(None)
         if aged[:by_age].count(None) == by_age:  # the age schedule forgets the oldest pages, the budget the rest
-            forgotten = self._views(consumer, REASON_AGE, pages)[:by_age] if by_age else []
-            return forgotten + (self._views(consumer, REASON_BUDGET, pages)[by_age:count] if by_age < count else [])
-        by_age_views, by_budget_views = self._views(consumer, REASON_AGE, pages), self._views(consumer, REASON_BUDGET, pages)
-        return [by_age_views[i] if aged[i] is None else by_budget_views[i] for i in range(count)]
+            if by_age == count:
+                views, sums = self._views(consumer, REASON_AGE, pages)
+                return views[:count], sums[count]
+            forgotten = self._views(consumer, REASON_AGE, pages)[0][:by_age] if by_age else []
+            views, sums = self._views(consumer, REASON_BUDGET, pages)
+            return forgotten + views[by_age:count], sums[count]
+        (by_age_views, sums), (by_budget_views, _) = (self._views(consumer, REASON_AGE, pages),
+                                                      self._views(consumer, REASON_BUDGET, pages))
+        return [by_age_views[i] if aged[i] is None else by_budget_views[i] for i in range(count)], sums[count]
 
-    def _views(self, consumer: BaseConsumer, why: str, pages: list[Page]) -> list[PageView]:
-        """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``."""
+    def _views(self, consumer: BaseConsumer, why: str, pages: list[Page]) -> tuple[list[PageView], list[int]]:
+        """Views of at least ``pages`` (the first ``len(pages)`` are theirs) forgotten for ``why``, and the running
+        sums of their text tokens (``sums[n]``: the first ``n`` views')."""
         key = (consumer.name, why)
-        known, views = self._kept.get(key, ([], []))
+        known, views, sums = self._kept.get(key, ([], [], [0]))
         shared = pages_in_common(known, pages)  # fewer than both: pages laid out anew, or the session recreated
         if shared < min(len(known), len(pages)):
-            known, views = known[:shared], views[:shared]
+            known, views, sums = known[:shared], views[:shared], sums[:shared + 1]
         if len(pages) > len(known):
             reason = _OLDER_THAN_FORGOTTEN[why]
             added = pages[len(known):]
             known = known + added
-            views = views + [PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
-                                      expected_recall=0.0) for page in added]
-            self._kept[key] = (known, views)  # replaced whole: a concurrent call reads the old lists or the new
-        return views
+            new = [PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason, expected_recall=0.0)
+                   for page in added]
+            views = views + new
+            sums = sums + list(itertools.accumulate((view.text_tokens for view in new), initial=sums[-1]))[1:]
+            self._kept[key] = (known, views, sums)  # replaced whole: a concurrent call reads the old lists or the new
+        return views, sums
 
 
 @dataclass(frozen=True)
@@ -290,6 +301,7 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten = _ForgottenViews()
+        self._page_objects: tuple[list[StoredPage], list[Page]] = ([], [])
         # The open pages' layouts and the newest one drawn, for the state they were made from: laid out once per
         # turn that reaches them, not once per call.
         self._open: tuple[tuple[int | None, int, int], list[PageLayout]] | None = None
@@ -302,6 +314,7 @@ class OpticalMemory:
         # Which stored state _turns/_pages show: the session row's key and version (None: nothing stored).
         self._key: int | None = None
         self._version: int | None = None
+        self._mark: Hashable | None = None  # the store's change mark as of the last catch-up (see _sync)
         self.embedder = embedder
         self._vectors = None if embedder is None else SessionVectors(store, self.scope, embedder)
         self._sync()
@@ -317,26 +330,32 @@ class OpticalMemory:
     def _reload(self) -> None:
         """Load the whole session again (another process replaced pixels this memory still points at)."""
         with self._lock:
-            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._turns, self._pages, self._key, self._version, self._mark = [], [], None, None, None
             self._sync()
 
     def _sync(self) -> None:
-        """Catch up with what other writers committed: one small row says whether anything changed, and only turns
-        and pages added since are loaded (everything, when the session was deleted and created anew)."""
+        """Catch up with what other writers committed: the store's change mark says whether anything at all was
+        committed since the last catch-up (where the backend has one), then one small row whether this session
+        changed, and only turns and pages added since are loaded (everything, when the session was deleted and
+        created anew)."""
         with self._lock:
+            # Read before the row: whatever is committed after it changes the mark, so the next call looks again.
+            mark = self.store.change_mark()
+            if mark is not None and mark == self._mark:
+                return
             info = self.store.session(self.scope)
             if info is None:
                 self._turns, self._pages, self._key, self._version = [], [], None, None
-                return
-            if (info.key, info.version) == (self._key, self._version):
-                return
-            if info.key != self._key:
-                self._turns, self._pages = [], []
-            # Read after the version, so what loads is at least that new: a later check only finds more.
-            turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1, after_page=len(self._pages) - 1)
-            self._turns.extend(turns)
-            self._pages.extend(pages)
-            self._key, self._version = info.key, info.version
+            elif (info.key, info.version) != (self._key, self._version):
+                if info.key != self._key:
+                    self._turns, self._pages = [], []
+                # Read after the version, so what loads is at least that new: a later check only finds more.
+                turns, pages = self.store.load(self.scope, after_turn=len(self._turns) - 1,
+                                               after_page=len(self._pages) - 1)
+                self._turns.extend(turns)
+                self._pages.extend(pages)
+                self._key, self._version = info.key, info.version
+            self._mark = mark
 
     @property
     def turns(self) -> list[Turn]:
@@ -540,7 +559,7 @@ class OpticalMemory:
         ``delete_session`` does; the memory stays usable and stores its next turn as a new session."""
         with self._lock:
             self.store.clear(self.scope)
-            self._turns, self._pages, self._key, self._version = [], [], None, None
+            self._turns, self._pages, self._key, self._version, self._mark = [], [], None, None, None
 
     # -- searching -----------------------------------------------------------------------------------------------
 
@@ -692,10 +711,23 @@ class OpticalMemory:
         cues = () if query is None else self._cues(query)
         with self._lock:
             self._sync()
-            turns, stored_pages = list(self._turns), list(self._pages)
+            turns, stored_pages, pages = list(self._turns), list(self._pages), self._sealed_pages()
             open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
         stored_pages.extend(StoredPage(layout.page, layout.page.render_key) for layout in open_layouts.values())
-        return self._context(turns, stored_pages, budget, consumer, policy, now, gate, cues, open_layouts)
+        pages.extend(layout.page for layout in open_layouts.values())
+        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, open_layouts)
+
+    def _sealed_pages(self) -> list[Page]:
+        """A copy of the sealed pages' ``Page`` objects (call under the lock). Kept beside ``_pages`` for the list
+        object it was made from: that list only grows until it is replaced (a reload, a new session), and a page's
+        entry replaced in it (``forget_pixels``) keeps its ``Page``, so copying a list of the pages costs less than
+        reading the page of every stored entry on every call."""
+        kept, pages = self._page_objects
+        if kept is not self._pages or len(pages) > len(self._pages):
+            kept, pages = self._pages, []
+        pages.extend(stored.page for stored in self._pages[len(pages):])
+        self._page_objects = kept, pages
+        return list(pages)
 
     def _word_counts(self) -> Counter[str]:
         """In how many turns of the session each word occurs, counted once per turn loaded (call under the lock)."""
@@ -752,6 +784,7 @@ class OpticalMemory:
         self,
         turns: list[Turn],
         stored_pages: list[StoredPage],
+        pages: list[Page],
         budget: int | None,
         consumer: BaseConsumer,
         policy: ForgettingPolicy,
@@ -761,7 +794,7 @@ class OpticalMemory:
         open_layouts: Mapping[int, PageLayout] | None = None,
     ) -> Context:
         """The context of one snapshot of the session (``stored_pages``: the sealed pages, then the open ones, whose
-        layouts ``open_layouts`` holds by page index); its ``reprice`` prices the same snapshot again (with the
+        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects); its ``reprice`` prices the same snapshot again (with the
         same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
         open_layouts = open_layouts or {}
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
@@ -771,7 +804,6 @@ class OpticalMemory:
         hot_tokens = sum(consumer.text_tokens(turn.content) for turn in recent)
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
-        pages = [stored.page for stored in stored_pages]
         page_budget = None if budget is None else budget - hot_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
@@ -798,29 +830,34 @@ class OpticalMemory:
         newest_forgotten = len(levels) - 1 - levels[::-1].index(None) if None in levels else -1
         for position in range(len(levels) - 1, newest_forgotten, -1):
             views[position] = show(position)
+        shown_views = views[newest_forgotten + 1:]
+        forgotten_tokens = 0
         if newest_forgotten >= 0:  # the newest forgotten page explains itself; the older ones share one reason
             page = pages[newest_forgotten]
             why = REASON_AGE if aged[newest_forgotten] is None else REASON_BUDGET
             reason = self._forgotten_reason(page, consumer, gate, why, type(policy).__name__, page_budget,
-                                            sum(view.tokens for view in views[newest_forgotten + 1:]))
+                                            sum(view.tokens for view in shown_views))
             views[newest_forgotten] = PageView(page, None, None, 0, consumer.text_tokens(page.text), reason=reason,
                                                expected_recall=0.0)
-            views[:newest_forgotten] = self._forgotten.older(consumer, pages[:newest_forgotten], aged)
+            views[:newest_forgotten], forgotten_tokens = self._forgotten.older(consumer, pages[:newest_forgotten], aged)
+            forgotten_tokens += views[newest_forgotten].text_tokens
             # Older pages shown after all are cued ones (page i is at position i), unless the policy says otherwise.
             shown = newest_forgotten - levels[:newest_forgotten].count(None)
             older = sorted((i for i in scores if i < newest_forgotten and levels[i] is not None), reverse=True)
             if len(older) != shown:
                 older = [position for position in range(newest_forgotten) if levels[position] is not None]
             for position in older:
+                forgotten_tokens -= views[position].text_tokens  # counted among the forgotten ones just above
                 views[position] = show(position)
+            shown_views = [views[position] for position in sorted(older)] + shown_views
         return Context(
             views,
             recent,
-            self._report(views, hot_tokens, budget, consumer, gate),
+            self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate),
             consumer,
             turns=turns,
-            reprice=lambda page_budget: self._context(turns, stored_pages, page_budget, consumer, policy, now, gate,
-                                                      cues, open_layouts),
+            reprice=lambda page_budget: self._context(turns, stored_pages, pages, page_budget, consumer, policy, now,
+                                                      gate, cues, open_layouts),
             cacheable_images=not self.forget_pixels,
         )
 
@@ -915,17 +952,32 @@ class OpticalMemory:
                 self._pages[stored.page.index] = StoredPage(stored.page, key, tier.name)
 
     def _report(
-        self, views: Sequence[PageView], hot_tokens: int, budget: int | None, consumer: BaseConsumer, gate: ReadingGate
+        self,
+        shown: Sequence[PageView],
+        pages_total: int,
+        dropped_text_tokens: int,
+        hot_tokens: int,
+        budget: int | None,
+        consumer: BaseConsumer,
+        gate: ReadingGate,
     ) -> TokenReport:
+        """The report of a context whose ``shown`` views (oldest first) are all but ``pages_total - len(shown)``
+        forgotten pages holding ``dropped_text_tokens`` text tokens: the forgotten ones are most of a long session
+        and counted as they are kept (``_ForgottenViews``), not visited."""
         images: list[PageView] = []
         as_text: list[PageView] = []
-        dropped: list[PageView] = []
-        for view in views:
-            (dropped if view.level is None else as_text if view.as_text else images).append(view)
+        for view in shown:
+            (as_text if view.as_text else images).append(view)
         positions = None
         if isinstance(consumer, DeepSeekOCRConsumer):
-            positions = sum(consumer.decoder_positions(v.page, v.level) for v in images)  # type: ignore[arg-type]
-        dropped_text_tokens = sum(v.text_tokens for v in dropped)
+            # The DeepEncoder's positions follow from a page's level and size alone: each distinct one worked out once.
+            known: dict[tuple[int | None, int, int], int] = {}
+            positions = 0
+            for view in images:
+                key = (view.level, view.page.width, view.page.height)
+                if key not in known:
+                    known[key] = consumer.decoder_positions(view.page, view.level)  # type: ignore[arg-type]
+                positions += known[key]
         return TokenReport(
             consumer=consumer.name,
             tokenizer=consumer.tokenizer,
@@ -936,10 +988,10 @@ class OpticalMemory:
             image_tokens=sum(v.tokens for v in images),
             fallback_text_tokens=sum(v.tokens for v in as_text),
             decoder_positions=positions,
-            pages_total=len(views),
+            pages_total=pages_total,
             pages_as_images=len(images),
             pages_as_text=len(as_text),
-            pages_dropped=len(dropped),
+            pages_dropped=pages_total - len(shown),
             dropped_text_tokens=dropped_text_tokens,
             expected_recall=_expected_recall([*images, *as_text], hot_tokens, dropped_text_tokens),
             min_recall=gate.min_recall,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -41,13 +42,18 @@ def line_height(page: Page) -> float | None:
     return float(statistics.median(heights)) if heights else None
 
 
-def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
-    """Piecewise-linear through ``points`` (x sorted, duplicates averaged), held constant beyond the ends."""
+def curve(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The knots ``interpolate`` goes through: ``points``' x sorted, the y of duplicate x averaged."""
     merged: dict[float, list[float]] = {}
     for px, py in points:
         merged.setdefault(px, []).append(py)
     xs = sorted(merged)
-    return float(np.interp(x, xs, [sum(merged[px]) / len(merged[px]) for px in xs]))
+    return np.asarray(xs, dtype=float), np.asarray([sum(merged[px]) / len(merged[px]) for px in xs], dtype=float)
+
+
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear through ``points`` (x sorted, duplicates averaged), held constant beyond the ends."""
+    return float(np.interp(x, *curve(points)))
 
 
 @dataclass(frozen=True)
@@ -103,15 +109,26 @@ class CalibratedRecall:
         reader = self.provenance.get("reader", "unnamed reader")
         return f"{reader} (CPU OCR) {self.metric.replace('_', ' ')}"
 
+    @cached_property
+    def _curves(self) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray], float]:
+        """Per measured tier its curve in line height, the curve in effective line height over all points, and the
+        densest line height measured: worked out once, since every page a memory prices is looked up here."""
+        by_tier: dict[str, list[tuple[float, float]]] = {}
+        for p in self.points:
+            by_tier.setdefault(p.tier, []).append((p.line_height_px, p.metric(self.metric)))
+        pooled = curve([(p.effective_line_px, p.metric(self.metric)) for p in self.points])
+        return ({tier: curve(points) for tier, points in by_tier.items()}, pooled,
+                min(point.line_height_px for point in self.points))
+
     def expected_recall(self, page: Page, tier: Tier) -> float:
+        by_tier, pooled, densest = self._curves
         density = line_height(page)
         if density is None:
             # Glyph size unknown: assume the densest page measured, the least recall.
-            density = min(point.line_height_px for point in self.points)
-        same_tier = [(p.line_height_px, p.metric(self.metric)) for p in self.points if p.tier == tier.name]
-        if same_tier:
-            recall = interpolate(same_tier, density)
+            density = densest
+        same_tier = by_tier.get(tier.name)
+        if same_tier is not None:
+            recall = float(np.interp(density, *same_tier))
         else:
-            effective = density * glyph_scale(page.width, page.height, tier)
-            recall = interpolate([(p.effective_line_px, p.metric(self.metric)) for p in self.points], effective)
+            recall = float(np.interp(density * glyph_scale(page.width, page.height, tier), *pooled))
         return min(1.0, max(0.0, recall))

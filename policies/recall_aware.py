@@ -18,15 +18,23 @@ looked at, so its cost follows the pages a context can show, not the length of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Sequence
 
 import numpy as np
 
-from optical_memory.core.types import Consumer, Page
+from optical_memory.core.types import Consumer, Page, pages_in_common
 from optical_memory.core.validation import validate_budget
 from optical_memory.policies.base import ForgettingPolicy, Levels, base_levels
-from optical_memory.policies.reading import ReadingGate, ReadingModel, reading_model, view_choices, view_prices
+from optical_memory.policies.reading import (
+    ReadingGate,
+    ReadingModel,
+    _gate_key,
+    reading_model,
+    view_choices,
+    view_prices,
+)
 
 # λ is expected recalled text tokens per token spent: a coarse grid over every ratio a page can have, then two
 # finer grids between the last λ that overspends and the first that fits.
@@ -52,6 +60,62 @@ def expected_recalled_tokens(
     return sum(view_value(consumer, gate, page, level) for page, level in zip(pages, levels))
 
 
+# A kept price sequence is extended by at most this many pages; a sequence that differs earlier is priced from
+# its newest page back, as far as the budget reaches, and not kept.
+_EXTEND_AT_MOST = 64
+
+
+class _PagePrices:
+    """Every page's tokens and expected recalled text tokens at every level (``view_prices``) as arrays, oldest
+    first, kept between calls per consumer and gate and extended as a session grows.
+
+    The memory passes every page on every ``context`` call and the budget is looked at from the newest page back:
+    fetching each candidate's prices from the per-page cache cost more than the optimiser's arrays. Pages are
+    immutable, so the leading pages a sequence shares with a kept one (``pages_in_common``) keep their rows and
+    only the rest are priced. A few sequences are kept per consumer and gate (a cue's policy sees the session
+    without its cued pages).
+    """
+
+    _KEPT = 4
+
+    def __init__(self) -> None:
+        # Newest first per key; replaced as a whole, so a thread reading it never sees half an update.
+        self._entries: dict[tuple[Any, ...], tuple[tuple[list[Page], np.ndarray, np.ndarray, np.ndarray], ...]] = {}
+
+    def of(
+        self, pages: Sequence[Page], consumer: Consumer, gate: ReadingGate
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(costs, values, cheapest) of ``pages``, one row per page, one column per level; ``cheapest[p][c]`` is
+        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when ``pages`` shares too few leading
+        pages with every kept sequence (a cue's, without an old page): pricing them all would cost more than
+        looking at the newest ones one by one."""
+        key = _gate_key(consumer, gate)
+        kept = self._entries.get(key, ())
+        depth = len(consumer.tiers)
+        shared, known = 0, None
+        for entry in kept:
+            common = pages_in_common(entry[0], pages)
+            if known is None or common > shared:
+                shared, known = common, entry
+        if known is not None and shared == len(known[0]) == len(pages):
+            return known[1], known[2], known[3]
+        if known is not None and len(pages) - shared > _EXTEND_AT_MOST:
+            return None
+        added = list(islice(pages, shared, None))
+        rows = [view_prices(consumer, page, gate) for page in added]
+        costs = np.array([row for row, _ in rows], dtype=np.int64).reshape(len(added), depth)
+        values = np.array([worth for _, worth in rows], dtype=float).reshape(len(added), depth)
+        cheapest = np.minimum.accumulate(costs[:, ::-1], axis=1)[:, ::-1]
+        if known is not None:
+            costs, values, cheapest = (np.concatenate([old[:shared], new]) for old, new in
+                                       ((known[1], costs), (known[2], values), (known[3], cheapest)))
+        # The entry this one extends is kept only where it holds pages this one does not.
+        superseded = known if known is not None and shared == len(known[0]) else None
+        entry = ((known[0][:shared] if known is not None else []) + added, costs, values, cheapest)
+        self._entries = {**self._entries, key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
+        return costs, values, cheapest
+
+
 @dataclass(frozen=True)
 class RecallAwareBudget(ForgettingPolicy):
     """Fit the budget while keeping the most expected recalled text; older pages are never sharper than newer.
@@ -66,6 +130,7 @@ class RecallAwareBudget(ForgettingPolicy):
     model: ReadingModel | None = None
     base: ForgettingPolicy | None = None
     unbudgeted: ForgettingPolicy | None = None
+    _prices: _PagePrices = field(default_factory=_PagePrices, init=False, repr=False, compare=False)
 
     def choose(
         self,
@@ -87,33 +152,50 @@ class RecallAwareBudget(ForgettingPolicy):
         if gate is None:
             gate = ReadingGate(self.model if self.model is not None else reading_model(consumer), 0.0)
         count = len(pages)
-        costs: list[list[int]] = []
-        values: list[list[float]] = []
-        floors: list[int] = []
-        cheapest_total = 0
-        # Newest first: a page can be shown only if it and every newer page fit at their cheapest views.
-        for position in range(count):
-            index = count - 1 - position
-            cap = 0 if caps is None else caps[index]
-            if cap is None:
-                break
-            row, worth = view_prices(consumer, pages[index], gate)
-            cheapest_total += min(row[cap:])
-            if cheapest_total > budget:
-                break
-            costs.append(row)
-            values.append(worth)
-            floors.append(cap)
         levels: Levels = [None] * count
+        # Newest first: a page can be shown only if base shows it and every newer page, and it and every newer page
+        # fit at their cheapest views.
+        allowed = count if caps is None or None not in caps else caps[::-1].index(None)
+        if not allowed:
+            return levels
+        newest = slice(count - 1, count - 1 - allowed if allowed < count else None, -1)
+        floors = [0] * allowed if caps is None else caps[newest]
+        prices = self._prices.of(pages, consumer, gate)
+        if prices is None:
+            costs, values = _newest_prices(pages[newest], floors, consumer, gate, budget)
+        else:
+            all_costs, all_values, all_cheapest = prices
+            spent = np.cumsum(all_cheapest[newest][np.arange(allowed), floors])
+            shown = int(np.searchsorted(spent, budget, side="right"))
+            newest = slice(count - 1, count - 1 - shown if shown < count else None, -1)
+            costs, values = all_costs[newest].tolist(), all_values[newest].tolist()
         if not costs:
             return levels
-        bounds = _optimise(costs, values, floors, budget)
+        bounds = _optimise(costs, values, floors[:len(costs)], budget)
         position = 0
         for rank, bound in enumerate(bounds):
             while position < bound:
                 levels[count - 1 - position] = rank
                 position += 1
         return levels
+
+
+def _newest_prices(
+    newest: Sequence[Page], floors: Sequence[int], consumer: Consumer, gate: ReadingGate, budget: int
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Costs and values of the newest pages (``newest``, newest first, sharpest allowed levels ``floors``) that fit
+    the budget together at their cheapest views."""
+    costs: list[list[int]] = []
+    values: list[list[float]] = []
+    cheapest_total = 0
+    for page, floor in zip(newest, floors):
+        row, worth = view_prices(consumer, page, gate)
+        cheapest_total += min(row[floor:])
+        if cheapest_total > budget:
+            break
+        costs.append(row)
+        values.append(worth)
+    return costs, values
 
 
 def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int], budget: int) -> list[int]:
@@ -123,23 +205,28 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with ΔV_r the prefix sums of
     (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
     """
-    depth = len(costs[0])
-    cost_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(costs, dtype=float), axis=0)]).T
-    value_prefix = np.vstack([np.zeros(depth), np.cumsum(np.asarray(values, dtype=float), axis=0)]).T
-    step_cost = cost_prefix - np.vstack([cost_prefix[1:], np.zeros_like(cost_prefix[:1])])
-    step_value = value_prefix - np.vstack([value_prefix[1:], np.zeros_like(value_prefix[:1])])
-    cap_array = np.asarray(caps)
+    depth, count = len(costs[0]), len(caps)
+    # Rows are ranks, columns the number of newest pages counted (0..count). Built in place: this runs on every
+    # context call and each array made costs about as much as the arithmetic on it.
+    cost_prefix = np.zeros((depth, count + 1))
+    cost_prefix[:, 1:] = np.cumsum(np.asarray(costs, dtype=float), axis=0).T
+    value_prefix = np.zeros((depth, count + 1))
+    value_prefix[:, 1:] = np.cumsum(np.asarray(values, dtype=float), axis=0).T
+    step_cost, step_value = cost_prefix.copy(), value_prefix.copy()
+    step_cost[:-1] -= cost_prefix[1:]
+    step_value[:-1] -= value_prefix[1:]
     # B[r] may not pass the first page whose cap is blurrier than r.
-    limits = [int(np.argmax(cap_array > r)) if (cap_array > r).any() else len(caps) for r in range(depth)]
+    blurrier = np.asarray(caps)[None, :] > np.arange(depth)[:, None]
+    limit_array = np.where(blurrier.any(axis=1), blurrier.argmax(axis=1), count)
+    limits = limit_array.tolist()
 
-    positions = np.arange(len(caps) + 1)
-    barred = positions[None, :] > np.asarray(limits)[:, None]
+    positions = np.arange(count + 1)
+    barred = (positions[None, :] > limit_array[:, None])[:, None, :]
     ranks = np.arange(depth)
 
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Every rank's scores in one array operation: the DP below only chains them.
-        scores = np.where(barred[:, None, :], -np.inf,
-                          step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        scores = np.where(barred, -np.inf, step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
         best = scores[0]
         running_args = []
         for rank in range(1, depth):
@@ -151,9 +238,12 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         rows = np.arange(len(lambdas))
         for rank in range(depth - 1, 0, -1):
             bounds[:, rank - 1] = running_args[rank - 1][rows, bounds[:, rank]]
-        step_costs, step_values = step_cost[ranks, bounds], step_value[ranks, bounds]
-        total_cost = sum(step_costs[:, rank] for rank in range(depth))
-        total_value = sum(step_values[:, rank] for rank in range(depth))
+        # Costs are whole numbers, so their sum is exact in any order; values are added rank by rank as before.
+        total_cost = step_cost[ranks, bounds].sum(axis=1)
+        step_values = step_value[ranks, bounds]
+        total_value = step_values[:, 0].copy()
+        for rank in range(1, depth):
+            total_value += step_values[:, rank]
         return bounds, total_cost, total_value
 
     found = [solve(_LAMBDAS)]
@@ -177,13 +267,16 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         starts = []
     # The best assignment may lie under the convex hull the λ search walks (a dense old page readable only once a
     # sparse newer one is shown too): the newest pages all at one tier, as many as fit, are starts as well.
+    affordable = (cost_prefix <= budget).sum(axis=1) - 1  # each row only grows: the most pages that fit at it
+    prefix_rows = cost_prefix.tolist()
     for rank in range(depth):
-        shown = min(limits[rank], int(np.searchsorted(cost_prefix[rank], budget, side="right")) - 1)
-        starts.append(([0] * rank + [shown] * (depth - rank), float(cost_prefix[rank][shown])))
+        shown = min(limits[rank], int(affordable[rank]))
+        starts.append(([0] * rank + [shown] * (depth - rank), prefix_rows[rank][shown]))
     # The same start fills the same way: fill each once.
     unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
     filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
-    return max(filled, key=lambda bounds: sum(step_value[rank][bound] for rank, bound in enumerate(bounds)))
+    step_rows = step_value.tolist()
+    return max(filled, key=lambda bounds: sum(step_rows[rank][bound] for rank, bound in enumerate(bounds)))
 
 
 def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], limits: list[int],

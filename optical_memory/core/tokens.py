@@ -9,8 +9,10 @@
 
 Special-token strings (``<|endoftext|>`` …) are counted as ordinary text: a chat turn that quotes one is text.
 Counts are cached because the memory re-prices the same turns and pages on every ``context`` call, and a text is
-counted line by line wherever a line starts with an ASCII letter (``count_tokens`` says why that is exact): a page
-that grows by a turn (the open page, laid out anew at every turn) costs the count of its new lines only.
+counted line by line wherever a line starts with an ASCII letter, each line as its first word, the rest and its
+newlines (the comments on ``_LINE_STARTS`` and ``_WORD_AFTER_WORD`` say why that is exact): a page that grows by a
+turn (the open page, laid out anew at every turn) costs the count of its new line only, and that line costs little
+more than its first word once the turn has been counted as a recent turn.
 """
 
 from __future__ import annotations
@@ -63,15 +65,30 @@ def _counter(encoding: str) -> Callable[[str], int]:
 # pre-tokenizing) neither hold a newline nor start with a letter, nor strip spaces. BPE merges within pieces, so a
 # text's count is the sum of its parts' counts (``tests/core/test_tokens.py`` checks this for every encoding).
 _LINE_STARTS = re.compile(r"(?<=\n)(?=[A-Za-z])")
+# Within a line, no piece spans the place between an ASCII letter and a space before another one (a space joins
+# the word after it, letters never join a space after them) nor between an ASCII letter and the newlines after it
+# (newline runs are pieces of their own after a letter), and no added token holds a space. A line is counted as
+# its first word, the rest of it, and its newlines: a turn's text (a recent turn) and its line on a page
+# ("User: " before it, a newline after it once a turn follows) then share the count of all but the first word.
+_WORD_AFTER_WORD = re.compile(r"[A-Za-z](?= [A-Za-z])")
 
 
 @lru_cache(maxsize=1 << 17)
 def count_tokens(text: str, encoding: str) -> int:
     """Number of ``encoding`` tokens in ``text`` (one of ``ENCODINGS``)."""
-    parts = _LINE_STARTS.split(text)
-    if len(parts) == 1:
-        return _count_part(text, encoding)
-    return sum(_count_part(part, encoding) for part in parts)
+    return sum(_count_line(part, encoding) for part in _LINE_STARTS.split(text))
+
+
+def _count_line(line: str, encoding: str) -> int:
+    newlines = 0
+    body = line.rstrip("\n")
+    if len(body) < len(line) and body[-1:].isascii() and body[-1:].isalpha():
+        newlines, line = _count_part(line[len(body):], encoding), body
+    first = _WORD_AFTER_WORD.search(line)
+    if first is None:
+        return newlines + _count_part(line, encoding)
+    cut = first.end()
+    return newlines + _count_part(line[:cut], encoding) + _count_part(line[cut:], encoding)
 
 
 @lru_cache(maxsize=1 << 17)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -187,6 +188,12 @@ def page_from_json(data: str) -> Page:
 
 class Store(ABC):
     """Persistence for turns, sealed pages and page images."""
+
+    def change_mark(self) -> Hashable | None:
+        """A value that equals an earlier one only while nothing was committed to the store in between, by any
+        connection or process, this one included: a reader that caught up as of a mark need not look again while
+        the mark holds. ``None`` (the default) where the backend cannot tell cheaply: look every time."""
+        return None
 
     @abstractmethod
     def session(self, scope: Scope) -> SessionInfo | None:

@@ -82,6 +82,7 @@ class SQLiteStore(SQLStore):
         elif read_only:
             raise ValueError("an in-memory store cannot be read-only (it would always be empty)")
         self._lock = threading.RLock()
+        self._commits = 0  # write transactions committed through this connection (see change_mark)
         try:
             if read_only:
                 uri = f"{Path(self.path).expanduser().resolve().as_uri()}?mode=ro"
@@ -125,6 +126,7 @@ class SQLiteStore(SQLStore):
             try:
                 result = work(self._db.execute)
                 self._db.execute("COMMIT")
+                self._commits += write
             except BaseException:
                 # SQLite may already have rolled back by itself (disk full, I/O error): only roll back what is open.
                 if self._db.in_transaction:
@@ -133,6 +135,11 @@ class SQLiteStore(SQLStore):
             return result
 
         return self._retrying(attempt)
+
+    def change_mark(self) -> tuple[int, int]:
+        """SQLite's ``data_version`` (it changes when another connection, in any process, commits) with the count
+        of this connection's own commits, which ``data_version`` leaves out: one pragma, no transaction."""
+        return self._retrying(lambda: (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._commits))
 
     def _table_exists(self, query: Query, name: str) -> bool:
         return query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None

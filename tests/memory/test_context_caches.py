@@ -1,4 +1,5 @@
-"""What ``context`` keeps between calls (forgotten pages' views, age columns, priced view choices) never shows.
+"""What ``context`` keeps between calls (forgotten pages' views and their token sums, age columns, priced view choices,
+the recall-aware policy's price arrays) never shows.
 
 A memory that has served many contexts must give exactly what a memory opened afresh on the same store gives, which
 has kept nothing: across a newly sealed page, another process's commit, and another consumer, budget, reading
@@ -52,12 +53,25 @@ CALLS = [
 POLICIES = {"capped": RecallAwareBudget(base=AgeSchedule()), "token": TokenBudget(), "age": AgeSchedule()}
 
 
+def counted_from_views(ctx) -> dict:
+    """What the report says of the views, worked out from the views themselves (the report counts the forgotten
+    ones from sums it keeps)."""
+    dropped = [v for v in ctx.pages if v.level is None]
+    images = [v for v in ctx.pages if v.level is not None and not v.as_text]
+    return {"pages_dropped": len(dropped), "dropped_text_tokens": sum(v.text_tokens for v in dropped),
+            "pages_as_images": len(images), "paged_text_tokens": sum(v.text_tokens for v in images),
+            "image_tokens": sum(v.tokens for v in images), "pages_total": len(ctx.pages)}
+
+
 def served(mem: OpticalMemory, call: dict, now: float, policies: dict = POLICIES):
     options = dict(call)
     instant = now + options.pop("now_offset", 0.0)
     if "policy" in options:
         options["policy"] = policies[options["policy"]]
-    return digest(mem.context(now=instant, **options))
+    ctx = mem.context(now=instant, **options)
+    expected = counted_from_views(ctx)
+    assert {key: ctx.report.as_dict()[key] for key in expected} == expected, call
+    return digest(ctx)
 
 
 def unkept(path, call: dict, now: float):

@@ -51,6 +51,21 @@ def test_a_memory_sees_what_another_memory_committed(store_backend):
         assert reader.turns == [] and reader.pages == []
 
 
+def test_memories_sharing_one_store_object_see_each_others_commits(tmp_path):
+    """One connection, two memories: SQLite's data_version leaves that connection's own commits out, so the store's
+    change mark must count them, or one memory would skip the other's turns."""
+    for store in (SQLiteStore(tmp_path / "shared.db"), SQLiteStore(":memory:")):
+        first, second = small(store), small(store)
+        chatter(first, 12)
+        assert second.turns == first.turns and second.pages == first.pages
+        second.add("user", "the second memory's turn")
+        assert first.turns[-1].content == "the second memory's turn"
+        assert first.context().recent[-1].content == "the second memory's turn"
+        second.clear()
+        assert first.turns == [] and first.context().recent == []
+        store.close()
+
+
 _OTHER_PROCESS = """
 import sys
 from benchmarks.reliability import TINY_PAGE

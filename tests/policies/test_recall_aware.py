@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import json
 from dataclasses import replace
 
@@ -234,3 +235,24 @@ def test_default_model_is_the_consumers_reading_model_and_fits_the_budget() -> N
     assert expected_recalled_tokens(pages, DEEPSEEK, levels) == pytest.approx(
         expected_recalled_tokens(pages, DEEPSEEK, levels, default)
     )
+
+
+def test_a_policy_that_kept_the_prices_of_earlier_sequences_chooses_what_a_fresh_one_chooses() -> None:
+    # A session growing a page at a time, its newest page laid out anew with more text, the same session without an
+    # old page (what a cue's policy sees: too far from every kept sequence to extend one), another gate, an age cap.
+    rng = random.Random(3)
+    sealed = [page(i, rng.randint(20, 400), rng.choice([8, 12, 16, 24]), turn=4 * i) for i in range(160)]
+    gates = [GATE, ReadingGate(MODEL, 0.5)]
+    warm = [RecallAwareBudget(), RecallAwareBudget(model=MODEL, base=AgeSchedule(time_steps=None))]
+    for step in range(12):
+        count = 100 + 5 * step
+        words = rng.randint(20, 300)
+        newest, grown = page(count, words, 12, turn=4 * count), page(count, words + 90, 24, turn=4 * count + 1)
+        session = [*sealed[:count], newest]
+        sequences = [session, session[:-1] + [grown], session[:count - 2] + [newest], session[:3] + session[4:],
+                     session[:40] + session[41:]]
+        for pages, gate, budget in itertools.product(sequences, gates, (300, 2500, 9000)):
+            for kept in warm:
+                fresh = replace(kept)
+                options = dict(now=0.0, turn_count=4 * count + 1, budget=budget, gate=gate)
+                assert kept.choose(pages, DEEPSEEK, **options) == fresh.choose(pages, DEEPSEEK, **options), (step, budget)

@@ -13,6 +13,7 @@ from PIL import Image
 from optical_memory.core.imaging import encode_png
 from optical_memory.core.types import Role, Turn
 from optical_memory.store.base import SCHEMA_VERSION, Erased, Scope, StoredPage, TurnVector, page_to_json
+from optical_memory.store.sqlite import SQLiteStore
 
 STYLE = "style-a"
 SECRET = "zebrafinch4471"
@@ -199,3 +200,17 @@ def test_bad_session_arguments_name_the_field_and_change_nothing(store_backend, 
         with pytest.raises(error, match=field):
             call(store)
         assert [t.content for t in store.load(Scope("alice", "s"))[0]] == ["kept"]
+
+
+def test_sqlite_change_mark_moves_with_every_commit_by_any_connection_and_only_then(tmp_path):
+    scope = Scope("u", "s")
+    one, other = SQLiteStore(tmp_path / "marks.db"), SQLiteStore(tmp_path / "marks.db")
+    mark = one.change_mark()
+    assert one.change_mark() == mark and one.session(scope) is None and one.change_mark() == mark  # reads move nothing
+    add(one, scope, "its own commit")
+    assert one.change_mark() != mark
+    mark = one.change_mark()
+    add(other, scope, "another connection's commit")
+    assert one.change_mark() != mark
+    one.close()
+    other.close()
