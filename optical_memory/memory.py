@@ -158,6 +158,12 @@ def _clean_boundary(turns: Sequence[Turn], position: tuple[int, int]) -> bool:
     return turns[index].role is not Role.TOOL
 
 
+def _open_stored(layout: PageLayout) -> StoredPage:
+    """An open page as the snapshot lists it beside the sealed ones: its image is drawn, so its key is its render
+    key (same text, same pixels)."""
+    return StoredPage(layout.page, layout.page.render_key)
+
+
 def _exchange_start(turns: Sequence[Turn], position: tuple[int, int]) -> int | None:
     """The index of the turn that opens the tool exchange ``position`` falls inside (the call before its results),
     or ``None`` when sealing up to ``position`` splits no exchange."""
@@ -373,8 +379,7 @@ class OpticalMemory:
 
     def _shown_pages(self) -> list[StoredPage]:
         """The sealed pages and then the open ones, of the state this memory holds (call under the lock)."""
-        return [*self._pages, *(StoredPage(layout.page, layout.page.render_key)
-                                for layout in self._open_layouts(self._turns, self._pages))]
+        return [*self._pages, *map(_open_stored, self._open_layouts(self._turns, self._pages))]
 
     def _cursor(self) -> tuple[int, int]:
         """(turn index, character offset) where the not-yet-sealed text starts."""
@@ -646,7 +651,7 @@ class OpticalMemory:
             open_layouts = self._open_layouts(self._turns, self._pages)
             if 0 <= page - len(self._pages) < len(open_layouts):
                 layout = open_layouts[page - len(self._pages)]
-                return StoredPage(layout.page, layout.page.render_key), layout
+                return _open_stored(layout), layout
             raise ValueError(f"no page {page} in this session (it has {len(self._pages)} sealed pages and"
                              f" {len(open_layouts)} open)")
 
@@ -713,7 +718,7 @@ class OpticalMemory:
             self._sync()
             turns, stored_pages, pages = list(self._turns), list(self._pages), self._sealed_pages()
             open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
-        stored_pages.extend(StoredPage(layout.page, layout.page.render_key) for layout in open_layouts.values())
+        stored_pages.extend(map(_open_stored, open_layouts.values()))
         pages.extend(layout.page for layout in open_layouts.values())
         return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, open_layouts)
 
@@ -764,10 +769,10 @@ class OpticalMemory:
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
         cues: dict[int, float] = {}
-        last_sealed = pages[-1].page.segments[-1].turn_index if pages else -1
+        last_on_a_page = pages[-1].page.segments[-1].turn_index if pages else -1
         for found in matches:
             turn = found.turn
-            if turn.index > last_sealed:  # no page shows any of it: no need to find where its words are
+            if turn.index > last_on_a_page:  # in the hot window: no need to find where its words are
                 continue
             on_page = _page_segment(pages, turn.index, 0)
             if on_page is None or on_page[2] < len(turn.content):
