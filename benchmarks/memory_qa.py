@@ -274,8 +274,10 @@ def reading_model_source(consumer: BaseConsumer) -> str:
 
 
 def sent_of_context(context: Context, total_tokens: int, legibility: _Legibility) -> Sent:
-    """What a built optical context sends: recent turns and text pages as text, image pages with their recall."""
-    sent = Sent(texts=[turn.content for turn in context.recent], tokens=total_tokens)
+    """What a built optical context sends: recent turns, text pages and the query's passages as text, image pages
+    with their recall."""
+    sent = Sent(texts=[turn.content for turn in context.recent] + [hit.snippet for hit in context.passages],
+                tokens=total_tokens)
     for view in context.pages:
         name = "dropped" if view.forgotten else "as text" if view.as_text else view.tier.name  # type: ignore[union-attr]
         sent.levels[name] = sent.levels.get(name, 0) + 1

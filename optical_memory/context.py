@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 from optical_memory.core.consumers import BaseConsumer
 from optical_memory.core.geometry import Tier
 from optical_memory.core.imaging import encode_png
-from optical_memory.core.types import PageView, TokenReport, Turn
+from optical_memory.core.types import PageView, SearchHit, TokenReport, Turn
 from optical_memory.core.validation import validate_budget, validate_int
-from optical_memory.messages.dialect import PLAIN_PREAMBLE, Dialect, image_label
+from optical_memory.messages.dialect import PLAIN_PREAMBLE, Dialect, image_label, passages_text
 from optical_memory.messages.dialects import OpenAIDialect
 
 _FIT_ATTEMPTS = 8
@@ -92,6 +92,8 @@ class Context:
     pages, then its open page, ``PageView.sealed`` False), ``recent`` (the turns on no page, verbatim: the hot window
     and the tool exchange at its edge; the first may be the tail of a turn whose head is on the last page) and
     ``report`` (exact token accounting of pages and recent text for ``consumer``, within ``report.budget``).
+    ``passages`` are the verbatim passages of a query's best hits on those pages (``OpticalMemory.context(query=…)``),
+    best first, sent as one text block after the pages and priced in ``report.passage_tokens``.
 
     ``turns`` is the session the context was taken from (every turn, verbatim) and ``reprice`` prices that same
     snapshot, at the same instant, under another budget for pages and recent text: ``messages`` uses both to fit
@@ -106,6 +108,7 @@ class Context:
     turns: Sequence[Turn] = field(repr=False)
     reprice: Callable[[int], "Context"] = field(repr=False, compare=False)
     cacheable_images: bool = True
+    passages: tuple[SearchHit, ...] = ()
 
     @property
     def shown_pages(self) -> list[PageView]:
@@ -133,8 +136,9 @@ class Context:
         preamble: str = PLAIN_PREAMBLE,
         budget: float | None = None,
     ) -> OpticalMessages:
-        """``system`` + one message holding the pages + the recent turns verbatim, in ``dialect``, within
-        ``budget`` tokens (default: this context's own, ``report.budget``; ``None`` there: no limit).
+        """``system`` + one message holding the pages (then the query's passages) + the recent turns verbatim, in
+        ``dialect``, within ``budget`` tokens (default: this context's own, ``report.budget``; ``None`` there: no
+        limit).
 
         ``reserve`` is tokens sent beside these messages that the budget must leave room for (tool schemas, the
         rest of a prompt a history is placed in). ``preamble`` opens the pages message: mention the ``recall_page``
@@ -185,6 +189,8 @@ class Context:
                     if last_pages.get(turn_index) == view.page.index:
                         images = paged_images.get(turn_index, [])
                         blocks.extend(labelled(self.turns[turn_index], images, view.page.label))
+            if ctx.passages:
+                blocks.append(dialect.text_block(passages_text(ctx.passages)))
             if not blocks:
                 return fixed, 0
             return [*system, dialect.pages_message([dialect.text_block(preamble), *blocks]), *hot], image_bytes

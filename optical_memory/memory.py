@@ -47,13 +47,14 @@ from optical_memory.core.consumers import (
 from optical_memory.core.embedding import Embedder
 from optical_memory.core.imaging import decode_png, encode_png, fit_to_tier
 from optical_memory.core.retry import retry_transient
-from optical_memory.core.types import Page, PageView, Role, TokenReport, Turn, pages_in_common
+from optical_memory.core.types import Page, PageView, Role, SearchHit, TokenReport, Turn, pages_in_common
 from optical_memory.core.validation import (
     validate_budget,
     validate_int,
     validate_text,
     validate_timestamp,
 )
+from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text
 from optical_memory.policies import (
     DEFAULT_MIN_RECALL,
     AgeSchedule,
@@ -101,6 +102,12 @@ QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page c
 # 91.8%, no fact lost). 32 or 64 fused hits added nothing over 16.
 QUERY_FUSED_PAGES = 16
 QUERY_SCORE_SHARE = 0.25
+# The best hits on pages whose passages (``SearchHit.snippet``) go verbatim beside the pages, best first and before
+# any page is priced: an image reads back at most what its reader's curve allows (DeepSeek-OCR's about 98.5%),
+# a passage all of it, in a few dozen tokens. Chosen on the tune split of benchmarks/memory_qa.py (query-aware, BM25;
+# 0, 4 or 8 passages): 4 raised DeepSeek-OCR from 90.0/90.8/92.8/94.6% to 91.6/91.7/93.6/95.4% at 1k/2k/4k/8k and
+# GPT-4o at 2k/4k/8k (92.0/95.8/99.6% to 92.2/96.0/99.9%) but lowered it at 1k (91.7% to 90.3%); 8 did worse at 1k.
+QUERY_PASSAGES = 4
 # With an embedder the scores are reciprocal rank fusion's, all within [1/(60 + QUERY_HITS), 2/61], so this share
 # removes no fused hit. Kept so: on the tune split (query-aware (hybrid), MiniLM), shares of 0.6 to 0.9 kept fewer
 # facts available at every budget for both consumers, 0.5 fewer at 7 of those 8 and as many at the 8th.
@@ -222,29 +229,6 @@ class _ForgottenViews:
             sums = sums + list(itertools.accumulate((view.text_tokens for view in new), initial=sums[-1]))[1:]
             self._kept[key] = (known, views, sums)  # replaced whole: a concurrent call reads the old lists or the new
         return views, sums
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """A turn that ``OpticalMemory.search`` found.
-
-    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
-    words that matched. ``page`` is the label of the page showing the first matching word (``"page 3"``, what
-    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), the open page included,
-    or ``"recent"`` while that part of the turn is in the hot window. ``score``: higher
-    is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
-    one result list only. With an embedder it is the reciprocal rank fusion score instead
-    (``optical_memory.store.vectors.RRF_K``: in (0, 2/61], about 0.033 for a turn both rankings put first).
-    """
-
-    turn_index: int
-    page: str
-    score: float
-    snippet: str
-    start: int
-    end: int
-    role: Role
-    timestamp: float
 
 
 class OpticalMemory:
@@ -589,27 +573,7 @@ class OpticalMemory:
             self._sync()
             pages = self._shown_pages()
             matches = self._by_meaning_too(matches, query, k)
-        hits = []
-        for found in matches:
-            turn = found.turn
-            cut = excerpt(turn.content, terms)
-            start, end = cut.start, cut.end
-            on_page = _page_segment(pages, turn.index, start if cut.anchor is None else cut.anchor)
-            if on_page is not None:  # the snippet stays within the page it names, so recall(page) holds it
-                start, end = max(start, on_page[1]), min(end, on_page[2])
-            hits.append(
-                SearchHit(
-                    turn_index=turn.index,
-                    page="recent" if on_page is None else on_page[0].page.label,
-                    score=found.score,
-                    snippet=turn.content[start:end],
-                    start=start,
-                    end=end,
-                    role=turn.role,
-                    timestamp=turn.timestamp,
-                )
-            )
-        return hits
+        return [_located(found, terms, pages)[0] for found in matches]
 
     def _by_meaning_too(self, matches: list[SearchMatch], query: str, k: int) -> list[SearchMatch]:
         """``matches`` fused with the turns nearest ``query`` by meaning when the memory has an embedder (call under
@@ -698,7 +662,9 @@ class OpticalMemory:
         them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
         the reading model expects to read at ``min_recall`` (the best two at their most readable view, text
         included, where the budget pays: ``QueryCue``) and dropped last; their ``PageView.reason`` starts
-        "relevant to the query: score s" (the hit's score). The other pages follow the policy. Raises
+        "relevant to the query: score s" (the hit's score). The best ``QUERY_PASSAGES`` hits also go verbatim
+        (``Context.passages``, priced before any page, in ``report.passage_tokens``; none for a page sent as text).
+        The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
         if budget is not None:
@@ -713,14 +679,14 @@ class OpticalMemory:
         )
         now = self.clock() if now is None else now
         # Search before the snapshot: pages only grow, so every page a hit names is in it.
-        cues = () if query is None else self._cues(query)
+        cues, hits = ((), ()) if query is None else self._cues(query)
         with self._lock:
             self._sync()
             turns, stored_pages, pages = list(self._turns), list(self._pages), self._sealed_pages()
             open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
         stored_pages.extend(map(_open_stored, open_layouts.values()))
         pages.extend(layout.page for layout in open_layouts.values())
-        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, open_layouts)
+        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, hits, open_layouts)
 
     def _sealed_pages(self) -> list[Page]:
         """A copy of the sealed pages' ``Page`` objects (call under the lock). Kept beside ``_pages`` for the list
@@ -744,11 +710,11 @@ class OpticalMemory:
         self._counted = len(self._turns)
         return self._word_turns
 
-    def _cues(self, query: str) -> tuple[tuple[int, float], ...]:
+    def _cues(self, query: str) -> tuple[tuple[tuple[int, float], ...], tuple[SearchHit, ...]]:
         """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES and,
-        with an embedder, QUERY_FUSED_PAGES):
-        one search for the query's rarest words (QUERY_POSTINGS), fused with the turns nearest the whole query by
-        meaning when the memory has an embedder."""
+        with an embedder, QUERY_FUSED_PAGES), and the best QUERY_PASSAGES of those hits: one search for the query's
+        rarest words (QUERY_POSTINGS), fused with the turns nearest the whole query by meaning when the memory has
+        an embedder."""
         terms: list[str] = []
         postings = 0
         with self._lock:
@@ -761,29 +727,26 @@ class OpticalMemory:
                 postings += counts[term]
             pages = self._shown_pages()
         if not terms and self._vectors is None:
-            return ()
+            return (), ()
         matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
         with self._lock:
             self._sync()
             matches = self._by_meaning_too(matches, query, QUERY_HITS)
         # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
         # latest message) is usually among them, holding every one of its own words.
-        cues: dict[int, float] = {}
         last_on_a_page = pages[-1].page.segments[-1].turn_index if pages else -1
-        for found in matches:
-            turn = found.turn
-            if turn.index > last_on_a_page:  # in the hot window: no need to find where its words are
-                continue
-            on_page = _page_segment(pages, turn.index, 0)
-            if on_page is None or on_page[2] < len(turn.content):
-                # The turn spans pages (or its tail is still text): the page is the one showing the matching words.
-                cut = excerpt(turn.content, terms)
-                on_page = _page_segment(pages, turn.index, cut.start if cut.anchor is None else cut.anchor)
-            if on_page is not None:
-                cues.setdefault(on_page[0].page.index, found.score)
-        best = max(cues.values(), default=0.0)
+        located = [
+            (page.page.index, hit) for hit, page in (
+                _located(found, terms, pages) for found in matches if found.turn.index <= last_on_a_page
+            ) if page is not None
+        ]
+        best = max((hit.score for _, hit in located), default=0.0)
+        located = [(index, hit) for index, hit in located if hit.score >= best * QUERY_SCORE_SHARE]
+        cues: dict[int, float] = {}
+        for index, hit in located:
+            cues.setdefault(index, hit.score)
         cap = QUERY_PAGES if self._vectors is None else QUERY_FUSED_PAGES
-        return tuple((index, score) for index, score in cues.items() if score >= best * QUERY_SCORE_SHARE)[:cap]
+        return tuple(cues.items())[:cap], tuple(hit for _, hit in located[:QUERY_PASSAGES])
 
     def _context(
         self,
@@ -796,11 +759,13 @@ class OpticalMemory:
         now: float,
         gate: ReadingGate,
         cues: tuple[tuple[int, float], ...] = (),
+        hits: tuple[SearchHit, ...] = (),
         open_layouts: Mapping[int, PageLayout] | None = None,
     ) -> Context:
         """The context of one snapshot of the session (``stored_pages``: the sealed pages, then the open ones, whose
-        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects); its ``reprice`` prices the same snapshot again (with the
-        same ``cues``: ``(page index, score)`` of the pages a query found, best first)."""
+        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects); its ``reprice`` prices the
+        same snapshot again (with the same ``cues``: ``(page index, score)`` of the pages a query found, best first,
+        and the same ``hits`` on those pages, best first, whose passages go verbatim as far as the budget pays)."""
         open_layouts = open_layouts or {}
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
@@ -810,6 +775,9 @@ class OpticalMemory:
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
         page_budget = None if budget is None else budget - hot_tokens
+        passages, passage_tokens = _chosen_passages(hits, consumer, page_budget)
+        if page_budget is not None:
+            page_budget -= passage_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
         # policy's own.
@@ -855,15 +823,21 @@ class OpticalMemory:
                 forgotten_tokens -= views[position].text_tokens  # counted among the forgotten ones just above
                 views[position] = show(position)
             shown_views = [views[position] for position in sorted(older)] + shown_views
+        as_text = {view.page.label for view in shown_views if view.as_text}
+        if any(hit.page in as_text for hit in passages):  # the page's own text holds the passage already
+            passages, passage_tokens = _chosen_passages(
+                tuple(hit for hit in passages if hit.page not in as_text), consumer, None)
+        report = self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate)
         return Context(
             views,
             recent,
-            self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate),
+            replace(report, passage_tokens=passage_tokens),
             consumer,
             turns=turns,
             reprice=lambda page_budget: self._context(turns, stored_pages, pages, page_budget, consumer, policy, now,
-                                                      gate, cues, open_layouts),
+                                                      gate, cues, hits, open_layouts),
             cacheable_images=not self.forget_pixels,
+            passages=passages,
         )
 
     def _reading_model(
@@ -1056,6 +1030,45 @@ def open_memory(
         store, user=user, session=session, hot_turns=hot_turns, consumer=consumer, policy=policy, style=style,
         embedder=embedder,
     )
+
+
+def _chosen_passages(
+    hits: Sequence[SearchHit], consumer: BaseConsumer, allowance: int | None
+) -> tuple[tuple[SearchHit, ...], int]:
+    """The hits whose passages are sent, best first: each that what is left of ``allowance`` tokens pays for (all of
+    them without an allowance), and what they cost with their header (``passages_text``)."""
+    if not hits:
+        return (), 0
+    spent = consumer.text_tokens(PASSAGES_HEADER)
+    chosen = []
+    for hit in hits:
+        cost = consumer.text_tokens(passage_text(hit))
+        if allowance is None or spent + cost <= allowance:
+            chosen.append(hit)
+            spent += cost
+    return (tuple(chosen), spent) if chosen else ((), 0)
+
+
+def _located(found: SearchMatch, terms: Sequence[str], pages: Sequence[StoredPage]) -> tuple[SearchHit, StoredPage | None]:
+    """``found`` as a hit: its verbatim snippet around ``terms``, cut at the edge of the page showing the first
+    matching word so that ``recall`` of that page holds it, and that page (``None`` while that part is recent)."""
+    turn = found.turn
+    cut = excerpt(turn.content, terms)
+    start, end = cut.start, cut.end
+    on_page = _page_segment(pages, turn.index, start if cut.anchor is None else cut.anchor)
+    if on_page is not None:
+        start, end = max(start, on_page[1]), min(end, on_page[2])
+    hit = SearchHit(
+        turn_index=turn.index,
+        page="recent" if on_page is None else on_page[0].page.label,
+        score=found.score,
+        snippet=turn.content[start:end],
+        start=start,
+        end=end,
+        role=turn.role,
+        timestamp=turn.timestamp,
+    )
+    return hit, None if on_page is None else on_page[0]
 
 
 def _page_segment(pages: Sequence[StoredPage], turn_index: int, offset: int) -> tuple[StoredPage, int, int] | None:

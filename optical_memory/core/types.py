@@ -232,11 +232,13 @@ class TokenReport:
     # back from this context under its reading model; None when a page went as an image that no model predicts.
     expected_recall: float | None = None
     min_recall: float | None = None  # the floor below which a page went as text instead of as an image
+    # The verbatim passages of a query's best hits sent beside the pages (``Context.passages``), header included.
+    passage_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         """What the consumer is charged for the whole context."""
-        return self.hot_text_tokens + self.image_tokens + self.fallback_text_tokens
+        return self.hot_text_tokens + self.image_tokens + self.fallback_text_tokens + self.passage_tokens
 
     @property
     def compression(self) -> float:
@@ -248,3 +250,26 @@ class TokenReport:
         data["total_tokens"] = self.total_tokens
         data["compression"] = round(self.compression, 3)
         return data
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A turn that ``OpticalMemory.search`` found.
+
+    ``snippet`` is verbatim: ``memory.turns[turn_index].content[start:end]``, up to about 240 characters around the
+    words that matched. ``page`` is the label of the page showing the first matching word (``"page 3"``, what
+    ``recall`` takes; the snippet is cut at that page's edge, so ``recall(page)`` holds it), the open page included,
+    or ``"recent"`` while that part of the turn is in the hot window. ``score``: higher
+    is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
+    one result list only. With an embedder it is the reciprocal rank fusion score instead
+    (``optical_memory.store.vectors.RRF_K``: in (0, 2/61], about 0.033 for a turn both rankings put first).
+    """
+
+    turn_index: int
+    page: str
+    score: float
+    snippet: str
+    start: int
+    end: int
+    role: Role
+    timestamp: float

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from optical_memory.core.validation import validate_int
 from optical_memory.langchain.recall import PageSource, check_source, memory_of
 from optical_memory.memory import OpticalMemory, SearchHit
+from optical_memory.messages.dialect import passage_text
 
 TOOL_NAME = "search_memory"
 # Every call that carries the tool pays for its schema, so it says only what the model needs to use it.
@@ -38,7 +39,7 @@ def format_passages(query: str, hits: list[SearchHit]) -> str:
     lines = [f"{len(hits)} passage{'s' if len(hits) > 1 else ''} matching {query!r}, best first"
              " ('recent' = still among the recent messages):"]
     for hit in hits:
-        lines.append(f"\n[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}")
+        lines.append(f"\n{passage_text(hit)}")
     return "\n".join(lines)
 
 

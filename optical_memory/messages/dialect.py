@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from optical_memory.core.consumers import BaseConsumer
 from optical_memory.core.geometry import Tier
-from optical_memory.core.types import Role, Turn
+from optical_memory.core.types import Role, SearchHit, Turn
 
 NO_TEXT = "(no text)"
 # The preamble of the pages message: the plain one, and the one for a model that has the recall_page tool.
@@ -24,6 +24,8 @@ PAGES_PREAMBLE = (
     "Earlier turns of this conversation, rendered as pages (oldest first). Each page prints its id ('page N'); "
     "call recall_page with that number for a page's exact text."
 )
+# Opens the verbatim passages a query found (``Context.passages``), sent after the pages.
+PASSAGES_HEADER = "Passages of earlier turns that match the current request, word for word, best first:"
 # Chat formats wrap every message in a few framing tokens beyond its content (OpenAI documents 3 per message).
 TOKENS_PER_MESSAGE = 3
 
@@ -75,6 +77,16 @@ class Dialect(ABC):
     @abstractmethod
     def cost(self, messages: Sequence[Any], consumer: BaseConsumer) -> int:
         """Tokens ``consumer`` charges for ``messages`` as this dialect sends them."""
+
+
+def passage_text(hit: SearchHit) -> str:
+    """One verbatim passage under the line naming its page, turn and speaker (the ``search_memory`` tool's form)."""
+    return f"[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}"
+
+
+def passages_text(hits: Sequence[SearchHit]) -> str:
+    """The block of a context's passages: a header, then each passage (``passage_text``), best first."""
+    return "\n\n".join([PASSAGES_HEADER, *map(passage_text, hits)])
 
 
 def image_label(turn: Turn, number: int, page_label: str) -> str:

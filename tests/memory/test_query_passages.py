@@ -1,0 +1,96 @@
+"""context(query=...) sends the best hits' passages verbatim beside the pages: priced before any page, within the
+budget, never twice, and as the search finds them."""
+
+from __future__ import annotations
+
+import pytest
+from embedders import TrigramEmbedder
+from test_query import FACT, QUESTION, fact_page, fill
+
+from optical_memory import OpticalMemory
+from optical_memory.memory import QUERY_PASSAGES
+from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text
+from optical_memory.messages.dialects import OpenAIDialect
+
+
+@pytest.fixture(scope="module")
+def mem():
+    memory = OpticalMemory.open(":memory:", hot_turns=6)
+    fill(memory)
+    yield memory
+    memory.close()
+
+
+def pages_message_texts(messages: list[dict]) -> list[str]:
+    return [part["text"] for part in messages[0]["content"] if part["type"] == "text"]
+
+
+def test_the_best_hit_goes_verbatim_with_the_page_it_is_on(mem):
+    context = mem.context(budget=1500, now=400.0, query=QUESTION)
+    best = context.passages[0]
+    turn = mem.turns[best.turn_index]
+    assert FACT in best.snippet and best.snippet == turn.content[best.start:best.end]
+    assert best.page == f"page {fact_page(mem)}" and best.role.value == turn.role.value
+    assert mem.recall(best.page).count(best.snippet) == 1
+    scores = [hit.score for hit in context.passages]
+    assert scores == sorted(scores, reverse=True) and len(scores) <= QUERY_PASSAGES
+
+
+def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
+    context = mem.context(budget=1500, now=400.0, query=QUESTION)
+    consumer = mem.consumer
+    counted = consumer.text_tokens(PASSAGES_HEADER) + sum(
+        consumer.text_tokens(f"[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}")
+        for hit in context.passages
+    )
+    report = context.report
+    assert report.passage_tokens == counted > 0
+    assert report.total_tokens == report.hot_text_tokens + report.image_tokens + report.fallback_text_tokens + counted
+    assert report.total_tokens <= 1500
+    built = context.messages(OpenAIDialect(), system=[{"role": "system", "content": "Be brief. " * 40}])
+    assert built.total_tokens <= 1500
+    texts = pages_message_texts(built.messages[1:])
+    block = texts[-1]
+    assert block.startswith(PASSAGES_HEADER) and FACT in block
+    assert block == "\n\n".join([PASSAGES_HEADER, *map(passage_text, built.context.passages)])
+    assert built.messages[1]["content"][-1]["type"] == "text"  # after every page image
+
+
+def test_passages_come_before_pages_when_the_budget_is_tight(mem):
+    plain = mem.context(budget=10_000, now=400.0)
+    hot = plain.report.hot_text_tokens
+    tight = mem.context(budget=hot + 60, now=400.0, query=QUESTION)
+    assert FACT in tight.passages[0].snippet and len(tight.passages) == 1
+    assert tight.report.image_tokens + tight.report.fallback_text_tokens <= 60 - tight.report.passage_tokens
+    assert tight.report.total_tokens <= hot + 60
+    # Too tight for even the header and one passage: none, and no error.
+    none = mem.context(budget=hot + 5, now=400.0, query=QUESTION)
+    assert none.passages == () and none.report.passage_tokens == 0
+
+
+def test_no_query_no_passages_and_hits_in_the_recent_turns_give_none():
+    memory = OpticalMemory.open(":memory:", hot_turns=6)
+    fill(memory, turns=200, fact_turn=196)  # the fact is still in the recent text
+    assert memory.context(budget=1500, now=200.0).passages == ()
+    assert memory.context(budget=1500, now=200.0, query=QUESTION).passages == ()
+    assert "Passages" not in str(memory.context(budget=1500, now=200.0, query=QUESTION).to_openai())
+
+
+def test_a_page_sent_as_text_is_not_quoted_again(mem):
+    context = mem.context(now=400.0, query=QUESTION, min_recall=1.0)  # no image reads in full: every page as text
+    assert all(view.as_text for view in context.shown_pages)
+    assert context.passages == () and context.report.passage_tokens == 0
+
+
+def test_many_equal_hits_give_at_most_the_passage_cap(mem):
+    context = mem.context(budget=4000, now=400.0, query="zeppelin")
+    assert len(context.passages) == QUERY_PASSAGES
+    assert all("Zeppelin" in hit.snippet and hit.page != "recent" for hit in context.passages)
+
+
+def test_with_an_embedder_passages_are_the_fused_hits(mem):
+    hybrid = OpticalMemory(mem.store, hot_turns=6, embedder=TrigramEmbedder())  # the same session
+    hybrid.backfill(progress=False)
+    context = hybrid.context(budget=1500, now=400.0, query=QUESTION)
+    assert FACT in context.passages[0].snippet
+    assert context.passages[0].score <= 2 / 61  # a reciprocal rank fusion score
