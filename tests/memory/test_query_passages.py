@@ -3,22 +3,13 @@ budget, never twice, and as the search finds them."""
 
 from __future__ import annotations
 
-import pytest
 from embedders import TrigramEmbedder
-from test_query import FACT, QUESTION, fact_page, fill
+from test_query import FACT, QUESTION, fact_page, fill, mem  # noqa: F401  (mem: the same session's fixture)
 
 from optical_memory import OpticalMemory
 from optical_memory.memory import QUERY_PASSAGES
 from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text
 from optical_memory.messages.dialects import OpenAIDialect
-
-
-@pytest.fixture(scope="module")
-def mem():
-    memory = OpticalMemory.open(":memory:", hot_turns=6)
-    fill(memory)
-    yield memory
-    memory.close()
 
 
 def pages_message_texts(messages: list[dict]) -> list[str]:
