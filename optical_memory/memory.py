@@ -54,7 +54,7 @@ from optical_memory.core.validation import (
     validate_text,
     validate_timestamp,
 )
-from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text
+from optical_memory.messages.dialect import passages_text
 from optical_memory.policies import (
     DEFAULT_MIN_RECALL,
     AgeSchedule,
@@ -1036,17 +1036,16 @@ def _chosen_passages(
     hits: Sequence[SearchHit], consumer: BaseConsumer, allowance: int | None
 ) -> tuple[tuple[SearchHit, ...], int]:
     """The hits whose passages are sent, best first: each that what is left of ``allowance`` tokens pays for (all of
-    them without an allowance), and what they cost with their header (``passages_text``)."""
-    if not hits:
-        return (), 0
-    spent = consumer.text_tokens(PASSAGES_HEADER)
-    chosen = []
+    them without an allowance), and what their block costs (``passages_text``, what ``Context.messages`` sends)."""
+    chosen: list[SearchHit] = []
+    spent = 0
     for hit in hits:
-        cost = consumer.text_tokens(passage_text(hit))
-        if allowance is None or spent + cost <= allowance:
+        # The block is priced whole: a token may span the seam between two passages (QUERY_PASSAGES are few).
+        cost = consumer.text_tokens(passages_text([*chosen, hit]))
+        if allowance is None or cost <= allowance:
             chosen.append(hit)
-            spent += cost
-    return (tuple(chosen), spent) if chosen else ((), 0)
+            spent = cost
+    return tuple(chosen), spent
 
 
 def _located(found: SearchMatch, terms: Sequence[str], pages: Sequence[StoredPage]) -> tuple[SearchHit, StoredPage | None]:

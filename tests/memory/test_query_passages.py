@@ -8,7 +8,7 @@ from test_query import FACT, QUESTION, fact_page, fill, mem  # noqa: F401  (mem:
 
 from optical_memory import OpticalMemory
 from optical_memory.memory import QUERY_PASSAGES
-from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text
+from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text, passages_text
 from optical_memory.messages.dialects import OpenAIDialect
 
 
@@ -30,10 +30,8 @@ def test_the_best_hit_goes_verbatim_with_the_page_it_is_on(mem):
 def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
     context = mem.context(budget=1500, now=400.0, query=QUESTION)
     consumer = mem.consumer
-    counted = consumer.text_tokens(PASSAGES_HEADER) + sum(
-        consumer.text_tokens(f"[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}")
-        for hit in context.passages
-    )
+    counted = consumer.text_tokens("\n\n".join([PASSAGES_HEADER, *(
+        f"[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}" for hit in context.passages)]))
     report = context.report
     assert report.passage_tokens == counted > 0
     assert report.total_tokens == report.hot_text_tokens + report.image_tokens + report.fallback_text_tokens + counted
@@ -77,6 +75,23 @@ def test_many_equal_hits_give_at_most_the_passage_cap(mem):
     context = mem.context(budget=4000, now=400.0, query="zeppelin")
     assert len(context.passages) == QUERY_PASSAGES
     assert all("Zeppelin" in hit.snippet and hit.page != "recent" for hit in context.passages)
+
+
+def test_the_passages_are_priced_as_the_one_block_they_are_sent_as():
+    # A passage ending in CJK or a code fence shares no token with the separator after it, so counting each passage
+    # alone undercounts the block the messages send.
+    memory = OpticalMemory.open(":memory:", hot_turns=6, consumer="openai:gpt-4o")
+    for turn in range(120):
+        memory.add("user", f"note {turn}: the zeppelin docks at {'日本' if turn % 2 else '```'}")
+        memory.add("assistant", f"Noted, number {turn}.")
+    hot = memory.context(budget=4000).report.hot_text_tokens
+    context = memory.context(budget=hot + 200, query="zeppelin")  # too tight for a page as text
+    block = memory.consumer.text_tokens(passages_text(context.passages))
+    assert len(context.passages) > 1 and context.report.passage_tokens == block
+    budget = hot + block
+    exact = memory.context(budget=budget, query="zeppelin")
+    assert exact.passages == context.passages and exact.report.image_tokens == 0
+    assert exact.messages(OpenAIDialect()).total_tokens <= budget
 
 
 def test_with_an_embedder_passages_are_the_fused_hits(mem):
