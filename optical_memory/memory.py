@@ -10,8 +10,8 @@ exactly the hot window and the tool exchange at its edge, and pages stay dense. 
 policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than
 its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the
 reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``,
-``context`` first searches the session once and the pages holding the best hits are shown at a level the consumer
-reads and are the last to be dropped (``optical_memory.policies.cue``).
+``context`` first searches the session once: the best hits go verbatim beside the pages, and the pages holding the
+next ones are shown at a level the consumer reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory asks the store whether anything was
 committed since it last looked (SQLite: one pragma), then checks its session's version (one small row) and loads only
@@ -54,7 +54,7 @@ from optical_memory.core.validation import (
     validate_text,
     validate_timestamp,
 )
-from optical_memory.messages.dialect import passages_text
+from optical_memory.messages.dialect import PASSAGE_SEPARATOR, PASSAGES_HEADER, passage_text, passages_text
 from optical_memory.policies import (
     DEFAULT_MIN_RECALL,
     AgeSchedule,
@@ -84,36 +84,36 @@ REASON_BELOW_MIN_RECALL = BELOW_MIN_RECALL
 # A page holding one of the best hits for the query of ``context``; followed by the hit's score.
 REASON_QUERY = "relevant to the query"
 
-# A query cues the pages of its best hits: the search looks at this many turns (one search, best first) and cues at
-# most QUERY_PAGES pages, those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score: a hit that
-# shares only a question's common words scores a small fraction of one holding its rare words, and a cue spends
-# budget the other pages then lack. Chosen on the tune split of benchmarks/memory_qa.py (3, 5, 8 or 12 pages, share
-# 0.5 or 0.25): 8 and 0.25 kept the most facts available at every budget for both consumers; 12 added nothing.
-# QUERY_HITS was compared there later (16, 32 or 64 hits, each with 8, 12 or 16 pages): with BM25, at 8 pages 32 or
-# 64 hits kept exactly what 16 keep, and 12 or 16 pages kept less (DeepSeek-OCR at 1k and 4k by up to 2 points,
-# GPT-4o at 8k too with 32 or 64 hits).
-QUERY_PAGES = 8
-QUERY_HITS = 2 * QUERY_PAGES  # two turns per page cued: hits on the same page cue it once
-# With an embedder the share cuts no fused hit (below), so the cap alone bounds the cues, and fusion ranks the turn
-# that answers a paraphrase lower than BM25 ranks a fact's rare words. On the same sweep (query-aware (hybrid)), 16
-# pages of the 16 best fused hits made a planted fact available at 2k, 4k and 8k for both consumers that 8 pages
-# missed and lost one updated fact (GPT-4o, 8k): 95.2% on average against 94.2%, as much or more in 7 of the 8
-# consumer x budget cells; at DeepSeek-OCR's 1k the cues' cheaper views read every fact a little less (90.9% against
-# 91.8%, no fact lost). 32 or 64 fused hits added nothing over 16.
-QUERY_FUSED_PAGES = 16
+# A query's one search returns at most QUERY_HITS turns, best first. The best of those on pages go verbatim
+# (``Context.passages``) while they fit in QUERY_PASSAGE_SHARE of the tokens the recent turns leave, priced before
+# any page: a passage reads back all of its text in a few dozen tokens, where an image reads at most what its
+# reader's curve allows (DeepSeek-OCR's about 98.5%) and costs 64 tokens or more for what may be one hit. Chosen on
+# the tune split of benchmarks/memory_qa.py (92 questions, BM25; text RAG 84.8/89.1/92.4/93.5% at 1k/2k/4k/8k for
+# both consumers): against the 4 best hits quoted, 128 hits with half the tokens for passages raised DeepSeek-OCR
+# from 78.6/80.9/87.1/94.6% to 81.4/89.0/90.1/95.5% and GPT-4o from 76.0/81.4/88.9/98.7% to 79.3/88.0/90.2/96.7%
+# (with 1,000 postings, below); three quarters kept fewer facts available at 2k and as many or fewer elsewhere.
+QUERY_HITS = 128
+QUERY_PASSAGE_SHARE = 0.5
+# The pages showing the best QUERY_CUE_HITS hits are cued, at most QUERY_PAGES pages, those whose best hit scores at
+# least QUERY_SCORE_SHARE of the best hit's score: a hit that shares only a question's common words scores a small
+# fraction of one holding its rare words, and a cue spends budget the other pages then lack. A cued page shows the
+# turns around its hit, which the passage leaves out. Chosen on the same split before the passages were more than 4
+# (3, 5, 8 or 12 pages, share 0.5 or 0.25; 16, 32 or 64 hits): 8, 0.25 and 16 kept the most facts available.
+# Cueing instead the pages of the hits not quoted kept 1.2 points more available on average over the 8 cells, about
+# one question of 92, and left the page of the best hit to age and budget.
+QUERY_CUE_HITS = 16
 QUERY_SCORE_SHARE = 0.25
-# The best hits on pages whose passages (``SearchHit.snippet``) go verbatim beside the pages, best first and before
-# any page is priced: an image reads back at most what its reader's curve allows (DeepSeek-OCR's about 98.5%),
-# a passage all of it, in a few dozen tokens. Chosen on the tune split of benchmarks/memory_qa.py (query-aware, BM25;
-# 0, 4 or 8 passages): 4 raised DeepSeek-OCR from 90.0/90.8/92.8/94.6% to 91.6/91.7/93.6/95.4% at 1k/2k/4k/8k and
-# GPT-4o at 2k/4k/8k (92.0/95.8/99.6% to 92.2/96.0/99.9%) but lowered it at 1k (91.7% to 90.3%); 8 did worse at 1k.
-QUERY_PASSAGES = 4
-# With an embedder the scores are reciprocal rank fusion's, all within [1/(60 + QUERY_HITS), 2/61], so this share
-# removes no fused hit. Kept so: on the tune split (query-aware (hybrid), MiniLM), shares of 0.6 to 0.9 kept fewer
-# facts available at every budget for both consumers, 0.5 fewer at 7 of those 8 and as many at the 8th.
+QUERY_PAGES = 8
+# With an embedder the share cuts no fused hit (its scores are reciprocal rank fusion's, all within
+# [1/(60 + QUERY_HITS), 2/61]), so the cap alone bounds the cues, and fusion ranks the turn that answers a paraphrase
+# lower than BM25 ranks a fact's rare words. On the same sweep (query-aware (hybrid)), 16 pages of the 16 best fused
+# hits made a planted fact available at 2k, 4k and 8k for both consumers that 8 pages missed and lost one updated
+# fact (GPT-4o, 8k); 32 or 64 fused hits added nothing over 16.
+QUERY_FUSED_PAGES = 16
 # The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
 # costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
-# scan of the session, and such a word weighs next to nothing in BM25 anyway.
+# scan of the session, and such a word weighs little in BM25 anyway. With 128 hits and the pages of the hits not
+# quoted cued, 300 kept as many facts available as 1,000 on average over the 8 cells and 3,000 fewer.
 QUERY_POSTINGS = 300
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
@@ -659,11 +659,12 @@ class OpticalMemory:
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
         call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
-        them, ``QUERY_POSTINGS``) finds its best hits, and the pages showing them are shown at the cheapest level
-        the reading model expects to read at ``min_recall`` (the best two at their most readable view, text
-        included, where the budget pays: ``QueryCue``) and dropped last; their ``PageView.reason`` starts
-        "relevant to the query: score s" (the hit's score). The best ``QUERY_PASSAGES`` hits also go verbatim
-        (``Context.passages``, priced before any page, in ``report.passage_tokens``; none for a page sent as text).
+        them, ``QUERY_POSTINGS``) finds its best hits (``QUERY_HITS``). The best of those on pages go verbatim
+        (``Context.passages``, best first, as many as ``QUERY_PASSAGE_SHARE`` of the tokens the recent turns leave
+        pays for; all of them without a budget), priced before any page and counted in ``report.passage_tokens``;
+        none is quoted from a page sent as text. The pages showing the next hits (``QUERY_PAGES``) are shown at the
+        cheapest level the reading model expects to read at ``min_recall`` (``QueryCue``) and dropped last; their
+        ``PageView.reason`` starts "relevant to the query: score s" (the hit's score).
         The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
         """
@@ -679,14 +680,14 @@ class OpticalMemory:
         )
         now = self.clock() if now is None else now
         # Search before the snapshot: pages only grow, so every page a hit names is in it.
-        cues, hits = ((), ()) if query is None else self._cues(query)
+        hits = None if query is None else self._query_hits(query)
         with self._lock:
             self._sync()
             turns, stored_pages, pages = list(self._turns), list(self._pages), self._sealed_pages()
             open_layouts = {layout.page.index: layout for layout in self._open_layouts(turns, stored_pages)}
         stored_pages.extend(map(_open_stored, open_layouts.values()))
         pages.extend(layout.page for layout in open_layouts.values())
-        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, cues, hits, open_layouts)
+        return self._context(turns, stored_pages, pages, budget, consumer, policy, now, gate, hits, open_layouts)
 
     def _sealed_pages(self) -> list[Page]:
         """A copy of the sealed pages' ``Page`` objects (call under the lock). Kept beside ``_pages`` for the list
@@ -710,11 +711,10 @@ class OpticalMemory:
         self._counted = len(self._turns)
         return self._word_turns
 
-    def _cues(self, query: str) -> tuple[tuple[tuple[int, float], ...], tuple[SearchHit, ...]]:
-        """``(page index, score)`` of the pages showing the best hits for ``query``, best first (see QUERY_PAGES and,
-        with an embedder, QUERY_FUSED_PAGES), and the best QUERY_PASSAGES of those hits: one search for the query's
-        rarest words (QUERY_POSTINGS), fused with the turns nearest the whole query by meaning when the memory has
-        an embedder."""
+    def _query_hits(self, query: str) -> _QueryHits | None:
+        """The hits for ``query`` on the pages, best first: one search for the query's rarest words
+        (QUERY_POSTINGS), fused with the turns nearest the whole query by meaning when the memory has an embedder;
+        ``None`` when no word of it occurs and there is no embedder."""
         terms: list[str] = []
         postings = 0
         with self._lock:
@@ -727,26 +727,12 @@ class OpticalMemory:
                 postings += counts[term]
             pages = self._shown_pages()
         if not terms and self._vectors is None:
-            return (), ()
+            return None
         matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
         with self._lock:
             self._sync()
             matches = self._by_meaning_too(matches, query, QUERY_HITS)
-        # Hits in the recent text are sent verbatim anyway and do not set the bar: the query itself (the user's
-        # latest message) is usually among them, holding every one of its own words.
-        last_on_a_page = pages[-1].page.segments[-1].turn_index if pages else -1
-        located = [
-            (page.page.index, hit) for hit, page in (
-                _located(found, terms, pages) for found in matches if found.turn.index <= last_on_a_page
-            ) if page is not None
-        ]
-        best = max((hit.score for _, hit in located), default=0.0)
-        located = [(index, hit) for index, hit in located if hit.score >= best * QUERY_SCORE_SHARE]
-        cues: dict[int, float] = {}
-        for index, hit in located:
-            cues.setdefault(index, hit.score)
-        cap = QUERY_PAGES if self._vectors is None else QUERY_FUSED_PAGES
-        return tuple(cues.items())[:cap], tuple(hit for _, hit in located[:QUERY_PASSAGES])
+        return _QueryHits(matches, terms, pages)
 
     def _context(
         self,
@@ -758,14 +744,12 @@ class OpticalMemory:
         policy: ForgettingPolicy,
         now: float,
         gate: ReadingGate,
-        cues: tuple[tuple[int, float], ...] = (),
-        hits: tuple[SearchHit, ...] = (),
+        hits: _QueryHits | None = None,
         open_layouts: Mapping[int, PageLayout] | None = None,
     ) -> Context:
         """The context of one snapshot of the session (``stored_pages``: the sealed pages, then the open ones, whose
-        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects); its ``reprice`` prices the
-        same snapshot again (with the same ``cues``: ``(page index, score)`` of the pages a query found, best first,
-        and the same ``hits`` on those pages, best first, whose passages go verbatim as far as the budget pays)."""
+        layouts ``open_layouts`` holds by page index; ``pages``: their ``Page`` objects), with the passages and cues
+        of a query's ``hits`` on those pages; its ``reprice`` prices the same snapshot and hits again."""
         open_layouts = open_layouts or {}
         first, offset = _position_after(stored_pages[-1].page, turns) if stored_pages else (0, 0)
         recent = list(turns[first:])
@@ -775,14 +759,19 @@ class OpticalMemory:
         if budget is not None:
             check_budget(budget, hot_tokens, consumer)
         page_budget = None if budget is None else budget - hot_tokens
-        passages, passage_tokens = _chosen_passages(hits, consumer, page_budget)
+        passages, passage_tokens, cues = (), 0, ()
+        if hits is not None:
+            passages, passage_tokens = hits.quoted(
+                consumer, None if page_budget is None else int(page_budget * QUERY_PASSAGE_SHARE))
+            cues = hits.cues(QUERY_PAGES if self._vectors is None else QUERY_FUSED_PAGES)
         if page_budget is not None:
             page_budget -= passage_tokens
         # Without the budget the policy gives each page the level of its age: a level that differs is the budget's.
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
         # policy's own.
         aged = policy.choose(pages, consumer, now=now, turn_count=len(turns), gate=gate)
-        chooser = QueryCue(policy, cues, ceiling=tuple(aged)) if cues else policy
+        # The best hits go verbatim, so no cue is raised past its legible view (``sharpest``).
+        chooser = QueryCue(policy, cues, ceiling=tuple(aged), sharpest=0) if cues else policy
         levels = aged if budget is None and not cues else chooser.choose(
             pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate
         )
@@ -825,8 +814,8 @@ class OpticalMemory:
             shown_views = [views[position] for position in sorted(older)] + shown_views
         as_text = {view.page.label for view in shown_views if view.as_text}
         if any(hit.page in as_text for hit in passages):  # the page's own text holds the passage already
-            passages, passage_tokens = _chosen_passages(
-                tuple(hit for hit in passages if hit.page not in as_text), consumer, None)
+            passages = tuple(hit for hit in passages if hit.page not in as_text)
+            passage_tokens = consumer.text_tokens(passages_text(passages)) if passages else 0
         report = self._report(shown_views, len(views), forgotten_tokens, hot_tokens, budget, consumer, gate)
         return Context(
             views,
@@ -835,7 +824,7 @@ class OpticalMemory:
             consumer,
             turns=turns,
             reprice=lambda page_budget: self._context(turns, stored_pages, pages, page_budget, consumer, policy, now,
-                                                      gate, cues, hits, open_layouts),
+                                                      gate, hits, open_layouts),
             cacheable_images=not self.forget_pixels,
             passages=passages,
         )
@@ -1032,20 +1021,70 @@ def open_memory(
     )
 
 
-def _chosen_passages(
-    hits: Sequence[SearchHit], consumer: BaseConsumer, allowance: int | None
-) -> tuple[tuple[SearchHit, ...], int]:
-    """The hits whose passages are sent, best first: each that what is left of ``allowance`` tokens pays for (all of
-    them without an allowance), and what their block costs (``passages_text``, what ``Context.messages`` sends)."""
-    chosen: list[SearchHit] = []
-    spent = 0
-    for hit in hits:
-        # The block is priced whole: a token may span the seam between two passages (QUERY_PASSAGES are few).
-        cost = consumer.text_tokens(passages_text([*chosen, hit]))
-        if allowance is None or cost <= allowance:
-            chosen.append(hit)
-            spent = cost
-    return tuple(chosen), spent
+class _QueryHits:
+    """A query's hits on the pages of one snapshot, best first, each located (its snippet cut, its page found) only
+    when a context first asks for it: a context quotes as many as its budget pays for and cues the pages of a few
+    more, so most of the QUERY_HITS turns found are never cut."""
+
+    def __init__(self, matches: Sequence[SearchMatch], terms: Sequence[str], pages: Sequence[StoredPage]) -> None:
+        # Hits in the recent text are sent verbatim anyway: the query itself (the user's latest message) is usually
+        # among them, holding every one of its own words.
+        last_on_a_page = pages[-1].page.segments[-1].turn_index if pages else -1
+        self._waiting = iter([found for found in matches if found.turn.index <= last_on_a_page])
+        self._terms, self._pages = terms, pages
+        self._located: list[tuple[SearchHit, int]] = []
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[tuple[SearchHit, int]]:
+        """``(hit, index of the page showing it)``, best first."""
+        position = 0
+        while True:
+            with self._lock:
+                while position == len(self._located):
+                    found = next(self._waiting, None)
+                    if found is None:
+                        return
+                    hit, page = _located(found, self._terms, self._pages)
+                    if page is not None:
+                        self._located.append((hit, page.page.index))
+                located = self._located[position]
+            yield located
+            position += 1
+
+    def cues(self, cap: int) -> tuple[tuple[int, float], ...]:
+        """``(page index, score)`` of the pages showing the best QUERY_CUE_HITS hits, best first, at most ``cap``:
+        those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score."""
+        best = itertools.islice(self, QUERY_CUE_HITS)
+        located = list(best)
+        bar = max((hit.score for hit, _ in located), default=0.0) * QUERY_SCORE_SHARE
+        cues: dict[int, float] = {}
+        for hit, page in located:
+            if hit.score >= bar:
+                cues.setdefault(page, hit.score)
+        return tuple(cues.items())[:cap]
+
+    def quoted(self, consumer: BaseConsumer, allowance: int | None) -> tuple[tuple[SearchHit, ...], int]:
+        """The hits quoted verbatim: the best, as many as ``allowance`` tokens pay for (every hit without an
+        allowance); and what their block costs (``passages_text``, what ``Context.messages`` sends)."""
+        quoted: list[SearchHit] = []
+        spent = consumer.text_tokens(PASSAGES_HEADER)
+        previous, previous_tokens = PASSAGES_HEADER, spent
+        for hit, _ in self:
+            # What a passage adds to the block: a token may span its seam with the one before, and only that one.
+            text = passage_text(hit)
+            cost = consumer.text_tokens(previous + PASSAGE_SEPARATOR + text) - previous_tokens
+            if allowance is not None and spent + cost > allowance:
+                break
+            quoted.append(hit)
+            spent += cost
+            previous, previous_tokens = text, consumer.text_tokens(text)
+        # Counted whole at the end, in case a seam reached further.
+        while quoted:
+            spent = consumer.text_tokens(passages_text(quoted))
+            if allowance is None or spent <= allowance:
+                return tuple(quoted), spent
+            quoted.pop()
+        return (), 0
 
 
 def _located(found: SearchMatch, terms: Sequence[str], pages: Sequence[StoredPage]) -> tuple[SearchHit, StoredPage | None]:

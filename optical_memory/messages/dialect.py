@@ -26,6 +26,7 @@ PAGES_PREAMBLE = (
 )
 # Opens the verbatim passages a query found (``Context.passages``), sent after the pages.
 PASSAGES_HEADER = "Passages of earlier turns that match the current request, word for word, best first:"
+PASSAGE_SEPARATOR = "\n\n"
 # Chat formats wrap every message in a few framing tokens beyond its content (OpenAI documents 3 per message).
 TOKENS_PER_MESSAGE = 3
 
@@ -86,7 +87,7 @@ def passage_text(hit: SearchHit) -> str:
 
 def passages_text(hits: Sequence[SearchHit]) -> str:
     """The block of a context's passages: a header, then each passage (``passage_text``), best first."""
-    return "\n\n".join([PASSAGES_HEADER, *map(passage_text, hits)])
+    return PASSAGE_SEPARATOR.join([PASSAGES_HEADER, *map(passage_text, hits)])
 
 
 def image_label(turn: Turn, number: int, page_label: str) -> str:

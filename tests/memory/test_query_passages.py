@@ -7,7 +7,7 @@ from embedders import TrigramEmbedder
 from test_query import FACT, QUESTION, fact_page, fill, mem  # noqa: F401  (mem: the same session's fixture)
 
 from optical_memory import OpticalMemory
-from optical_memory.memory import QUERY_PASSAGES
+from optical_memory.memory import QUERY_HITS, QUERY_PASSAGE_SHARE
 from optical_memory.messages.dialect import PASSAGES_HEADER, passage_text, passages_text
 from optical_memory.messages.dialects import OpenAIDialect
 
@@ -24,7 +24,7 @@ def test_the_best_hit_goes_verbatim_with_the_page_it_is_on(mem):
     assert best.page == f"page {fact_page(mem)}" and best.role.value == turn.role.value
     assert mem.recall(best.page).count(best.snippet) == 1
     scores = [hit.score for hit in context.passages]
-    assert scores == sorted(scores, reverse=True) and len(scores) <= QUERY_PASSAGES
+    assert scores == sorted(scores, reverse=True) and len(scores) <= QUERY_HITS
 
 
 def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
@@ -48,10 +48,10 @@ def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
 def test_passages_come_before_pages_when_the_budget_is_tight(mem):
     plain = mem.context(budget=10_000, now=400.0)
     hot = plain.report.hot_text_tokens
-    tight = mem.context(budget=hot + 60, now=400.0, query=QUESTION)
+    tight = mem.context(budget=hot + 120, now=400.0, query=QUESTION)
     assert FACT in tight.passages[0].snippet and len(tight.passages) == 1
-    assert tight.report.image_tokens + tight.report.fallback_text_tokens <= 60 - tight.report.passage_tokens
-    assert tight.report.total_tokens <= hot + 60
+    assert tight.report.image_tokens + tight.report.fallback_text_tokens <= 120 - tight.report.passage_tokens
+    assert tight.report.total_tokens <= hot + 120
     # Too tight for even the header and one passage: none, and no error.
     none = mem.context(budget=hot + 5, now=400.0, query=QUESTION)
     assert none.passages == () and none.report.passage_tokens == 0
@@ -71,10 +71,15 @@ def test_a_page_sent_as_text_is_not_quoted_again(mem):
     assert context.passages == () and context.report.passage_tokens == 0
 
 
-def test_many_equal_hits_give_at_most_the_passage_cap(mem):
-    context = mem.context(budget=4000, now=400.0, query="zeppelin")
-    assert len(context.passages) == QUERY_PASSAGES
+def test_passages_take_at_most_their_share_of_the_budget_and_all_without_one(mem):
+    zeppelins = [turn.index for turn in mem.turns if "Zeppelin" in turn.content]
+    context = mem.context(budget=4000, now=400.0, query="zeppelin")  # on many pages, equally well
+    share = int((4000 - context.report.hot_text_tokens) * QUERY_PASSAGE_SHARE)
+    assert 1 < len(context.passages) < len(zeppelins) and context.report.passage_tokens <= share
     assert all("Zeppelin" in hit.snippet and hit.page != "recent" for hit in context.passages)
+    unbudgeted = mem.context(now=400.0, query="zeppelin")
+    on_pages = [index for index in zeppelins if index < len(mem.turns) - 6]
+    assert sorted(hit.turn_index for hit in unbudgeted.passages) == on_pages
 
 
 def test_the_passages_are_priced_as_the_one_block_they_are_sent_as():
@@ -88,9 +93,9 @@ def test_the_passages_are_priced_as_the_one_block_they_are_sent_as():
     context = memory.context(budget=hot + 200, query="zeppelin")  # too tight for a page as text
     block = memory.consumer.text_tokens(passages_text(context.passages))
     assert len(context.passages) > 1 and context.report.passage_tokens == block
-    budget = hot + block
+    budget = hot + int(block / QUERY_PASSAGE_SHARE)  # the passages' share is exactly their block
     exact = memory.context(budget=budget, query="zeppelin")
-    assert exact.passages == context.passages and exact.report.image_tokens == 0
+    assert exact.passages == context.passages and exact.report.passage_tokens == block
     assert exact.messages(OpenAIDialect()).total_tokens <= budget
 
 
