@@ -1068,17 +1068,14 @@ class _QueryHits:
         allowance); and what their block costs (``passages_text``, what ``Context.messages`` sends)."""
         quoted: list[SearchHit] = []
         spent = consumer.text_tokens(PASSAGES_HEADER)
-        previous, previous_tokens = PASSAGES_HEADER, spent
         for hit, _ in self:
-            # What a passage adds to the block: a token may span its seam with the one before, and only that one.
-            text = passage_text(hit)
-            cost = consumer.text_tokens(previous + PASSAGE_SEPARATOR + text) - previous_tokens
+            # A passage with the separator before it: the same text whenever the same hit is quoted, so counted once.
+            cost = consumer.text_tokens(PASSAGE_SEPARATOR + passage_text(hit))
             if allowance is not None and spent + cost > allowance:
                 break
             quoted.append(hit)
             spent += cost
-            previous, previous_tokens = text, consumer.text_tokens(text)
-        # Counted whole at the end, in case a seam reached further.
+        # The block as sent, counted whole: a token may span a seam between two passages.
         while quoted:
             spent = consumer.text_tokens(passages_text(quoted))
             if allowance is None or spent <= allowance:
