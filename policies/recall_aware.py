@@ -60,9 +60,13 @@ def expected_recalled_tokens(
     return sum(view_value(consumer, gate, page, level) for page, level in zip(pages, levels))
 
 
-# A kept price sequence is extended by at most this many pages; a sequence that differs earlier is priced from
-# its newest page back, as far as the budget reaches, and not kept.
+# A kept price sequence is extended by at most this many pages; a sequence that differs earlier, and is no kept one
+# with pages left out, is priced from its newest page back, as far as the budget reaches, and not kept.
 _EXTEND_AT_MOST = 64
+
+# A kept sequence's pages, their costs, values and cheapest views, and the row of each page by its id (filled when
+# first needed: the sequence holds its pages, so no id in it can be another page's).
+_Entry = tuple[list[Page], np.ndarray, np.ndarray, np.ndarray, dict[int, int]]
 
 
 class _PagePrices:
@@ -71,24 +75,25 @@ class _PagePrices:
 
     The memory passes every page on every ``context`` call and the budget is looked at from the newest page back:
     fetching each candidate's prices from the per-page cache cost more than the optimiser's arrays. Pages are
-    immutable, so the leading pages a sequence shares with a kept one (``pages_in_common``) keep their rows and
-    only the rest are priced. A few sequences are kept per consumer and gate (a cue's policy sees the session
-    without its cued pages).
+    immutable, so the pages a sequence shares with a kept one keep their rows and only the rest are priced: its
+    leading pages (``pages_in_common``), or, for a kept sequence with some of its pages left out (a cue's policy
+    sees the session without its cued pages), the leading pages found in it in order, by identity. A few
+    sequences are kept per consumer and gate.
     """
 
     _KEPT = 4
 
     def __init__(self) -> None:
         # Newest first per key; replaced as a whole, so a thread reading it never sees half an update.
-        self._entries: dict[tuple[Any, ...], tuple[tuple[list[Page], np.ndarray, np.ndarray, np.ndarray], ...]] = {}
+        self._entries: dict[tuple[Any, ...], tuple[_Entry, ...]] = {}
 
     def of(
         self, pages: Sequence[Page], consumer: Consumer, gate: ReadingGate
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(costs, values, cheapest) of ``pages``, one row per page, one column per level; ``cheapest[p][c]`` is
-        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when ``pages`` shares too few leading
-        pages with every kept sequence (a cue's, without an old page): pricing them all would cost more than
-        looking at the newest ones one by one."""
+        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when more than ``_EXTEND_AT_MOST`` pages
+        follow what ``pages`` shares with every kept sequence: pricing them all would cost more than looking at the
+        newest ones one by one."""
         key = _gate_key(consumer, gate)
         kept = self._entries.get(key, ())
         depth = len(consumer.tiers)
@@ -99,21 +104,47 @@ class _PagePrices:
                 shared, known = common, entry
         if known is not None and shared == len(known[0]) == len(pages):
             return known[1], known[2], known[3]
+        rows = None
         if known is not None and len(pages) - shared > _EXTEND_AT_MOST:
-            return None
-        added = list(islice(pages, shared, None))
-        rows = [view_prices(consumer, page, gate) for page in added]
-        costs = np.array([row for row, _ in rows], dtype=np.int64).reshape(len(added), depth)
-        values = np.array([worth for _, worth in rows], dtype=float).reshape(len(added), depth)
+            rows = _rows_in(known, pages)
+            if len(pages) - len(rows) > _EXTEND_AT_MOST:
+                return None
+        # Rows of the known sequence up to ``end`` are kept; the pages after those found are priced and follow them.
+        found = shared if rows is None else len(rows)
+        end = shared if rows is None else rows[-1] + 1
+        added = list(islice(pages, found, None))
+        priced = [view_prices(consumer, page, gate) for page in added]
+        costs = np.array([row for row, _ in priced], dtype=np.int64).reshape(len(added), depth)
+        values = np.array([worth for _, worth in priced], dtype=float).reshape(len(added), depth)
         cheapest = np.minimum.accumulate(costs[:, ::-1], axis=1)[:, ::-1]
         if known is not None:
-            costs, values, cheapest = (np.concatenate([old[:shared], new]) for old, new in
+            costs, values, cheapest = (np.concatenate([old[:end], new]) for old, new in
                                        ((known[1], costs), (known[2], values), (known[3], cheapest)))
-        # The entry this one extends is kept only where it holds pages this one does not.
-        superseded = known if known is not None and shared == len(known[0]) else None
-        entry = ((known[0][:shared] if known is not None else []) + added, costs, values, cheapest)
-        self._entries = {**self._entries, key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
-        return costs, values, cheapest
+        if added or known is None or end < len(known[0]):
+            # The entry this one extends is kept only where it holds pages this one does not.
+            superseded = known if known is not None and end == len(known[0]) else None
+            entry = ((known[0][:end] if known is not None else []) + added, costs, values, cheapest, {})
+            self._entries = {**self._entries,
+                             key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
+        if rows is None:
+            return costs, values, cheapest
+        index = np.concatenate([np.asarray(rows, dtype=np.intp), np.arange(end, end + len(added))])
+        return costs[index], values[index], cheapest[index]
+
+
+def _rows_in(known: _Entry, pages: Sequence[Page]) -> list[int]:
+    """Rows in ``known`` of the leading pages of ``pages`` found there, in order, by identity (as many as are)."""
+    sequence, row_of = known[0], known[4]
+    if not row_of:
+        row_of.update(zip(map(id, sequence), range(len(sequence))))
+    rows = list(map(row_of.get, map(id, pages)))
+    found = rows.index(None) if None in rows else len(rows)
+    rows = rows[:found]
+    if found > 1:
+        steps = np.diff(np.asarray(rows))
+        if (steps <= 0).any():
+            rows = rows[:int(np.argmax(steps <= 0)) + 1]
+    return rows
 
 
 @dataclass(frozen=True)
