@@ -199,8 +199,8 @@ class RecallAwareBudget(ForgettingPolicy):
             spent = np.cumsum(all_cheapest[newest][np.arange(allowed), floors])
             shown = int(np.searchsorted(spent, budget, side="right"))
             newest = slice(count - 1, count - 1 - shown if shown < count else None, -1)
-            costs, values = all_costs[newest].tolist(), all_values[newest].tolist()
-        if not costs:
+            costs, values = all_costs[newest], all_values[newest]
+        if not len(costs):
             return levels
         bounds = _optimise(costs, values, floors[:len(costs)], budget)
         position = 0
@@ -213,9 +213,9 @@ class RecallAwareBudget(ForgettingPolicy):
 
 def _newest_prices(
     newest: Sequence[Page], floors: Sequence[int], consumer: Consumer, gate: ReadingGate, budget: int
-) -> tuple[list[list[int]], list[list[float]]]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Costs and values of the newest pages (``newest``, newest first, sharpest allowed levels ``floors``) that fit
-    the budget together at their cheapest views."""
+    the budget together at their cheapest views, one row per page."""
     costs: list[list[int]] = []
     values: list[list[float]] = []
     cheapest_total = 0
@@ -226,23 +226,25 @@ def _newest_prices(
             break
         costs.append(row)
         values.append(worth)
-    return costs, values
+    depth = len(consumer.tiers)
+    return (np.array(costs, dtype=np.int64).reshape(len(costs), depth),
+            np.array(values, dtype=float).reshape(len(values), depth))
 
 
-def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int], budget: int) -> list[int]:
+def _optimise(costs: np.ndarray, values: np.ndarray, caps: list[int], budget: int) -> list[int]:
     """Boundaries ``B`` (``B[r]``: how many of the newest pages sit at rank ≤ r) of a good assignment that fits.
 
-    ``costs[p][r]`` and ``values[p][r]`` are page ``p`` (0 = newest) at rank ``r``; ``caps[p]`` is its sharpest
-    allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with ΔV_r the prefix sums of
-    (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
+    ``costs[p][r]`` and ``values[p][r]`` (arrays, whole-number costs) are page ``p`` (0 = newest) at rank ``r``;
+    ``caps[p]`` is its sharpest allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with
+    ΔV_r the prefix sums of (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
     """
-    depth, count = len(costs[0]), len(caps)
+    depth, count = costs.shape[1], len(caps)
     # Rows are ranks, columns the number of newest pages counted (0..count). Built in place: this runs on every
     # context call and each array made costs about as much as the arithmetic on it.
     cost_prefix = np.zeros((depth, count + 1))
-    cost_prefix[:, 1:] = np.cumsum(np.asarray(costs, dtype=float), axis=0).T
+    cost_prefix[:, 1:] = np.cumsum(costs, axis=0).T  # whole numbers: the same sums as in floating point
     value_prefix = np.zeros((depth, count + 1))
-    value_prefix[:, 1:] = np.cumsum(np.asarray(values, dtype=float), axis=0).T
+    value_prefix[:, 1:] = np.cumsum(values, axis=0).T
     step_cost, step_value = cost_prefix.copy(), value_prefix.copy()
     step_cost[:-1] -= cost_prefix[1:]
     step_value[:-1] -= value_prefix[1:]
@@ -252,12 +254,13 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     limits = limit_array.tolist()
 
     positions = np.arange(count + 1)
-    barred = (positions[None, :] > limit_array[:, None])[:, None, :]
+    # A barred boundary scores -inf whatever λ (a finite cost times λ taken from -inf leaves -inf).
+    open_value = np.where(positions[None, :] > limit_array[:, None], -np.inf, step_value)[:, None, :]
     ranks = np.arange(depth)
 
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Every rank's scores in one array operation: the DP below only chains them.
-        scores = np.where(barred, -np.inf, step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        scores = open_value - lambdas[None, :, None] * step_cost[:, None, :]
         best = scores[0]
         running_args = []
         for rank in range(1, depth):
@@ -283,7 +286,7 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     low = _LAMBDAS[_LAMBDAS < fits[0]].max(initial=-1.0) if len(fits) else -1.0
     high = fits[0] if len(fits) else -1.0
     for _ in range(_REFINE_ROUNDS if low >= 0 else 0):
-        lambdas = np.linspace(low, high, _REFINE_STEPS + 2)[1:-1]
+        lambdas = _inside(low, high)
         found.append(solve(lambdas))
         spent = found[-1][1]
         low = lambdas[spent > budget].max(initial=low)
@@ -305,9 +308,23 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         starts.append(([0] * rank + [shown] * (depth - rank), prefix_rows[rank][shown]))
     # The same start fills the same way: fill each once.
     unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
-    filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
+    cost_rows, value_rows = costs.tolist(), values.tolist()  # _fill reads one page at a time
+    filled = [_fill(bounds, cost_rows, value_rows, limits, budget - spent) for (_, spent), bounds in unique.items()]
     step_rows = step_value.tolist()
     return max(filled, key=lambda bounds: sum(step_rows[rank][bound] for rank, bound in enumerate(bounds)))
+
+
+_INSIDE = np.arange(1, _REFINE_STEPS + 1, dtype=float)
+
+
+def _inside(low: float, high: float) -> np.ndarray:
+    """``np.linspace(low, high, _REFINE_STEPS + 2)[1:-1]``, the very same numbers (linspace's own arithmetic),
+    without the set-up of its general case, which cost as much as a round of the λ search."""
+    delta = np.subtract(high, low, dtype=float)
+    step = delta / (_REFINE_STEPS + 1)
+    if step == 0:  # as linspace, for a step too small to be a number
+        return _INSIDE / (_REFINE_STEPS + 1) * delta + low
+    return _INSIDE * step + low
 
 
 def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], limits: list[int],
