@@ -60,9 +60,13 @@ def expected_recalled_tokens(
     return sum(view_value(consumer, gate, page, level) for page, level in zip(pages, levels))
 
 
-# A kept price sequence is extended by at most this many pages; a sequence that differs earlier is priced from
-# its newest page back, as far as the budget reaches, and not kept.
+# A kept price sequence is extended by at most this many pages; a sequence that differs earlier, and is no kept one
+# with pages left out, is priced from its newest page back, as far as the budget reaches, and not kept.
 _EXTEND_AT_MOST = 64
+
+# A kept sequence's pages, their costs, values and cheapest views, and the row of each page by its id (filled when
+# first needed: the sequence holds its pages, so no id in it can be another page's).
+_Entry = tuple[list[Page], np.ndarray, np.ndarray, np.ndarray, dict[int, int]]
 
 
 class _PagePrices:
@@ -71,24 +75,25 @@ class _PagePrices:
 
     The memory passes every page on every ``context`` call and the budget is looked at from the newest page back:
     fetching each candidate's prices from the per-page cache cost more than the optimiser's arrays. Pages are
-    immutable, so the leading pages a sequence shares with a kept one (``pages_in_common``) keep their rows and
-    only the rest are priced. A few sequences are kept per consumer and gate (a cue's policy sees the session
-    without its cued pages).
+    immutable, so the pages a sequence shares with a kept one keep their rows and only the rest are priced: its
+    leading pages (``pages_in_common``), or, for a kept sequence with some of its pages left out (a cue's policy
+    sees the session without its cued pages), the leading pages found in it in order, by identity. A few
+    sequences are kept per consumer and gate.
     """
 
     _KEPT = 4
 
     def __init__(self) -> None:
         # Newest first per key; replaced as a whole, so a thread reading it never sees half an update.
-        self._entries: dict[tuple[Any, ...], tuple[tuple[list[Page], np.ndarray, np.ndarray, np.ndarray], ...]] = {}
+        self._entries: dict[tuple[Any, ...], tuple[_Entry, ...]] = {}
 
     def of(
         self, pages: Sequence[Page], consumer: Consumer, gate: ReadingGate
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(costs, values, cheapest) of ``pages``, one row per page, one column per level; ``cheapest[p][c]`` is
-        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when ``pages`` shares too few leading
-        pages with every kept sequence (a cue's, without an old page): pricing them all would cost more than
-        looking at the newest ones one by one."""
+        page ``p``'s cheapest view at level ``c`` or blurrier. ``None`` when more than ``_EXTEND_AT_MOST`` pages
+        follow what ``pages`` shares with every kept sequence: pricing them all would cost more than looking at the
+        newest ones one by one."""
         key = _gate_key(consumer, gate)
         kept = self._entries.get(key, ())
         depth = len(consumer.tiers)
@@ -99,21 +104,47 @@ class _PagePrices:
                 shared, known = common, entry
         if known is not None and shared == len(known[0]) == len(pages):
             return known[1], known[2], known[3]
+        rows = None
         if known is not None and len(pages) - shared > _EXTEND_AT_MOST:
-            return None
-        added = list(islice(pages, shared, None))
-        rows = [view_prices(consumer, page, gate) for page in added]
-        costs = np.array([row for row, _ in rows], dtype=np.int64).reshape(len(added), depth)
-        values = np.array([worth for _, worth in rows], dtype=float).reshape(len(added), depth)
+            rows = _rows_in(known, pages)
+            if len(pages) - len(rows) > _EXTEND_AT_MOST:
+                return None
+        # Rows of the known sequence up to ``end`` are kept; the pages after those found are priced and follow them.
+        found = shared if rows is None else len(rows)
+        end = shared if rows is None else rows[-1] + 1
+        added = list(islice(pages, found, None))
+        priced = [view_prices(consumer, page, gate) for page in added]
+        costs = np.array([row for row, _ in priced], dtype=np.int64).reshape(len(added), depth)
+        values = np.array([worth for _, worth in priced], dtype=float).reshape(len(added), depth)
         cheapest = np.minimum.accumulate(costs[:, ::-1], axis=1)[:, ::-1]
         if known is not None:
-            costs, values, cheapest = (np.concatenate([old[:shared], new]) for old, new in
+            costs, values, cheapest = (np.concatenate([old[:end], new]) for old, new in
                                        ((known[1], costs), (known[2], values), (known[3], cheapest)))
-        # The entry this one extends is kept only where it holds pages this one does not.
-        superseded = known if known is not None and shared == len(known[0]) else None
-        entry = ((known[0][:shared] if known is not None else []) + added, costs, values, cheapest)
-        self._entries = {**self._entries, key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
-        return costs, values, cheapest
+        if added or known is None or end < len(known[0]):
+            # The entry this one extends is kept only where it holds pages this one does not.
+            superseded = known if known is not None and end == len(known[0]) else None
+            entry = ((known[0][:end] if known is not None else []) + added, costs, values, cheapest, {})
+            self._entries = {**self._entries,
+                             key: (entry, *(old for old in kept if old is not superseded))[: self._KEPT]}
+        if rows is None:
+            return costs, values, cheapest
+        index = np.concatenate([np.asarray(rows, dtype=np.intp), np.arange(end, end + len(added))])
+        return costs[index], values[index], cheapest[index]
+
+
+def _rows_in(known: _Entry, pages: Sequence[Page]) -> list[int]:
+    """Rows in ``known`` of the leading pages of ``pages`` found there, in order, by identity (as many as are)."""
+    sequence, row_of = known[0], known[4]
+    if not row_of:
+        row_of.update(zip(map(id, sequence), range(len(sequence))))
+    rows = list(map(row_of.get, map(id, pages)))
+    found = rows.index(None) if None in rows else len(rows)
+    rows = rows[:found]
+    if found > 1:
+        steps = np.diff(np.asarray(rows))
+        if (steps <= 0).any():
+            rows = rows[:int(np.argmax(steps <= 0)) + 1]
+    return rows
 
 
 @dataclass(frozen=True)
@@ -168,8 +199,8 @@ class RecallAwareBudget(ForgettingPolicy):
             spent = np.cumsum(all_cheapest[newest][np.arange(allowed), floors])
             shown = int(np.searchsorted(spent, budget, side="right"))
             newest = slice(count - 1, count - 1 - shown if shown < count else None, -1)
-            costs, values = all_costs[newest].tolist(), all_values[newest].tolist()
-        if not costs:
+            costs, values = all_costs[newest], all_values[newest]
+        if not len(costs):
             return levels
         bounds = _optimise(costs, values, floors[:len(costs)], budget)
         position = 0
@@ -182,9 +213,9 @@ class RecallAwareBudget(ForgettingPolicy):
 
 def _newest_prices(
     newest: Sequence[Page], floors: Sequence[int], consumer: Consumer, gate: ReadingGate, budget: int
-) -> tuple[list[list[int]], list[list[float]]]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Costs and values of the newest pages (``newest``, newest first, sharpest allowed levels ``floors``) that fit
-    the budget together at their cheapest views."""
+    the budget together at their cheapest views, one row per page."""
     costs: list[list[int]] = []
     values: list[list[float]] = []
     cheapest_total = 0
@@ -195,23 +226,25 @@ def _newest_prices(
             break
         costs.append(row)
         values.append(worth)
-    return costs, values
+    depth = len(consumer.tiers)
+    return (np.array(costs, dtype=np.int64).reshape(len(costs), depth),
+            np.array(values, dtype=float).reshape(len(values), depth))
 
 
-def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int], budget: int) -> list[int]:
+def _optimise(costs: np.ndarray, values: np.ndarray, caps: list[int], budget: int) -> list[int]:
     """Boundaries ``B`` (``B[r]``: how many of the newest pages sit at rank ≤ r) of a good assignment that fits.
 
-    ``costs[p][r]`` and ``values[p][r]`` are page ``p`` (0 = newest) at rank ``r``; ``caps[p]`` is its sharpest
-    allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with ΔV_r the prefix sums of
-    (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
+    ``costs[p][r]`` and ``values[p][r]`` (arrays, whole-number costs) are page ``p`` (0 = newest) at rank ``r``;
+    ``caps[p]`` is its sharpest allowed rank (non-decreasing with age). The assignment's value is Σ_r ΔV_r[B_r] with
+    ΔV_r the prefix sums of (value at r − value at r+1), the forgotten rank being worth 0; likewise its cost.
     """
-    depth, count = len(costs[0]), len(caps)
+    depth, count = costs.shape[1], len(caps)
     # Rows are ranks, columns the number of newest pages counted (0..count). Built in place: this runs on every
     # context call and each array made costs about as much as the arithmetic on it.
     cost_prefix = np.zeros((depth, count + 1))
-    cost_prefix[:, 1:] = np.cumsum(np.asarray(costs, dtype=float), axis=0).T
+    cost_prefix[:, 1:] = np.cumsum(costs, axis=0).T  # whole numbers: the same sums as in floating point
     value_prefix = np.zeros((depth, count + 1))
-    value_prefix[:, 1:] = np.cumsum(np.asarray(values, dtype=float), axis=0).T
+    value_prefix[:, 1:] = np.cumsum(values, axis=0).T
     step_cost, step_value = cost_prefix.copy(), value_prefix.copy()
     step_cost[:-1] -= cost_prefix[1:]
     step_value[:-1] -= value_prefix[1:]
@@ -221,12 +254,13 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     limits = limit_array.tolist()
 
     positions = np.arange(count + 1)
-    barred = (positions[None, :] > limit_array[:, None])[:, None, :]
+    # A barred boundary scores -inf whatever λ (a finite cost times λ taken from -inf leaves -inf).
+    open_value = np.where(positions[None, :] > limit_array[:, None], -np.inf, step_value)[:, None, :]
     ranks = np.arange(depth)
 
     def solve(lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Every rank's scores in one array operation: the DP below only chains them.
-        scores = np.where(barred, -np.inf, step_value[:, None, :] - lambdas[None, :, None] * step_cost[:, None, :])
+        scores = open_value - lambdas[None, :, None] * step_cost[:, None, :]
         best = scores[0]
         running_args = []
         for rank in range(1, depth):
@@ -252,7 +286,7 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
     low = _LAMBDAS[_LAMBDAS < fits[0]].max(initial=-1.0) if len(fits) else -1.0
     high = fits[0] if len(fits) else -1.0
     for _ in range(_REFINE_ROUNDS if low >= 0 else 0):
-        lambdas = np.linspace(low, high, _REFINE_STEPS + 2)[1:-1]
+        lambdas = _inside(low, high)
         found.append(solve(lambdas))
         spent = found[-1][1]
         low = lambdas[spent > budget].max(initial=low)
@@ -274,9 +308,23 @@ def _optimise(costs: list[list[int]], values: list[list[float]], caps: list[int]
         starts.append(([0] * rank + [shown] * (depth - rank), prefix_rows[rank][shown]))
     # The same start fills the same way: fill each once.
     unique = {(tuple(bounds), spent): bounds for bounds, spent in starts}
-    filled = [_fill(bounds, costs, values, limits, budget - spent) for (_, spent), bounds in unique.items()]
+    cost_rows, value_rows = costs.tolist(), values.tolist()  # _fill reads one page at a time
+    filled = [_fill(bounds, cost_rows, value_rows, limits, budget - spent) for (_, spent), bounds in unique.items()]
     step_rows = step_value.tolist()
     return max(filled, key=lambda bounds: sum(step_rows[rank][bound] for rank, bound in enumerate(bounds)))
+
+
+_INSIDE = np.arange(1, _REFINE_STEPS + 1, dtype=float)
+
+
+def _inside(low: float, high: float) -> np.ndarray:
+    """``np.linspace(low, high, _REFINE_STEPS + 2)[1:-1]``, the very same numbers (linspace's own arithmetic),
+    without the set-up of its general case, which cost as much as a round of the λ search."""
+    delta = np.subtract(high, low, dtype=float)
+    step = delta / (_REFINE_STEPS + 1)
+    if step == 0:  # as linspace, for a step too small to be a number
+        return _INSIDE / (_REFINE_STEPS + 1) * delta + low
+    return _INSIDE * step + low
 
 
 def _fill(bounds: list[int], costs: list[list[int]], values: list[list[float]], limits: list[int],

@@ -127,13 +127,18 @@ def pages_in_common(known: Sequence[Page], pages: Sequence[Page]) -> int:
     new = pages[:count] if isinstance(pages, list) else list(pages[:count])
     if old == new:
         return count
-    # Back from the end, doubling, to a prefix they share; then forward to the first page that differs.
+    # Back from the end, doubling, to a prefix they share; then halving, comparing whole runs, to the first page
+    # that differs (one page at a time, each comparison of two distinct pages would build both pages' field tuples).
     step = 1
     while step < count and old[:count - step] != new[:count - step]:
         step *= 2
-    shared = max(0, count - step)
-    while old[shared] == new[shared]:
-        shared += 1
+    shared, differs = max(0, count - step), count - step // 2  # old[:shared] == new[:shared]; not so up to differs
+    while differs - shared > 1:
+        middle = (shared + differs) // 2
+        if old[shared:middle] == new[shared:middle]:
+            shared = middle
+        else:
+            differs = middle
     return shared
 
 

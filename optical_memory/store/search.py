@@ -144,8 +144,7 @@ class Excerpt:
 def excerpt(text: str, terms: Sequence[str], *, width: int = 240) -> Excerpt:
     """About ``width`` characters of ``text`` around the span holding the most distinct ``terms`` (the earliest
     such span), moved out to spaces nearby so words stay whole; the start of the text when no term occurs."""
-    wanted = set(terms)
-    hits = [word for word in words(text) if word.text in wanted]
+    hits = _words_among(text, set(terms))
     if not hits:
         return Excerpt(*_to_spaces(text, 0, min(len(text), width)), None)
     best_count, best_first, best_last = 0, 0, 0
@@ -164,6 +163,17 @@ def excerpt(text: str, terms: Sequence[str], *, width: int = 240) -> Excerpt:
     high = min(hits[best_last].end, low + width)
     pad = (width - (high - low)) // 2
     return Excerpt(*_to_spaces(text, max(0, low - pad), min(len(text), high + pad)), low)
+
+
+def _words_among(text: str, wanted: set[str]) -> list[Word]:
+    """The words of ``text`` that are in ``wanted``, as ``words`` finds them: a query's every hit has its whole turn
+    scanned. In ASCII text a word is a run of ASCII letters and digits, lowered (as ``index_terms`` reads it), at
+    the same place in the lowered text, so the Unicode word pattern is not needed and only matching runs become a
+    ``Word``."""
+    if not text.isascii():
+        return [word for word in words(text) if word.text in wanted]
+    return [Word(word, match.start(), match.end()) for match in _ASCII_WORD.finditer(text.lower())
+            if (word := match.group()[:MAX_WORD_CHARS]) in wanted]
 
 
 def _to_spaces(text: str, start: int, end: int, reach: int = 24) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 import pytest
 from conftest import make_page
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optical_memory.core.types import pages_in_common
 
@@ -24,3 +26,11 @@ PAGES = [make_page(i, text=f"page {i} " * 20) for i in range(40)]
 )
 def test_counts_the_leading_pages_both_hold(known, pages, shared):
     assert pages_in_common(known, pages) == shared
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(length=st.integers(0, 40), other=st.integers(0, 40), changed=st.sets(st.integers(0, 39), max_size=4))
+def test_is_the_first_place_the_sequences_differ(length, other, changed):
+    pages = [make_page(i, text="other") if i in changed else page for i, page in enumerate(PAGES[:other])]
+    first = next((i for i, (a, b) in enumerate(zip(PAGES[:length], pages)) if a != b), min(length, other))
+    assert pages_in_common(PAGES[:length], pages) == first

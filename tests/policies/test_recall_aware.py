@@ -26,7 +26,8 @@ from optical_memory.policies.legibility import (
     line_height,
 )
 from optical_memory.policies.reading import CapacityEstimate, reading_model
-from optical_memory.policies.recall_aware import RecallAwareBudget, expected_recalled_tokens
+from optical_memory.policies.reading import view_prices
+from optical_memory.policies.recall_aware import RecallAwareBudget, _PagePrices, expected_recalled_tokens
 
 from optical_memory.core.consumers import get_consumer
 from optical_memory.core.geometry import Fit, Mode, Tier, glyph_scale
@@ -256,3 +257,31 @@ def test_a_policy_that_kept_the_prices_of_earlier_sequences_chooses_what_a_fresh
                 fresh = replace(kept)
                 options = dict(now=0.0, turn_count=4 * count + 1, budget=budget, gate=gate)
                 assert kept.choose(pages, DEEPSEEK, **options) == fresh.choose(pages, DEEPSEEK, **options), (step, budget)
+
+
+def test_prices_found_by_page_identity_in_a_kept_sequence_are_those_pages_own() -> None:
+    # What a cue's policy sees: the session without some old pages, its newest page laid out anew or a page sealed
+    # since; pages loaded again (equal, not the same objects); pages in another order; another gate.
+    rng = random.Random(5)
+    session = [page(i, rng.randint(20, 400), rng.choice([8, 12, 16, 24]), turn=4 * i) for i in range(200)]
+    grown = page(199, 500, 24, turn=4 * 199 + 1)
+    reloaded = [replace(p) for p in session]
+    left_out = [p for i, p in enumerate(session) if i not in {7, 60, 61, 130}]
+    sequences = [
+        session, left_out, left_out[:-1] + [grown], left_out + [page(200, 90, 12, turn=800)],
+        [p for i, p in enumerate(reloaded) if i != 20], session[:50] + session[100:], session[:30] + session[31:90],
+        session[:10] + session[60:70] + session[20:30] + session[100:], left_out[::-1],
+    ]
+    prices = _PagePrices()
+    for pages, gate in itertools.product(sequences, [GATE, ReadingGate(MODEL, 0.5)]):
+        found = prices.of(pages, DEEPSEEK, gate)
+        if found is None:  # too far from every kept sequence: the policy prices the newest pages one by one
+            continue
+        expected = [view_prices(DEEPSEEK, p, gate) for p in pages]
+        assert found[0].tolist() == [costs for costs, _ in expected]
+        assert found[1].tolist() == [values for _, values in expected]
+        for kept in (RecallAwareBudget(), RecallAwareBudget(model=MODEL, base=AgeSchedule(time_steps=None))):
+            for budget in (300, 2500, 9000):
+                options = dict(now=0.0, turn_count=801, budget=budget, gate=gate)
+                kept.choose(session, DEEPSEEK, **options)
+                assert kept.choose(pages, DEEPSEEK, **options) == replace(kept).choose(pages, DEEPSEEK, **options)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from optical_memory.core.types import Role, Turn
 from optical_memory.store.base import Scope, StaleSession
-from optical_memory.store.search import index_terms, query_terms, words
+from optical_memory.store.search import _words_among, index_terms, query_terms, words
 
 STYLE = "style-a"
 ALICE = Scope("alice", "s1")
@@ -106,6 +106,18 @@ def test_any_unicode_query_runs_and_finds_only_turns_holding_its_words(corpus_st
     assert {m.turn.index for m in all_hits} <= {m.turn.index for m in hits}
     for match in all_hits:
         assert terms <= {word.text for word in words(match.turn.content)}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(text=st.text(alphabet=st.characters(codec="ascii"), max_size=300) | st.text(max_size=120),
+       extra=st.lists(st.text(max_size=6), max_size=3))
+def test_the_words_an_excerpt_looks_for_are_those_words_finds(text, extra):
+    """``excerpt``'s ASCII shortcut finds exactly the words (spans included) that ``words`` does, long runs capped."""
+    found = words(text)
+    wanted = {word.text for word in found[::2]} | set(extra)
+    assert _words_among(text, wanted) == [word for word in found if word.text in wanted]
+    long_run = "Ab9" * 100 + " x"
+    assert _words_among(long_run, {words(long_run)[0].text}) == words(long_run)[:1]
 
 
 def test_both_backends_search_the_same_words():
