@@ -89,9 +89,11 @@ REASON_QUERY = "relevant to the query"
 # any page: a passage reads back all of its text in a few dozen tokens, where an image reads at most what its
 # reader's curve allows (DeepSeek-OCR's about 98.5%) and costs 64 tokens or more for what may be one hit. Chosen on
 # the tune split of benchmarks/memory_qa.py (92 questions, BM25; text RAG 84.8/89.1/92.4/93.5% at 1k/2k/4k/8k for
-# both consumers): against the 4 best hits quoted, 128 hits with half the tokens for passages raised DeepSeek-OCR
-# from 78.6/80.9/87.1/94.6% to 81.4/89.0/90.1/95.5% and GPT-4o from 76.0/81.4/88.9/98.7% to 79.3/88.0/90.2/96.7%
-# (with 1,000 postings, below); three quarters kept fewer facts available at 2k and as many or fewer elsewhere.
+# both consumers): against the 4 best hits quoted (and the two best cues raised to their most readable view), 128
+# hits with half the tokens for passages raised DeepSeek-OCR from 78.6/80.9/87.1/94.6% to 80.3/87.9/92.3/94.5% and
+# GPT-4o from 76.0/81.4/88.9/98.7% to 77.2/85.9/92.4/96.7%. With 1,000 postings (below) three quarters for passages
+# kept more available than half at 1k (83.7/81.5% against 81.4/79.3%), fewer at 2k (86.9/85.9% against
+# 89.0/88.0%) and within a question of it at 4k and 8k.
 QUERY_HITS = 128
 QUERY_PASSAGE_SHARE = 0.5
 # The pages showing the best QUERY_CUE_HITS hits are cued, at most QUERY_PAGES pages, those whose best hit scores at
@@ -99,8 +101,8 @@ QUERY_PASSAGE_SHARE = 0.5
 # fraction of one holding its rare words, and a cue spends budget the other pages then lack. A cued page shows the
 # turns around its hit, which the passage leaves out. Chosen on the same split before the passages were more than 4
 # (3, 5, 8 or 12 pages, share 0.5 or 0.25; 16, 32 or 64 hits): 8, 0.25 and 16 kept the most facts available.
-# Cueing instead the pages of the hits not quoted kept 1.2 points more available on average over the 8 cells, about
-# one question of 92, and left the page of the best hit to age and budget.
+# Cueing instead the pages of the hits not quoted kept 1.2 points more available on average over the 8 cells (with
+# 1,000 postings), about one question of 92, and left the page of the best hit to age and budget.
 QUERY_CUE_HITS = 16
 QUERY_SCORE_SHARE = 0.25
 QUERY_PAGES = 8
@@ -112,8 +114,9 @@ QUERY_PAGES = 8
 QUERY_FUSED_PAGES = 16
 # The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
 # costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
-# scan of the session, and such a word weighs little in BM25 anyway. With 128 hits and the pages of the hits not
-# quoted cued, 300 kept as many facts available as 1,000 on average over the 8 cells and 3,000 fewer.
+# scan of the session, and such a word weighs little in BM25 anyway. On the same split 300 and 1,000 kept about as
+# many facts available (88.4% and 88.8% on average over the 8 cells; 90.1% and 90.0% when the cues are the pages of
+# the hits not quoted, where 3,000 kept 89.7%).
 QUERY_POSTINGS = 300
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
