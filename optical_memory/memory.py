@@ -10,8 +10,8 @@ exactly the hot window and the tool exchange at its edge, and pages stay dense. 
 policy picks a tier per page, the consumer prices it, and a page goes as an image only when that is cheaper than
 its text (fail-closed) and the consumer's reading model expects at least ``min_recall`` of it to be read back (the
 reading gate); otherwise it goes as text. Each page view says why (``PageView.reason``). Given a ``query``,
-``context`` first searches the session once: the best hits go verbatim beside the pages, and the pages holding the
-next ones are shown at a level the consumer reads and are the last to be dropped (``optical_memory.policies.cue``).
+``context`` first searches the session once: the best hits go verbatim beside the pages, and the pages holding them
+are shown at a level the consumer reads and are the last to be dropped (``optical_memory.policies.cue``).
 
 Several processes may share one store: before it reads or writes, a memory asks the store whether anything was
 committed since it last looked (SQLite: one pragma), then checks its session's version (one small row) and loads only
@@ -665,8 +665,9 @@ class OpticalMemory:
         them, ``QUERY_POSTINGS``) finds its best hits (``QUERY_HITS``). The best of those on pages go verbatim
         (``Context.passages``, best first, as many as ``QUERY_PASSAGE_SHARE`` of the tokens the recent turns leave
         pays for; all of them without a budget), priced before any page and counted in ``report.passage_tokens``;
-        none is quoted from a page sent as text. The pages showing the next hits (``QUERY_PAGES``) are shown at the
-        cheapest level the reading model expects to read at ``min_recall`` (``QueryCue``) and dropped last; their
+        none is quoted from a page sent as text. The pages showing the best ``QUERY_CUE_HITS`` hits (at most
+        ``QUERY_PAGES``) are shown at the cheapest level the reading model expects to read at ``min_recall``
+        (``QueryCue``), with the turns around each hit, and dropped last; their
         ``PageView.reason`` starts "relevant to the query: score s" (the hit's score).
         The other pages follow the policy. Raises
         ``ValueError`` (``check_budget``) if the unsealed recent turns alone exceed the budget.
@@ -773,7 +774,7 @@ class OpticalMemory:
         # A cue sharpens a page for this one call, so the age levels (and the pixels forget_pixels keeps) are the
         # policy's own.
         aged = policy.choose(pages, consumer, now=now, turn_count=len(turns), gate=gate)
-        # The best hits go verbatim, so no cue is raised past its legible view (``sharpest``).
+        # The best hits go verbatim: no cue takes its most readable view before the other pages are shown.
         chooser = QueryCue(policy, cues, ceiling=tuple(aged), sharpest=0) if cues else policy
         levels = aged if budget is None and not cues else chooser.choose(
             pages, consumer, now=now, turn_count=len(turns), budget=page_budget, gate=gate
@@ -1026,8 +1027,8 @@ def open_memory(
 
 class _QueryHits:
     """A query's hits on the pages of one snapshot, best first, each located (its snippet cut, its page found) only
-    when a context first asks for it: a context quotes as many as its budget pays for and cues the pages of a few
-    more, so most of the QUERY_HITS turns found are never cut."""
+    when a context first asks for it: a context quotes as many as its budget pays for and cues the pages of the
+    best few, so most of the QUERY_HITS turns found are never cut."""
 
     def __init__(self, matches: Sequence[SearchMatch], terms: Sequence[str], pages: Sequence[StoredPage]) -> None:
         # Hits in the recent text are sent verbatim anyway: the query itself (the user's latest message) is usually
@@ -1057,8 +1058,7 @@ class _QueryHits:
     def cues(self, cap: int) -> tuple[tuple[int, float], ...]:
         """``(page index, score)`` of the pages showing the best QUERY_CUE_HITS hits, best first, at most ``cap``:
         those whose best hit scores at least QUERY_SCORE_SHARE of the best hit's score."""
-        best = itertools.islice(self, QUERY_CUE_HITS)
-        located = list(best)
+        located = list(itertools.islice(self, QUERY_CUE_HITS))
         bar = max((hit.score for hit, _ in located), default=0.0) * QUERY_SCORE_SHARE
         cues: dict[int, float] = {}
         for hit, page in located:
