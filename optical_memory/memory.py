@@ -94,7 +94,7 @@ REASON_QUERY = "relevant to the query"
 # GPT-4o from 76.0/81.4/88.9/98.7% to 77.2/85.9/92.4/96.7%. With 1,000 postings (below) three quarters for passages
 # kept more available than half at 1k (83.7/81.5% against 81.4/79.3%), fewer at 2k (86.9/85.9% against
 # 89.0/88.0%) and within a question of it at 4k and 8k.
-QUERY_HITS = 128
+QUERY_HITS = 32
 QUERY_PASSAGE_SHARE = 0.5
 # The pages showing the best QUERY_CUE_HITS hits are cued, at most QUERY_PAGES pages, those whose best hit scores at
 # least QUERY_SCORE_SHARE of the best hit's score: a hit that shares only a question's common words scores a small
