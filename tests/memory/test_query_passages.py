@@ -31,7 +31,7 @@ def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
     context = mem.context(budget=1500, now=400.0, query=QUESTION)
     consumer = mem.consumer
     counted = consumer.text_tokens("\n\n".join([PASSAGES_HEADER, *(
-        f"[{hit.page}, turn {hit.turn_index}, {hit.role.value}]\n{hit.snippet}" for hit in context.passages)]))
+        f"{hit.page}, turn {hit.turn_index}, {hit.role.value}:\n{hit.snippet}" for hit in context.passages)]))
     report = context.report
     assert report.passage_tokens == counted > 0
     assert report.total_tokens == report.hot_text_tokens + report.image_tokens + report.fallback_text_tokens + counted
