@@ -89,10 +89,12 @@ REASON_QUERY = "relevant to the query"
 # any page: a passage reads back all of its text in a few dozen tokens, where an image reads at most what its
 # reader's curve allows (DeepSeek-OCR's about 98.5%) and costs 64 tokens or more for what may be one hit. Chosen on
 # the tune split of benchmarks/memory_qa.py (92 questions, BM25; text RAG 84.8/89.1/92.4/93.5% at 1k/2k/4k/8k for
-# both consumers): against the 4 best hits quoted (and the two best cues raised to their most readable view), 128
-# hits with half the tokens for passages raised DeepSeek-OCR from 78.6/80.9/87.1/94.6% to 80.3/87.9/92.3/94.5% and
-# GPT-4o from 76.0/81.4/88.9/98.7% to 77.2/85.9/92.4/96.7%. With 1,000 postings (below) three quarters for passages
-# kept more available than half at 1k (83.7/81.5% against 81.4/79.3%), fewer at 2k (86.9/85.9% against
+# both consumers): against the 4 best hits quoted (and the two best cues raised to their most readable view), 32
+# hits with half the tokens for passages raised DeepSeek-OCR from 78.6/80.9/87.1/94.6% to 80.3/86.9/93.3/96.5% and
+# GPT-4o from 76.0/81.4/88.9/98.7% to 77.2/85.9/94.5/98.8%. 128 hits kept as many available at 1k, one question
+# more at DeepSeek-OCR's 2k and fewer at 4k and 8k (92.3/94.5% and 92.4/96.7%), where ~110 passages cost 16 ms per
+# context at 10,000 turns against ~1 ms for the search. With 1,000 postings (below) and 128 hits three quarters for
+# passages kept more available than half at 1k (83.7/81.5% against 81.4/79.3%), fewer at 2k (86.9/85.9% against
 # 89.0/88.0%) and within a question of it at 4k and 8k.
 QUERY_HITS = 32
 QUERY_PASSAGE_SHARE = 0.5
