@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -69,7 +70,7 @@ from optical_memory.policies.reading import BELOW_MIN_RECALL, FAIL_CLOSED, view_
 from optical_memory.renderers import PageLayout, PageRenderer, RenderStyle, encode_page_png
 from optical_memory.store.backends import open_store
 from optical_memory.store.base import Erased, Scope, SearchMatch, SessionInfo, StaleSession, Store, StoredPage, TurnVector
-from optical_memory.store.search import excerpt, index_terms, query_terms
+from optical_memory.store.search import excerpt, index_terms, query_terms, words_held
 from optical_memory.store.vectors import SessionVectors
 
 log = logging.getLogger(__name__)
@@ -84,20 +85,20 @@ REASON_BELOW_MIN_RECALL = BELOW_MIN_RECALL
 # A page holding one of the best hits for the query of ``context``; followed by the hit's score.
 REASON_QUERY = "relevant to the query"
 
-# A query's one search returns at most QUERY_HITS turns, best first. The best of those on pages go verbatim
-# (``Context.passages``) while they fit in QUERY_PASSAGE_SHARE of the tokens the recent turns leave, priced before
-# any page: a passage reads back all of its text in a few dozen tokens, where an image reads at most what its
-# reader's curve allows (DeepSeek-OCR's about 98.5%) and costs 64 tokens or more for what may be one hit. Chosen on
-# the tune split of benchmarks/memory_qa.py (92 questions, BM25; text RAG 84.8/89.1/92.4/93.5% at 1k/2k/4k/8k for
-# both consumers): against the 4 best hits quoted (and the two best cues raised to their most readable view), 32
-# hits with half the tokens for passages raised DeepSeek-OCR from 78.6/80.9/87.1/94.6% to 80.3/86.9/93.3/96.5% and
-# GPT-4o from 76.0/81.4/88.9/98.7% to 77.2/85.9/94.5/98.8%. 128 hits kept as many available at 1k, one question
-# more at DeepSeek-OCR's 2k and fewer at 4k and 8k (92.3/94.5% and 92.4/96.7%), where ~110 passages cost 16 ms per
-# context at 10,000 turns against ~1 ms for the search. With 1,000 postings (below) and 128 hits three quarters for
-# passages kept more available than half at 1k (83.7/81.5% against 81.4/79.3%), fewer at 2k (86.9/85.9% against
-# 89.0/88.0%) and within a question of it at 4k and 8k.
+# A query's one search returns at most QUERY_HITS turns, ranked again by how rare the query words each holds are
+# (``_by_rare_words``). The best of those on pages go verbatim (``Context.passages``) while they fit in
+# QUERY_PASSAGE_SHARE of the tokens the recent turns leave, priced before any page: a passage reads back all of its
+# text in a few dozen tokens, where an image reads at most what its reader's curve allows (DeepSeek-OCR's about
+# 98.5%) and costs 64 tokens or more for what may be one hit. Chosen on the tune split of benchmarks/memory_qa.py
+# (92 questions, BM25; text RAG 84.8/89.1/92.4/93.5% at 1k/2k/4k/8k for both consumers). With BM25's order, a
+# passage line naming the turn too and half the tokens, 32 hits kept DeepSeek-OCR 80.3/86.9/93.3/96.5% and GPT-4o
+# 77.2/85.9/94.5/98.8% available; the shorter line (``passage_text``) raised them to 83.5/89.0/93.3/96.5% and
+# 80.4/89.1/94.5/98.8%, the rarity ranking to 86.9/90.1/93.3/96.5% and 85.9/89.1/94.5/98.8%, three quarters of the
+# tokens to 88.0/90.1/93.3/96.5% and 86.9/89.1/94.5/98.8%. All the tokens kept as many or fewer, 64 hits more at 2k
+# and fewer at 4k, 16 hits fewer at every budget. 128 hits cost 16 ms per context at 10,000 turns, counting ~110
+# passages, against ~1 ms for the search.
 QUERY_HITS = 32
-QUERY_PASSAGE_SHARE = 0.5
+QUERY_PASSAGE_SHARE = 0.75
 # The pages showing the best QUERY_CUE_HITS hits are cued, at most QUERY_PAGES pages, those whose best hit scores at
 # least QUERY_SCORE_SHARE of the best hit's score: a hit that shares only a question's common words scores a small
 # fraction of one holding its rare words, and a cue spends budget the other pages then lack. A cued page shows the
@@ -116,9 +117,10 @@ QUERY_PAGES = 8
 QUERY_FUSED_PAGES = 16
 # The query's words are searched rarest first while the turns holding them add up to at most this many: ranking
 # costs the index a step per matching turn, so a word in most turns ("the", "my") would make every context call a
-# scan of the session, and such a word weighs little in BM25 anyway. On the same split 300 and 1,000 kept about as
-# many facts available (88.4% and 88.8% on average over the 8 cells; 90.1% and 90.0% when the cues are the pages of
-# the hits not quoted, where 3,000 kept 89.7%).
+# scan of the session, and such a word weighs little in BM25 anyway. On the same split, before the rarity ranking,
+# 300 and 1,000 kept about as many facts available (88.4% and 88.8% on average over the 8 cells); with it, 1,000
+# kept fewer at 1k, 2k and 4k (DeepSeek-OCR 84.7/89.0/91.1% against 88.0/90.1/93.3%): more hits then hold only
+# common words, and they crowd the 32.
 QUERY_POSTINGS = 300
 
 # Optimistic commits that lose to other writers retry for this long, with short pauses: a writer that keeps losing
@@ -731,10 +733,11 @@ class OpticalMemory:
                     break
                 terms.append(term)
                 postings += counts[term]
+            rarity = {term: _rarity(len(self._turns), counts[term]) for term in terms}
             pages = self._shown_pages()
         if not terms and self._vectors is None:
             return None
-        matches = self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any")
+        matches = _by_rare_words(self.store.search(self.scope, " ".join(terms), k=QUERY_HITS, match="any"), rarity)
         with self._lock:
             self._sync()
             matches = self._by_meaning_too(matches, query, QUERY_HITS)
@@ -1087,6 +1090,21 @@ class _QueryHits:
                 return tuple(quoted), spent
             quoted.pop()
         return (), 0
+
+
+def _rarity(turn_count: int, turns_with_word: int) -> float:
+    """How rare a word is in a session: BM25's inverse document frequency, in the form that stays positive."""
+    return math.log(1.0 + (turn_count - turns_with_word + 0.5) / (turns_with_word + 0.5))
+
+
+def _by_rare_words(matches: Sequence[SearchMatch], rarity: Mapping[str, float]) -> list[SearchMatch]:
+    """``matches`` best first by how rare the query words each holds are (the sum of their ``rarity``), ties in the
+    index's order; each match's score is that sum. BM25 also weighs a word by how short the turn is, so a few
+    words holding only the query's commonest one outrank a long turn holding its rarest: a context quotes about
+    240 characters of a turn whatever its length (``excerpt``), so length says nothing of what it shows."""
+    scored = [SearchMatch(found.turn, sum(rarity[word] for word in words_held(found.turn.content, rarity)))
+              for found in matches]
+    return sorted(scored, key=lambda found: -found.score)
 
 
 def _located(found: SearchMatch, terms: Sequence[str], pages: Sequence[StoredPage]) -> tuple[SearchHit, StoredPage | None]:

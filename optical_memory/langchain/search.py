@@ -33,7 +33,7 @@ class SearchMemoryInput(BaseModel):
 
 
 def format_passages(query: str, hits: list[SearchHit]) -> str:
-    """What the tool returns: a header, then each passage under a line naming its page, turn and speaker."""
+    """What the tool returns: a header, then each passage after its page and speaker (``passage_text``)."""
     if not hits:
         return f"No earlier passage of this conversation matches {query!r}."
     lines = [f"{len(hits)} passage{'s' if len(hits) > 1 else ''} matching {query!r}, best first"

@@ -165,6 +165,11 @@ def excerpt(text: str, terms: Sequence[str], *, width: int = 240) -> Excerpt:
     return Excerpt(*_to_spaces(text, max(0, low - pad), min(len(text), high + pad)), low)
 
 
+def words_held(text: str, wanted: Iterable[str]) -> set[str]:
+    """Which of the index words ``wanted`` occur in ``text``."""
+    return {word.text for word in _words_among(text, set(wanted))}
+
+
 def _words_among(text: str, wanted: set[str]) -> list[Word]:
     """The words of ``text`` that are in ``wanted``, as ``words`` finds them: a query's every hit has its whole turn
     scanned. In ASCII text a word is a run of ASCII letters and digits, lowered (as ``index_terms`` reads it), at

@@ -50,7 +50,7 @@ def test_readme_snippets_run(tmp_path, monkeypatch):
     # one, and search_memory finds the history's first message verbatim.
     assert namespace["middleware"].query is namespace["LATEST_USER_MESSAGE"]
     assert count_message_tokens(namespace["cued"]) <= 4000
-    assert "recent, turn 0, user:\nBook the 9:40 to Lyon for Ada Park." in namespace["search_memory"](
+    assert "recent, user: Book the 9:40 to Lyon for Ada Park." in namespace["search_memory"](
         OpticalChatMessageHistory("user-42", tmp_path / "chat.db")).invoke({"query": "Lyon Ada Park"})
 
     # The history's reserve=200 covers what its template adds around it: the system message and the question.

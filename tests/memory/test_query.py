@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -54,7 +55,9 @@ def test_the_page_holding_the_best_hit_is_shown_and_says_why(mem):
     cued = mem.context(budget=1500, now=400.0, query=QUESTION)
     view = cued.pages[page]
     assert not view.forgotten
-    score = mem.search(QUESTION, match="any")[0].score
+    # A hit scores the rarity of the query words it holds: the fact holds 8 of the question's ("what" is in no
+    # turn), each in 1 turn of 400 (BM25's inverse document frequency, kept positive).
+    score = 8 * math.log(1 + (400 - 1 + 0.5) / (1 + 0.5))
     # The best cue: at the cheapest level DeepSeek-OCR's reading model expects to read at min_recall (tiny), with
     # what it predicts, since the hit itself goes verbatim beside it.
     assert view.reason.startswith(f"{REASON_QUERY}: score {score:.3g}; image at ")

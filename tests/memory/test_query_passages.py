@@ -3,6 +3,9 @@ budget, never twice, and as the search finds them."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from embedders import TrigramEmbedder
 from test_query import FACT, QUESTION, fact_page, fill, mem  # noqa: F401  (mem: the same session's fixture)
 
@@ -31,7 +34,7 @@ def test_passages_are_counted_in_the_report_and_sent_after_the_pages(mem):
     context = mem.context(budget=1500, now=400.0, query=QUESTION)
     consumer = mem.consumer
     counted = consumer.text_tokens("\n\n".join([PASSAGES_HEADER, *(
-        f"{hit.page}, turn {hit.turn_index}, {hit.role.value}:\n{hit.snippet}" for hit in context.passages)]))
+        f"{hit.page}, {hit.role.value}: {hit.snippet}" for hit in context.passages)]))
     report = context.report
     assert report.passage_tokens == counted > 0
     assert report.total_tokens == report.hot_text_tokens + report.image_tokens + report.fallback_text_tokens + counted
@@ -100,6 +103,24 @@ def test_the_passages_are_priced_as_the_one_block_they_are_sent_as():
     assert exact.passages == context.passages[:len(exact.passages)] and exact.passages
     assert exact.report.passage_tokens == memory.consumer.text_tokens(passages_text(exact.passages)) <= block
     assert exact.messages(OpenAIDialect()).total_tokens <= budget
+
+
+def test_a_long_turn_holding_the_rarest_word_is_quoted_before_short_ones_holding_a_common_one():
+    memory = OpticalMemory.open(":memory:", hot_turns=6)
+    chatter = "well I was just thinking about the weekend and how the week went for all of us here " * 4
+    for turn in range(300):
+        text = f"so where were you on day {turn}?" if turn % 10 == 0 else f"ok, see you on day {turn}"
+        if turn == 151:
+            text = f"{chatter}\nI left the car in the garage at spot P3-201."
+        memory.add("user" if turn % 2 else "assistant", text)
+    question = "Where is my car parked?"
+    # BM25 also weighs a word by how short its turn is: the short turns holding only "where" come first.
+    assert "where" in memory.search(question, match="any")[0].snippet
+    best = memory.context(budget=4000, query=question).passages[0]
+    assert best.turn_index == 151 and "P3-201" in best.snippet
+    # Its score is the rarity of the query words it holds: "car" alone, in 1 turn of 300 (BM25's inverse document
+    # frequency, kept positive).
+    assert best.score == pytest.approx(math.log(1 + (300 - 1 + 0.5) / (1 + 0.5)))
 
 
 def test_with_an_embedder_passages_are_the_fused_hits(mem):
