@@ -666,7 +666,8 @@ class OpticalMemory:
         ``Context.messages`` fit the messages they build into the same budget with everything they add counted
         (system prompt, preamble, framing). ``min_recall`` and ``reading_model`` override the memory's for this
         call. ``query`` (e.g. the user's latest message): one search of the session for its rarer words (any of
-        them, ``QUERY_POSTINGS``) finds its best hits (``QUERY_HITS``). The best of those on pages go verbatim
+        them, ``QUERY_POSTINGS``) finds its best hits (``QUERY_HITS``), ranked again by the rarity of the query
+        words each holds (the hit's score). The best of those on pages go verbatim
         (``Context.passages``, best first, as many as ``QUERY_PASSAGE_SHARE`` of the tokens the recent turns leave
         pays for; all of them without a budget), priced before any page and counted in ``report.passage_tokens``;
         none is quoted from a page sent as text. The pages showing the best ``QUERY_CUE_HITS`` hits (at most
@@ -721,7 +722,8 @@ class OpticalMemory:
 
     def _query_hits(self, query: str) -> _QueryHits | None:
         """The hits for ``query`` on the pages, best first: one search for the query's rarest words
-        (QUERY_POSTINGS), fused with the turns nearest the whole query by meaning when the memory has an embedder;
+        (QUERY_POSTINGS), ranked by how rare the words each holds are (``_by_rare_words``), then fused with the
+        turns nearest the whole query by meaning when the memory has an embedder;
         ``None`` when no word of it occurs and there is no embedder."""
         terms: list[str] = []
         postings = 0
