@@ -111,19 +111,20 @@ def measure_memory_overhead(turns: int = 10_000, *, probe: int = 500, db: str | 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=10_000, help="session size (default 10,000)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "memory_overhead.json")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for memory_overhead.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         runs = [measure_memory_overhead(args.turns), measure_memory_overhead(args.turns, db=Path(folder) / "memory.db")]
     result = {"meta": {**run_provenance("benchmarks.memory_overhead"), "load_average_1min": os.getloadavg()[0]},
               "target_ms": 2.0, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "memory_overhead.json"
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"{'store':<20}{'pages':>7}{'add ms':>9}{'context ms':>12}{'add+context ms':>16}  (median CPU per turn, rendering excluded)")
     for run in runs:
         print(f"{run['store']:<20}{run['pages']:>7}{run['add_cpu_ms_median_excluding_rendering']:>9.3f}"
               f"{run['context_cpu_ms_median']:>12.3f}{run['add_plus_context_cpu_ms_median']:>16.3f}")
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ QUERY_POSTINGS = 300
 # to a faster one of the same session waits its turn instead of failing.
 _COMMIT_PATIENCE_SECONDS = 30.0
 _COMMIT_MAX_PAUSE_SECONDS = 0.05
+# At most this many shown views are kept (``OpticalMemory._view``): a few levels of every page, per consumer and gate.
+_SHOWN_VIEWS_KEPT = 1 << 16
 # The reason of every forgotten page but the newest one: the same for all of them, so their views are kept between
 # calls (_ForgottenViews).
 _OLDER_THAN_FORGOTTEN = {
@@ -298,6 +300,10 @@ class OpticalMemory:
         self._turns: list[Turn] = []
         self._pages: list[StoredPage] = []
         self._forgotten = _ForgottenViews()
+        # The views of sealed pages shown for their age or the budget, by page, level, cause, consumer and gate:
+        # most pages keep their level from call to call, and such a view never changes while its page is stored
+        # as it was (checked by identity).
+        self._shown_views: dict[tuple[Any, ...], tuple[StoredPage, PageView]] = {}
         self._page_objects: tuple[list[StoredPage], list[Page]] = ([], [])
         # The open pages' layouts and the newest one drawn, for the state they were made from: laid out once per
         # turn that reaches them, not once per call.
@@ -895,6 +901,10 @@ class OpticalMemory:
         """A shown page: an image with ``why`` ("age"/"budget"/the query's cue) and the prediction, or text with how it
         came to be (a cued page's reason still starts with its cue). An open page (``open_layout``) is drawn when its
         image is first needed."""
+        key = (stored.page.index, level, why, consumer.name, gate.model, gate.min_recall)
+        kept = self._shown_views.get(key) if open_layout is None else None
+        if kept is not None and kept[0] is stored:
+            return kept[1]
         page = stored.page
         choice = view_choices(consumer, page, gate)[level]
         tier = consumer.tier(level)
@@ -902,7 +912,7 @@ class OpticalMemory:
             reason = f"{why}; {choice.reason}"
         else:
             reason = f"{choice.reason}; {tier.name} by {why}" if choice.as_text else f"{why}: {choice.reason}"
-        return PageView(
+        view = PageView(
             page,
             level,
             tier,
@@ -914,6 +924,11 @@ class OpticalMemory:
             expected_recall=choice.recall,
             sealed=open_layout is None,
         )
+        if open_layout is None and why in (REASON_AGE, REASON_BUDGET):
+            if len(self._shown_views) >= _SHOWN_VIEWS_KEPT:
+                self._shown_views.clear()
+            self._shown_views[key] = stored, view
+        return view
 
     def _forget_pixels(self, stored_pages: Sequence[StoredPage], ages: Sequence[int | None]) -> None:
         """Replace stored images by their age-level pixels, for good: the disk keeps only what is still shown."""
