@@ -7,7 +7,7 @@ import math
 
 import pytest
 from embedders import TrigramEmbedder
-from test_query import FACT, QUESTION, fact_page, fill, mem  # noqa: F401  (mem: the same session's fixture)
+from test_query import FACT, QUESTION, cued_pages, fact_page, fill, mem  # noqa: F401  (mem: the same session's fixture)
 
 from optical_memory import OpticalMemory
 from optical_memory.memory import QUERY_HITS, QUERY_PASSAGE_SHARE
@@ -121,6 +121,25 @@ def test_a_long_turn_holding_the_rarest_word_is_quoted_before_short_ones_holding
     # Its score is the rarity of the query words it holds: "car" alone, in 1 turn of 300 (BM25's inverse document
     # frequency, kept positive).
     assert best.score == pytest.approx(math.log(1 + (300 - 1 + 0.5) / (1 + 0.5)))
+
+
+def test_a_query_quotes_and_cues_alike_on_both_backends(store_backend):
+    # The stores rank differently (BM25, ts_rank_cd); the context ranks their hits by the rarity of the query words
+    # each holds, counted in the session, so it quotes and cues the same turns on either.
+    memory = OpticalMemory(store_backend.open(), hot_turns=6)
+    fill(memory, turns=200)
+    context = memory.context(budget=1500, now=200.0, query=QUESTION)
+    assert FACT in context.passages[0].snippet and fact_page(memory) in cued_pages(context)
+    unbudgeted = memory.context(now=200.0, query="zeppelin")
+    as_text = {view.page.label for view in unbudgeted.shown_pages if view.as_text}
+    found = memory.search("zeppelin", 32)
+    assert len(found) == 17  # "Zeppelin" is in every 12th turn
+    quoted = unbudgeted.passages
+    assert sorted(hit.turn_index for hit in quoted) == sorted(
+        hit.turn_index for hit in found if hit.page != "recent" and hit.page not in as_text)
+    assert len(quoted) >= 15
+    assert len({hit.score for hit in quoted}) == 1  # each holds the one word: they tie, whatever the store says
+    memory.close()
 
 
 def test_with_an_embedder_passages_are_the_fused_hits(mem):
