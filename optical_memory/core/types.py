@@ -267,7 +267,9 @@ class SearchHit:
     or ``"recent"`` while that part of the turn is in the hot window. ``score``: higher
     is better; its scale is the backend's (SQLite ``-bm25()``, PostgreSQL ``ts_rank_cd``), so compare scores within
     one result list only. With an embedder it is the reciprocal rank fusion score instead
-    (``optical_memory.store.vectors.RRF_K``: in (0, 2/61], about 0.033 for a turn both rankings put first).
+    (``optical_memory.store.vectors.RRF_K``: in (0, 2/61], about 0.033 for a turn both rankings put first). A
+    context's passages (``Context.passages``) score the rarity of the query words they hold instead
+    (``OpticalMemory.context``), fused the same way with an embedder.
     """
 
     turn_index: int

@@ -47,7 +47,7 @@ def search_memory_text(
     source: OpticalMemory | PageSource, query: str, *, k: int = DEFAULT_PASSAGES, thread_id: str | None = None
 ) -> str:
     """The passages of a memory, a history or a middleware's thread (``thread_id`` required there) that best match
-    ``query`` (any of its words; ``OpticalMemory.search``), verbatim, each under its page id, as the tool returns
+    ``query`` (any of its words; ``OpticalMemory.search``), verbatim, each after its page id, as the tool returns
     them."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
