@@ -55,10 +55,11 @@ def turn_text(index: int) -> str:
     return f"turn {index}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40)))
 
 
-def writer_memory(target: str, session: str) -> OpticalMemory:
-    """The memory every scenario writes through: tiny pages, one hot turn, pixel forgetting by age in days."""
+def writer_memory(target: str, session: str, *, durable: bool = True) -> OpticalMemory:
+    """The memory every scenario writes through: tiny pages, one hot turn, pixel forgetting by age in days;
+    ``durable=False``: a SQLite file without the fsync of every commit (``SQLiteStore(durable=False)``)."""
     return OpticalMemory.open(
-        target,
+        target if durable else SQLiteStore(target, durable=False),
         session=session,
         hot_turns=1,
         style=TINY_PAGE,
@@ -141,8 +142,8 @@ class CrashResult:
     seconds: float = 0.0
 
 
-def _crash_writer(target: str, session: str, results: Connection) -> None:
-    memory = writer_memory(target, session)
+def _crash_writer(target: str, session: str, durable: bool, results: Connection) -> None:
+    memory = writer_memory(target, session, durable=durable)
     # A serving process has its tokenizer loaded. Loading it lazily in the first context() (0.3-0.6 s) would put
     # that call past most kill delays, and so almost no context would ever complete.
     memory.consumer.text_tokens("warm-up")
@@ -155,8 +156,11 @@ def _crash_writer(target: str, session: str, results: Connection) -> None:
             results.send(("context", index))
 
 
-def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0.3, progress: bool = False) -> CrashResult:
-    """Kill a writer ``trials`` times; after each kill check that every confirmed turn survived, intact."""
+def crash_trials(
+    path: Path, trials: int, *, seed: int = 0, max_delay: float = 0.3, progress: bool = False, durable: bool = True
+) -> CrashResult:
+    """Kill a writer ``trials`` times; after each kill check that every confirmed turn survived, intact (a killed
+    process loses nothing with or without the fsync of every commit: ``durable``)."""
     rng = random.Random(seed)
     context = _processes()
     scope = Scope("default", "crash")
@@ -166,7 +170,7 @@ def crash_trials(path: Path, trials: int, *, seed: int = 0, max_delay: float = 0
     start = time.perf_counter()
     for _ in tqdm(range(trials), desc="crash trials", unit="kill", disable=not progress):
         reader, writer = context.Pipe(duplex=False)
-        process = context.Process(target=_crash_writer, args=(str(path), scope.session, writer), daemon=True)
+        process = context.Process(target=_crash_writer, args=(str(path), scope.session, durable, writer), daemon=True)
         process.start()
         writer.close()
         # Half the kills may land anywhere from start-up on (opening the store, creating the schema); the other

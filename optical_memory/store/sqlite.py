@@ -35,7 +35,9 @@ class SQLiteStore(SQLStore):
     Safe for several threads (one connection, a lock) and several processes: WAL lets readers run beside the one
     writer, writers take the lock up front (``BEGIN IMMEDIATE``), and lock contention is retried with jittered
     backoff for up to ``lock_retry_seconds`` (30 s) before it surfaces as ``StoreError``. ``synchronous = FULL``: a commit that returned
-    survives a process kill and a power cut.
+    survives a process kill and a power cut. ``durable=False`` (``synchronous = NORMAL``) skips the fsync of every
+    commit, about 0.25 ms of each ``add``: a commit that returned still survives a process kill, and the file is
+    never left half-written, but the last commits before a power cut or an OS crash may be lost.
 
     ``read_only`` opens an existing store for reading (writes raise ``StoreError``). ``max_bytes`` caps the file:
     a commit that would grow it further fails with ``StoreError`` ("disk full") and changes nothing.
@@ -61,11 +63,16 @@ class SQLiteStore(SQLStore):
         word_index=("CREATE VIRTUAL TABLE turn_words USING fts5(words, tokenize = 'ascii')",),
     )
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] = ":memory:", *, read_only: bool = False, max_bytes: int | None = None,
+        durable: bool = True,
+    ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"store path must be a str or path, got {type(path).__name__}")
-        if not isinstance(read_only, bool):
-            raise TypeError(f"read_only must be a bool, got {type(read_only).__name__}")
+        for name, flag in (("read_only", read_only), ("durable", durable)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.durable = durable
         if max_bytes is not None:
             validate_int(max_bytes, field_name="max_bytes", minimum=1)
         self.path = os.fspath(path)
@@ -105,7 +112,7 @@ class SQLiteStore(SQLStore):
             self._db.execute("PRAGMA secure_delete = ON")
         if not in_memory and not read_only:
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         if max_bytes is not None:
             (page_size,) = self._db.execute("PRAGMA page_size").fetchone()
             self._db.execute(f"PRAGMA max_page_count = {max(1, math.floor(max_bytes / page_size))}")

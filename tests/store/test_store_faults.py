@@ -34,8 +34,9 @@ def small_memory(store, **options) -> OpticalMemory:
 
 
 @pytest.mark.slow
-def test_writers_killed_at_random_moments_lose_no_confirmed_turn(tmp_path):
-    result = crash_trials(tmp_path / "crash.db", 100, seed=8)
+@pytest.mark.parametrize("durable", [True, False], ids=["synchronous=FULL", "synchronous=NORMAL"])
+def test_writers_killed_at_random_moments_lose_no_confirmed_turn(tmp_path, durable):
+    result = crash_trials(tmp_path / "crash.db", 100, seed=8, durable=durable)
     print(
         f"\ncrash: {result.trials} SIGKILLs, {result.turns_confirmed} turns confirmed, {result.turns_stored} stored,"
         f" lost={result.lost}, {result.pages} pages, {result.images_decoded} images decoded after kills,"
@@ -47,6 +48,18 @@ def test_writers_killed_at_random_moments_lose_no_confirmed_turn(tmp_path):
     assert result.kills_mid_run == result.trials == 100
     assert result.turns_stored >= result.turns_confirmed >= 100  # enough happened for the check to mean something
     assert result.pages >= 20 and result.contexts_completed > 0 and result.replaced_images > 0
+
+
+def test_a_sqlite_file_syncs_every_commit_unless_it_need_not_be_durable(tmp_path):
+    def synchronous(store: SQLiteStore) -> int:
+        with store:
+            return store._db.execute("PRAGMA synchronous").fetchone()[0]
+
+    assert synchronous(SQLiteStore(tmp_path / "durable.db")) == 2  # FULL
+    assert synchronous(SQLiteStore(tmp_path / "fast.db", durable=False)) == 1  # NORMAL
+    with pytest.raises(TypeError, match="durable must be a bool"):
+        SQLiteStore(tmp_path / "bad.db", durable="no")  # type: ignore[arg-type]
+    assert not (tmp_path / "bad.db").exists()
 
 
 @pytest.mark.slow
