@@ -94,9 +94,9 @@ REASON_QUERY = "relevant to the query"
 # passage line naming the turn too and half the tokens, 32 hits kept DeepSeek-OCR 80.3/86.9/93.3/96.5% and GPT-4o
 # 77.2/85.9/94.5/98.8% available; the shorter line (``passage_text``) raised them to 83.5/89.0/93.3/96.5% and
 # 80.4/89.1/94.5/98.8%, the rarity ranking to 86.9/90.1/93.3/96.5% and 85.9/89.1/94.5/98.8%, three quarters of the
-# tokens to 88.0/90.1/93.3/96.5% and 86.9/89.1/94.5/98.8%. All the tokens kept as many or fewer, 64 hits more at 2k
-# and fewer at 4k, 16 hits fewer at every budget. 128 hits cost 16 ms per context at 10,000 turns, counting ~110
-# passages, against ~1 ms for the search.
+# tokens to 88.0/90.1/93.3/96.5% and 86.9/89.1/94.5/98.8%. All the tokens kept as many or fewer; at half of them, 64
+# hits kept more at 2k and fewer at 4k, 16 hits fewer at every budget. 128 hits cost 16 ms per context at 10,000
+# turns, counting ~110 passages, against ~1 ms for the search.
 QUERY_HITS = 32
 QUERY_PASSAGE_SHARE = 0.75
 # The pages showing the best QUERY_CUE_HITS hits are cued, at most QUERY_PAGES pages, those whose best hit scores at
