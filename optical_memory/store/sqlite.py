@@ -72,7 +72,6 @@ class SQLiteStore(SQLStore):
         for name, flag in (("read_only", read_only), ("durable", durable)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-        self.durable = durable
         if max_bytes is not None:
             validate_int(max_bytes, field_name="max_bytes", minimum=1)
         self.path = os.fspath(path)
@@ -99,20 +98,21 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as error:
             raise ValueError(f"store path {self.path!r} cannot be opened: {error}") from None
         try:
-            self._retrying(lambda: self._configure(in_memory=in_memory, read_only=read_only, max_bytes=max_bytes))
+            self._retrying(lambda: self._configure(in_memory=in_memory, read_only=read_only, max_bytes=max_bytes,
+                                                  durable=durable))
             self._ensure_schema()
         except BaseException:
             self._db.close()
             raise
 
-    def _configure(self, *, in_memory: bool, read_only: bool, max_bytes: int | None) -> None:
+    def _configure(self, *, in_memory: bool, read_only: bool, max_bytes: int | None, durable: bool) -> None:
         # SQLite's own wait for a lock; past it, _retrying backs off and tries again until lock_retry_seconds.
         self._db.execute("PRAGMA busy_timeout = 1000")
         if not read_only:
             self._db.execute("PRAGMA secure_delete = ON")
         if not in_memory and not read_only:
             self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         if max_bytes is not None:
             (page_size,) = self._db.execute("PRAGMA page_size").fetchone()
             self._db.execute(f"PRAGMA max_page_count = {max(1, math.floor(max_bytes / page_size))}")
